@@ -1,0 +1,296 @@
+"""The one typed config tree, its presets, file loading and `--set` overrides.
+
+Every field has a docstring; `distdqn train --help` and the README point here. Models are frozen
+and forbid unknown keys, so a typo in a file or an override fails with the field's name.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from distdqn.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class EnvConfig(_Section):
+    id: str = "CartPole-v1"
+    """Gymnasium id, e.g. `CartPole-v1` or `distdqn/Maze-v0`. Its action space must be Discrete."""
+    num_envs: int = Field(4, ge=1)
+    """Environments stepped together by each actor (one batched policy call per step)."""
+    max_episode_steps: int | None = Field(None, ge=1)
+    """Truncate episodes after this many steps; None keeps the env's registered limit."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra keyword arguments for `gymnasium.make`."""
+
+
+class NetworkConfig(_Section):
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    """Widths of the MLP's hidden layers."""
+    dueling: bool = False
+    """Split the head into state value and action advantages (Wang et al. 2016)."""
+
+
+class AlgorithmConfig(_Section):
+    gamma: float = Field(0.99, gt=0.0, le=1.0)
+    """Discount factor."""
+    n_step: int = Field(3, ge=1)
+    """Length of the multi-step return folded by actors."""
+    double_dqn: bool = True
+    """Pick the bootstrap action with the online network and value it with the target network."""
+    loss: Literal["huber", "mse"] = "huber"
+    """TD loss; Huber is the DQN paper's clipped error."""
+    lr: float = Field(1e-3, gt=0.0)
+    """Adam learning rate."""
+    adam_eps: float = Field(1e-8, gt=0.0)
+    """Adam epsilon (1.5e-4 in Rainbow/Ape-X for Atari)."""
+    batch_size: int = Field(128, ge=1)
+    """Transitions per gradient update."""
+    max_grad_norm: float = Field(10.0, ge=0.0)
+    """Clip the global gradient norm to this; 0 disables clipping."""
+    replay_ratio: float = Field(0.25, gt=0.0)
+    """Gradient updates per env step once learning has started (0.25 = one update per 4 steps)."""
+    learning_starts: int = Field(1000, ge=0)
+    """Sampleable transitions the replay must hold before the first update."""
+    target_update_interval: int = Field(250, ge=1)
+    """Updates between target-network updates."""
+    tau: float = Field(1.0, gt=0.0, le=1.0)
+    """Target update weight: 1.0 copies the online network (hard); below 1 is Polyak averaging."""
+    eps_start: float = Field(1.0, ge=0.0, le=1.0)
+    """Initial epsilon of a single annealing actor."""
+    eps_end: float = Field(0.05, ge=0.0, le=1.0)
+    """Final epsilon of a single annealing actor."""
+    eps_decay_steps: int = Field(10_000, ge=1)
+    """Env steps over which epsilon falls linearly from eps_start to eps_end."""
+    apex_eps: float = Field(0.4, ge=0.0, le=1.0)
+    """Ape-X base epsilon: with N > 1 actors, actor i keeps eps ** (1 + apex_alpha * i / (N - 1))."""
+    apex_alpha: float = Field(7.0, ge=0.0)
+    """Ape-X exponent spreading the actors' epsilons."""
+
+
+class ReplayConfig(_Section):
+    capacity: int = Field(100_000, ge=1)
+    """Transitions held over all shards (oldest overwritten first)."""
+    alpha: float = Field(0.0, ge=0.0)
+    """Priority exponent; 0 is uniform replay, 0.6 the PER paper's value."""
+    beta_start: float = Field(0.4, ge=0.0, le=1.0)
+    """Initial importance-sampling exponent."""
+    beta_end: float = Field(1.0, ge=0.0, le=1.0)
+    """Importance-sampling exponent reached at the end of training (`total_steps`)."""
+    priority_eps: float = Field(1e-6, gt=0.0)
+    """Added to |TD error| so that no transition's priority is zero."""
+
+
+class PlacementConfig(_Section):
+    runtime: Literal["inline"] = "inline"
+    """Where roles run: `inline` puts every role in this process."""
+    num_actors: int = Field(1, ge=1)
+    """Actors, each with `env.num_envs` environments."""
+    num_shards: int = Field(1, ge=1)
+    """Replay shards; each actor environment feeds one shard."""
+    num_learners: int = Field(1, ge=1)
+    """Learners (only 1 in the inline runtime)."""
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    """Learner device; `auto` takes CUDA when present."""
+    actor_steps_per_call: int = Field(1, ge=1)
+    """Vector-env steps an actor takes per collect call (more = fewer, larger messages)."""
+    weight_refresh_steps: int = Field(1, ge=1)
+    """Actor collect calls between pulls of the learner's latest weights."""
+    torch_threads: int = Field(1, ge=1)
+    """Threads torch may use in this process (small networks run fastest on one)."""
+
+    @model_validator(mode="after")
+    def _inline_has_one_learner(self) -> PlacementConfig:
+        if self.runtime == "inline" and self.num_learners != 1:
+            raise ValueError(f"num_learners={self.num_learners} needs a distributed runtime; inline has 1")
+        return self
+
+
+class EvaluationConfig(_Section):
+    every_steps: int = Field(2_000, ge=1)
+    """Env steps between evaluations of the greedy policy."""
+    episodes: int = Field(10, ge=1)
+    """Episodes per evaluation, run side by side on separately seeded envs."""
+    epsilon: float = Field(0.0, ge=0.0, le=1.0)
+    """Epsilon of the evaluation policy (0 is greedy)."""
+
+
+class CheckpointConfig(_Section):
+    every_steps: int = Field(10_000, ge=1)
+    """Env steps between writes of `checkpoints/latest`."""
+    keep_best: bool = True
+    """Write `checkpoints/best` whenever an evaluation beats the best mean return so far."""
+
+
+class LoggingConfig(_Section):
+    every_steps: int = Field(1_000, ge=1)
+    """Env steps between training lines in metrics.jsonl."""
+    tensorboard: bool = True
+    """Also write TensorBoard event files under `tb/`."""
+    progress: bool = True
+    """Show a live progress line on stderr."""
+
+
+class Config(_Section):
+    env: EnvConfig = EnvConfig()
+    network: NetworkConfig = NetworkConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    replay: ReplayConfig = ReplayConfig()
+    placement: PlacementConfig = PlacementConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    logging: LoggingConfig = LoggingConfig()
+    seed: int = 0
+    """Seeds every random number generator of the run."""
+    total_steps: int = Field(100_000, ge=1)
+    """Env steps to train for (all actors together)."""
+    stop_return: float | None = None
+    """Stop early at the first evaluation whose mean return reaches this."""
+
+    @model_validator(mode="after")
+    def _capacity_fits_lanes(self) -> Config:
+        lanes = self.placement.num_actors * self.env.num_envs
+        per_lane = self.replay.capacity // lanes
+        needed = 2 * (self.algorithm.n_step + self.placement.actor_steps_per_call)
+        if per_lane < needed:
+            raise ValueError(
+                f"replay.capacity={self.replay.capacity} leaves {per_lane} slots per environment; "
+                f"at least {needed} are needed"
+            )
+        return self
+
+
+def _format_validation_error(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "config"
+    message = first["msg"].removeprefix("Value error, ")
+    if "input" in first and first["type"] not in ("model_type",):
+        return f"{origin}: {field}: {message} (got {first['input']!r})"
+    return f"{origin}: {field}: {message}"
+
+
+def build_config(data: dict[str, Any], origin: str = "config") -> Config:
+    """Validate a nested dict into a Config, naming the bad field and value on failure."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, origin)) from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or YAML file into a dict (not yet validated)."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file must end in .toml, .yaml or .yml: {path}")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot parse config file {path}: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of sections")
+    return data
+
+
+def _preset_name(env_id: str) -> str:
+    return env_id.replace("/", "_") + ".toml"
+
+
+def preset_for(env_id: str) -> dict[str, Any]:
+    """The packaged preset for an env id, or an empty dict when there is none."""
+    resource = importlib.resources.files("distdqn.presets").joinpath(_preset_name(env_id))
+    if not resource.is_file():
+        return {}
+    return tomllib.loads(resource.read_text())
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (1e-3, true, [64, 64])."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key.path=value, got {assignment!r}")
+    parts = key.strip().split(".")
+    fields: dict[str, Any] = Config.model_fields
+    node = data
+    for depth, part in enumerate(parts):
+        if part not in fields:
+            raise ConfigError(f"--set {key}: unknown field {'.'.join(parts[: depth + 1])!r}")
+        annotation = fields[part].annotation
+        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if depth == len(parts) - 1:
+            if is_section:
+                raise ConfigError(f"--set {key}: {key!r} is a section; set one of its fields")
+            break
+        if not is_section:
+            raise ConfigError(f"--set {key}: {'.'.join(parts[: depth + 1])!r} has no fields")
+        node = node.setdefault(part, {})
+        fields = annotation.model_fields
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "kwargs":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_config(
+    env_id: str | None = None,
+    config_file: Path | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+) -> Config:
+    """Defaults, then the env's preset, then the file, then `--set` overrides, then validation.
+
+    The preset is chosen by the env id from the command line, else the file's `env.id`.
+    """
+    file_data = read_config_file(config_file) if config_file else {}
+    chosen_id = env_id or file_data.get("env", {}).get("id") or EnvConfig().id
+    data = _merge(preset_for(chosen_id), file_data)
+    data = _merge(data, {"env": {"id": chosen_id}})
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return build_config(data, origin=str(config_file) if config_file else "config")
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def config_to_toml(config: Config) -> str:
+    """The resolved config as TOML; None fields are left out (None is their default)."""
+    return tomli_w.dumps(_without_none(config.model_dump(mode="json")))
+
+
+def load_config_toml(path: Path) -> Config:
+    """Load a resolved config written by `config_to_toml` (a run's or a checkpoint's)."""
+    return build_config(read_config_file(path), origin=str(path))

@@ -1,0 +1,135 @@
+"""The classic grid maze: the agent's coordinates are the state, four moves, walls, a goal.
+
+Registered as `distdqn/Maze-v0`. A layout is rows of text: `#` wall, `.` floor, `S` start,
+`G` goal. Without a layout, `size` and `layout_seed` give a random layout whose goal is reachable.
+Moving into a wall or off the grid leaves the agent where it is. Each step costs `step_reward`;
+reaching the goal pays `goal_reward` and terminates the episode.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+DEFAULT_LAYOUT = (
+    "S..#....",
+    ".#.#.##.",
+    ".#...#..",
+    ".####.#.",
+    "......#.",
+    ".##.###.",
+    "..#...#.",
+    "#...#..G",
+)
+
+# up, right, down, left as (row, column) deltas
+MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])
+
+
+def random_layout(size: int, wall_fraction: float, rng: np.random.Generator) -> tuple[str, ...]:
+    """A size x size layout with start at the top left, goal at the bottom right, and random
+    walls, redrawn until the goal is reachable."""
+    while True:
+        walls = rng.random((size, size)) < wall_fraction
+        walls[0, 0] = walls[-1, -1] = False
+        rows = ["".join("#" if wall else "." for wall in row) for row in walls]
+        rows[0] = "S" + rows[0][1:]
+        rows[-1] = rows[-1][:-1] + "G"
+        layout = tuple(rows)
+        if shortest_path_length(layout) is not None:
+            return layout
+
+
+def _parse(layout: tuple[str, ...]) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    if len({len(row) for row in layout}) != 1:
+        raise ValueError("maze layout rows must all have the same length")
+    grid = np.array([list(row) for row in layout])
+    if not set(np.unique(grid)) <= set("#.SG"):
+        raise ValueError("maze layout may only hold '#', '.', 'S' and 'G'")
+    starts, goals = np.argwhere(grid == "S"), np.argwhere(grid == "G")
+    if len(starts) != 1 or len(goals) != 1:
+        raise ValueError("maze layout needs exactly one 'S' and one 'G'")
+    return grid == "#", tuple(starts[0]), tuple(goals[0])
+
+
+def shortest_path_length(layout: tuple[str, ...]) -> int | None:
+    """Moves on a shortest path from S to G (breadth-first search), or None if unreachable."""
+    walls, start, goal = _parse(layout)
+    distance = {start: 0}
+    frontier = deque([start])
+    while frontier:
+        cell = frontier.popleft()
+        if cell == goal:
+            return distance[cell]
+        for dr, dc in MOVES:
+            nxt = (cell[0] + dr, cell[1] + dc)
+            inside = 0 <= nxt[0] < walls.shape[0] and 0 <= nxt[1] < walls.shape[1]
+            if inside and not walls[nxt] and nxt not in distance:
+                distance[nxt] = distance[cell] + 1
+                frontier.append(nxt)
+    return None
+
+
+class MazeEnv(gym.Env):
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        layout: list[str] | tuple[str, ...] | None = None,
+        size: int = 8,
+        layout_seed: int | None = None,
+        wall_fraction: float = 0.25,
+        observation: Literal["coordinates", "onehot"] = "coordinates",
+        step_reward: float = -0.01,
+        goal_reward: float = 1.0,
+        render_mode: str | None = None,
+    ) -> None:
+        if layout is None:
+            layout = DEFAULT_LAYOUT if layout_seed is None else random_layout(
+                size, wall_fraction, np.random.default_rng(layout_seed))
+        self.layout = tuple(layout)
+        self.walls, self.start, self.goal = _parse(self.layout)
+        self.shape = self.walls.shape
+        if observation not in ("coordinates", "onehot"):
+            raise ValueError(f"observation must be 'coordinates' or 'onehot', got {observation!r}")
+        self.observation_kind = observation
+        self.step_reward = step_reward
+        self.goal_reward = goal_reward
+        self.render_mode = render_mode
+        self.action_space = gym.spaces.Discrete(4)
+        obs_size = 2 if observation == "coordinates" else self.walls.size
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (obs_size,), np.float32)
+        self._position = self.start
+
+    def _observation(self) -> np.ndarray:
+        if self.observation_kind == "coordinates":
+            scale = np.maximum(np.array(self.shape) - 1, 1)
+            return (np.array(self._position) / scale).astype(np.float32)
+        onehot = np.zeros(self.walls.size, np.float32)
+        onehot[self._position[0] * self.shape[1] + self._position[1]] = 1.0
+        return onehot
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._position = self.start
+        return self._observation(), {}
+
+    def step(self, action: int):
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid maze action {action!r}")
+        row, col = self._position[0] + MOVES[action][0], self._position[1] + MOVES[action][1]
+        if 0 <= row < self.shape[0] and 0 <= col < self.shape[1] and not self.walls[row, col]:
+            self._position = (int(row), int(col))
+        reached = self._position == self.goal
+        reward = self.goal_reward if reached else self.step_reward
+        return self._observation(), float(reward), reached, False, {}
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        rows = [list(row.replace("S", ".")) for row in self.layout]
+        rows[self._position[0]][self._position[1]] = "A"
+        return "\n".join("".join(row) for row in rows)

@@ -1,0 +1,21 @@
+"""Errors caused by what the user asked for.
+
+The CLI turns any `UserError` into one line on stderr and exit code 2; everything else is a bug
+and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user: a config value, an env id, a path."""
+
+
+class ConfigError(UserError):
+    """A config file, preset or `--set` override that cannot be used."""
+
+
+class EnvError(UserError):
+    """An environment id that cannot be made or that DQN cannot drive."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint or run directory that is missing or unreadable."""

@@ -1,0 +1,129 @@
+"""Prioritized replay over lanes of preallocated ring storage; uniform replay is alpha = 0.
+
+Each lane is one actor environment's steps in time order. A slot holds one observation, the
+action taken from it and, once known, its folded n-step return, bootstrap discount and the
+offset of its bootstrap observation in the same lane. Observations are stored once, in the env's
+own dtype (uint8 for frames). A slot is sampleable only once its n-step record has completed;
+final-observation slots and slots still waiting for rewards have no priority and are never drawn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from distdqn.replay.sum_tree import SumTree
+from distdqn.types import PriorityUpdate, SampleBatch
+
+
+class PrioritizedReplay:
+    def __init__(
+        self,
+        num_lanes: int,
+        lane_capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype,
+        alpha: float,
+        priority_eps: float,
+        seed: int,
+    ) -> None:
+        self.num_lanes = num_lanes
+        self.lane_capacity = lane_capacity
+        self.alpha = alpha
+        self.priority_eps = priority_eps
+        size = num_lanes * lane_capacity
+        self._observations = np.zeros((size, *obs_shape), obs_dtype)
+        self._actions = np.zeros(size, np.int64)
+        self._returns = np.zeros(size, np.float32)
+        self._discounts = np.zeros(size, np.float32)
+        self._offsets = np.zeros(size, np.int64)
+        self._positions = np.full(size, -1, np.int64)
+        self._sampleable = np.zeros(size, bool)
+        self._tree = SumTree(size)
+        self._rng = np.random.default_rng(seed)
+        self.num_sampleable = 0
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self._observations, self._actions, self._returns, self._discounts, self._offsets,
+                  self._positions, self._sampleable)
+        return sum(a.nbytes for a in arrays) + self._tree.nbytes
+
+    def _slots(self, lanes: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        return lanes * self.lane_capacity + positions % self.lane_capacity
+
+    def _set_sampleable(self, slots: np.ndarray, flag: bool) -> None:
+        changed = self._sampleable[slots] != flag
+        self.num_sampleable += int(np.count_nonzero(changed)) * (1 if flag else -1)
+        self._sampleable[slots] = flag
+
+    def write_steps(
+        self, lanes: np.ndarray, first_positions: np.ndarray, observations: np.ndarray, actions: np.ndarray
+    ) -> None:
+        """Store T new steps per lane ([L, T, ...]); they overwrite the lanes' oldest slots."""
+        steps = actions.shape[1]
+        positions = first_positions[:, None] + np.arange(steps)[None, :]
+        slots = self._slots(lanes[:, None], positions).ravel()
+        self._observations[slots] = observations.reshape(len(slots), *observations.shape[2:])
+        self._actions[slots] = actions.ravel()
+        self._positions[slots] = positions.ravel()
+        self._set_sampleable(slots, False)
+        self._tree.update(slots, np.zeros(len(slots)))
+
+    def complete(
+        self,
+        lanes: np.ndarray,
+        positions: np.ndarray,
+        returns: np.ndarray,
+        discounts: np.ndarray,
+        offsets: np.ndarray,
+        priorities: np.ndarray,
+    ) -> None:
+        """Attach n-step returns to stored steps and make them sampleable with a priority.
+
+        Records whose slot or bootstrap slot no longer holds the expected step are dropped.
+        """
+        slots = self._slots(lanes, positions)
+        bootstrap = self._slots(lanes, positions + offsets)
+        present = (self._positions[slots] == positions) & (self._positions[bootstrap] == positions + offsets)
+        slots = slots[present]
+        self._returns[slots] = returns[present]
+        self._discounts[slots] = discounts[present]
+        self._offsets[slots] = offsets[present]
+        self._set_sampleable(slots, True)
+        self._tree.update(slots, self._priority_mass(priorities[present]))
+
+    def _priority_mass(self, priorities: np.ndarray) -> np.ndarray:
+        return (np.abs(priorities) + self.priority_eps) ** self.alpha
+
+    def sample(self, batch_size: int, beta: float) -> SampleBatch:
+        """Draw `batch_size` slots with probability proportional to priority ** alpha.
+
+        Stratified: one draw from each of `batch_size` equal slices of the total mass, as in
+        the PER paper. Importance weights (N * P(i)) ** -beta are divided by the batch's
+        largest, so the biggest weight is 1 and weights only ever scale updates down.
+        """
+        if self.num_sampleable == 0:
+            raise RuntimeError("sample() called on a replay with no sampleable transitions")
+        total = self._tree.total
+        targets = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
+        slots = self._tree.find(targets)
+        probabilities = self._tree.values(slots) / total
+        weights = (self.num_sampleable * probabilities) ** (-beta)
+        weights /= weights.max()
+        lanes = slots // self.lane_capacity
+        bootstrap = self._slots(lanes, self._positions[slots] + self._offsets[slots])
+        return SampleBatch(
+            indices=slots,
+            stamps=self._positions[slots].copy(),
+            observations=self._observations[slots],
+            actions=self._actions[slots],
+            returns=self._returns[slots],
+            discounts=self._discounts[slots],
+            next_observations=self._observations[bootstrap],
+            weights=weights.astype(np.float32),
+        )
+
+    def update_priorities(self, update: PriorityUpdate) -> None:
+        """Set new priorities, skipping slots rewritten since they were sampled."""
+        current = (self._positions[update.indices] == update.stamps) & self._sampleable[update.indices]
+        self._tree.update(update.indices[current], self._priority_mass(update.priorities[current]))

@@ -1,0 +1,121 @@
+"""The actor: steps a vector env epsilon-greedily and hands replay lanes of steps.
+
+It folds n-step returns itself and computes initial priorities from the Q-values it already
+computed to act (Ape-X), so a transition is never evaluated twice and replay needs no network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from distdqn.config import Config
+from distdqn.envs import make_vector_env
+from distdqn.networks import build_q_network
+from distdqn.replay.nstep import Completed, NStepAccumulator
+from distdqn.schedules import apex_epsilon, linear_schedule
+from distdqn.types import TransitionBatch, Weights
+
+
+def _concat(parts: list[Completed]) -> Completed:
+    return Completed(*(np.concatenate(field) for field in zip(*parts)))
+
+
+class Actor:
+    def __init__(self, config: Config, actor_index: int, start_env_steps: int = 0) -> None:
+        self.config = config
+        self.actor_index = actor_index
+        self.num_envs = config.env.num_envs
+        self.lanes = actor_index * self.num_envs + np.arange(self.num_envs)
+        self.env = make_vector_env(config.env, self.num_envs)
+        self.q_network = build_q_network(config.network, self.env.single_observation_space,
+                                          self.env.single_action_space)
+        self.q_network.requires_grad_(False)
+        self.num_actions = int(self.env.single_action_space.n)
+        self.weights_version = -1
+        self.env_steps = start_env_steps
+        seed = config.seed * 10_000 + actor_index * 100
+        self._rng = np.random.default_rng(seed)
+        algorithm = config.algorithm
+        self._accumulator = NStepAccumulator(self.num_envs, algorithm.n_step, algorithm.gamma)
+        self._observations, _ = self.env.reset(seed=seed)
+        self._q_values = self._q(self._observations)
+        self._held: tuple[Completed, np.ndarray] | None = None
+        self._episode_returns = np.zeros(self.num_envs)
+        self._episode_lengths = np.zeros(self.num_envs, np.int64)
+        self._finished_returns: list[float] = []
+        self._finished_lengths: list[int] = []
+
+    def set_weights(self, weights: Weights) -> None:
+        if weights.version == self.weights_version:
+            return
+        self.q_network.load_state_dict({name: torch.from_numpy(array) for name, array in weights.tensors.items()})
+        self.weights_version = weights.version
+
+    def current_epsilon(self) -> float:
+        algorithm = self.config.algorithm
+        num_actors = self.config.placement.num_actors
+        if num_actors > 1:
+            return apex_epsilon(self.actor_index, num_actors, algorithm.apex_eps, algorithm.apex_alpha)
+        return linear_schedule(algorithm.eps_start, algorithm.eps_end, algorithm.eps_decay_steps, self.env_steps)
+
+    def _q(self, observations: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.q_network(torch.as_tensor(observations)).numpy()
+
+    def collect(self, num_steps: int) -> TransitionBatch:
+        """Take `num_steps` vector steps; return them and every n-step record they completed."""
+        obs_shape = self.env.single_observation_space.shape
+        observations = np.empty((num_steps, self.num_envs, *obs_shape), self._observations.dtype)
+        actions = np.empty((num_steps, self.num_envs), np.int64)
+        first_position = self._accumulator.position
+        records, priorities = ([], []) if self._held is None else ([self._held[0]], [self._held[1]])
+        env_index = np.arange(self.num_envs)
+        for step in range(num_steps):
+            explore = self._rng.random(self.num_envs) < self.current_epsilon()
+            random_actions = self._rng.integers(self.num_actions, size=self.num_envs)
+            chosen = np.where(explore, random_actions, self._q_values.argmax(axis=1))
+            observations[step] = self._observations
+            actions[step] = chosen
+            live = ~self._accumulator.resetting
+            next_observations, rewards, terminated, truncated, _ = self.env.step(chosen)
+            next_q_values = self._q(next_observations)
+            done = self._accumulator.step(self._q_values[env_index, chosen], rewards, terminated, truncated)
+            bootstrap_values = next_q_values[done.lanes].max(axis=1)
+            done_priorities = np.abs(done.returns + done.discounts * bootstrap_values - done.q_taken)
+            if step < num_steps - 1:
+                records.append(done)
+                priorities.append(done_priorities)
+            else:
+                self._held = (done, done_priorities)  # bootstraps from the next batch's first step
+            self._track_episodes(rewards, live, (terminated | truncated) & live)
+            self._observations, self._q_values = next_observations, next_q_values
+            self.env_steps += self.num_envs
+        merged = _concat(records) if records else NStepAccumulator.nothing_completed()
+        return TransitionBatch(
+            lanes=self.lanes,
+            first_position=np.full(self.num_envs, first_position, np.int64),
+            observations=np.swapaxes(observations, 0, 1),
+            actions=actions.T,
+            completed_lanes=self.lanes[merged.lanes],
+            completed_positions=merged.positions,
+            returns=merged.returns,
+            discounts=merged.discounts,
+            offsets=merged.offsets,
+            priorities=np.concatenate(priorities) if priorities else np.zeros(0),
+        )
+
+    def _track_episodes(self, rewards: np.ndarray, live: np.ndarray, ended: np.ndarray) -> None:
+        self._episode_returns += np.where(live, rewards, 0.0)
+        self._episode_lengths += live
+        for env in np.flatnonzero(ended):
+            self._finished_returns.append(float(self._episode_returns[env]))
+            self._finished_lengths.append(int(self._episode_lengths[env]))
+            self._episode_returns[env] = 0.0
+            self._episode_lengths[env] = 0
+
+    def episode_stats(self) -> dict[str, list]:
+        """Returns and lengths of training episodes finished since the last call."""
+        stats = {"returns": self._finished_returns, "lengths": self._finished_lengths}
+        self._finished_returns, self._finished_lengths = [], []
+        return stats

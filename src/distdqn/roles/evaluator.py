@@ -1,0 +1,45 @@
+"""The evaluator: greedy episodes on its own, separately seeded envs."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from distdqn.config import EnvConfig, NetworkConfig
+from distdqn.envs import make_vector_env
+from distdqn.networks import build_q_network
+from distdqn.types import EvalResult, Weights
+
+
+class Evaluator:
+    """Runs `episodes` episodes side by side, one per env; the envs are seeded once, at the first
+    evaluation, so successive evaluations see fresh but reproducible episodes."""
+
+    def __init__(self, env: EnvConfig, network: NetworkConfig, episodes: int, seed: int, epsilon: float = 0.0) -> None:
+        self.env = make_vector_env(env, episodes)
+        self.q_network = build_q_network(network, self.env.single_observation_space, self.env.single_action_space)
+        self.q_network.requires_grad_(False)
+        self.episodes = episodes
+        self.epsilon = epsilon
+        self._seed: int | None = seed
+        self._rng = np.random.default_rng(seed)
+
+    def evaluate(self, weights: Weights) -> EvalResult:
+        self.q_network.load_state_dict({name: torch.from_numpy(array) for name, array in weights.tensors.items()})
+        observations, _ = self.env.reset(seed=self._seed)
+        self._seed = None
+        returns = np.zeros(self.episodes)
+        lengths = np.zeros(self.episodes, np.int64)
+        running = np.ones(self.episodes, bool)
+        num_actions = int(self.env.single_action_space.n)
+        while running.any():
+            with torch.inference_mode():
+                actions = self.q_network(torch.as_tensor(observations)).numpy().argmax(axis=1)
+            if self.epsilon > 0:
+                explore = self._rng.random(self.episodes) < self.epsilon
+                actions = np.where(explore, self._rng.integers(num_actions, size=self.episodes), actions)
+            observations, rewards, terminated, truncated, _ = self.env.step(actions)
+            returns += np.where(running, rewards, 0.0)
+            lengths += running
+            running &= ~(terminated | truncated)
+        return EvalResult(returns, lengths)

@@ -1,0 +1,72 @@
+"""A replay shard: the lanes of the actor environments routed to it, and their priorities.
+
+Lane l (actor i's environment j is lane i * num_envs + j) lives on shard l % num_shards, so each
+lane's steps stay in time order on one shard and actors' data spreads evenly over shards.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from distdqn.config import Config
+from distdqn.replay.buffer import PrioritizedReplay
+from distdqn.types import SampleBatch, TransitionBatch, UpdateResult
+
+
+def shard_of_lane(lane: np.ndarray | int, num_shards: int) -> np.ndarray | int:
+    return lane % num_shards
+
+
+class ReplayShard:
+    def __init__(self, config: Config, shard_index: int, observation_space: gym.Space) -> None:
+        placement = config.placement
+        self.shard_index = shard_index
+        self.num_shards = placement.num_shards
+        total_lanes = placement.num_actors * config.env.num_envs
+        local_lanes = len(range(shard_index, total_lanes, self.num_shards))
+        if local_lanes == 0:
+            raise ValueError(f"shard {shard_index} gets no lanes: {total_lanes} lanes over {self.num_shards} shards")
+        lane_capacity = config.replay.capacity // self.num_shards // local_lanes
+        self.replay = PrioritizedReplay(
+            num_lanes=local_lanes,
+            lane_capacity=lane_capacity,
+            obs_shape=observation_space.shape,
+            obs_dtype=observation_space.dtype,
+            alpha=config.replay.alpha,
+            priority_eps=config.replay.priority_eps,
+            seed=config.seed * 10_000 + 5_000 + shard_index,
+        )
+        self.inserted = 0
+        self.sampled = 0
+
+    def add(self, batch: TransitionBatch) -> int:
+        """Store this shard's lanes of the batch; return how many steps it kept."""
+        mine = shard_of_lane(batch.lanes, self.num_shards) == self.shard_index
+        if not mine.any():
+            return 0
+        local = batch.lanes[mine] // self.num_shards
+        self.replay.write_steps(local, batch.first_position[mine], batch.observations[mine], batch.actions[mine])
+        done = shard_of_lane(batch.completed_lanes, self.num_shards) == self.shard_index
+        self.replay.complete(
+            batch.completed_lanes[done] // self.num_shards,
+            batch.completed_positions[done],
+            batch.returns[done],
+            batch.discounts[done],
+            batch.offsets[done],
+            batch.priorities[done],
+        )
+        kept = int(batch.actions[mine].size)
+        self.inserted += kept
+        return kept
+
+    def size(self) -> int:
+        """Sampleable transitions held."""
+        return self.replay.num_sampleable
+
+    def sample(self, batch_size: int, beta: float) -> SampleBatch:
+        self.sampled += batch_size
+        return self.replay.sample(batch_size, beta)
+
+    def update_priorities(self, result: UpdateResult) -> None:
+        self.replay.update_priorities(result.priority_update)

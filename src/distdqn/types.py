@@ -1,0 +1,77 @@
+"""Messages between roles: plain NumPy arrays, never one Python object per transition.
+
+Replay is organised in *lanes*: one lane per actor environment, a time-ordered ring of steps.
+A step's observation is stored once; the n-step bootstrap observation of step t is the
+observation stored `offset` steps later in the same lane, so nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class TransitionBatch(NamedTuple):
+    """What an actor hands to replay after a collect call.
+
+    `steps` are new raw steps per lane, in time order. `completed` records are earlier steps whose
+    n-step return is now known (their bootstrap observation is already among the lane's steps).
+    """
+
+    lanes: np.ndarray  # [L] int64 lane ids
+    first_position: np.ndarray  # [L] int64 stream position of steps[:, 0] in each lane
+    observations: np.ndarray  # [L, T, *obs_shape]
+    actions: np.ndarray  # [L, T] int64
+    completed_lanes: np.ndarray  # [R] int64
+    completed_positions: np.ndarray  # [R] int64 stream positions
+    returns: np.ndarray  # [R] float32 discounted n-step reward sums
+    discounts: np.ndarray  # [R] float32 gamma**m, or 0 when the episode terminated
+    offsets: np.ndarray  # [R] int64 m: steps from the record to its bootstrap observation
+    priorities: np.ndarray  # [R] float64 initial |TD error| from the actor's own Q values
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.actions.size)
+
+
+class SampleBatch(NamedTuple):
+    """A training batch drawn from one replay shard."""
+
+    indices: np.ndarray  # [B] int64 flat storage indices, for priority updates
+    stamps: np.ndarray  # [B] int64 stream positions held by those slots when sampled
+    observations: np.ndarray  # [B, *obs_shape]
+    actions: np.ndarray  # [B] int64
+    returns: np.ndarray  # [B] float32
+    discounts: np.ndarray  # [B] float32
+    next_observations: np.ndarray  # [B, *obs_shape] bootstrap observations
+    weights: np.ndarray  # [B] float32 importance-sampling weights, max 1
+
+
+class PriorityUpdate(NamedTuple):
+    """New priorities for sampled transitions, from the learner back to their shard."""
+
+    indices: np.ndarray  # [B] int64
+    stamps: np.ndarray  # [B] int64 from the SampleBatch; a rewritten slot ignores the update
+    priorities: np.ndarray  # [B] float64 |TD error|
+
+
+class Weights(NamedTuple):
+    """A versioned copy of the online network for actors and evaluators."""
+
+    version: int
+    tensors: dict[str, np.ndarray]
+
+
+class UpdateResult(NamedTuple):
+    """What one learner update returns: priorities for the shard, scalars for the logs."""
+
+    priority_update: PriorityUpdate
+    metrics: dict[str, float]
+
+
+class EvalResult(NamedTuple):
+    """Undiscounted returns and lengths of completed evaluation episodes."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
