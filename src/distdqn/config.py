@@ -278,6 +278,14 @@ def resolve_config(
     return build_config(data, origin=str(config_file) if config_file else "config")
 
 
+def override_config(config: Config, overrides: tuple[str, ...] | list[str], origin: str) -> Config:
+    """A copy of `config` with `--set` style overrides applied and validated."""
+    data = config.model_dump(mode="json")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return build_config(data, origin=origin)
+
+
 def _without_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _without_none(v) for k, v in value.items() if v is not None}

@@ -39,6 +39,19 @@ class QNetwork(nn.Module):
         return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
 
 
+def load_weights(network: nn.Module, tensors: dict[str, np.ndarray]) -> None:
+    """Copy published NumPy weights into a network in one batched op (no state_dict machinery,
+    which costs more than the copy for small networks refreshed every few steps)."""
+    targets = network.state_dict(keep_vars=True)
+    if targets.keys() != tensors.keys():
+        raise ValueError(f"weights for {sorted(tensors)} do not fit a network with {sorted(targets)}")
+    sources = [torch.from_numpy(tensors[name]) for name in targets]
+    if any(s.shape != t.shape for s, t in zip(sources, targets.values())):
+        raise ValueError("weight shapes do not fit the network (was it trained with another network config?)")
+    with torch.no_grad():
+        torch._foreach_copy_(list(targets.values()), sources)
+
+
 def build_q_network(config: NetworkConfig, observation_space: gym.Space, action_space: gym.Space) -> QNetwork:
     """A Q-network sized for the spaces (the action space must be Discrete)."""
     if not isinstance(action_space, gym.spaces.Discrete):

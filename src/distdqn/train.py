@@ -135,11 +135,11 @@ class TrainingRun:
                     break
             if counters.env_steps >= next_checkpoint:
                 next_checkpoint = self._next_multiple(config.checkpoint.every_steps)
-                self._save("latest")
+                self.save("latest")
 
         if evaluated_at != counters.env_steps:
             self._evaluate(weights)
-        self._save("latest")
+        self.save("latest")
         self.progress.close()
         self.metrics.close()
         return counters
@@ -208,7 +208,7 @@ class TrainingRun:
         self.progress.show_eval(mean)
         if self.config.checkpoint.keep_best and (counters.best_eval_return is None or mean > counters.best_eval_return):
             counters.best_eval_return = mean
-            self._save("best")
+            self.save("best")
         stop = self.config.stop_return
         if stop is not None and mean >= stop:
             counters.solved_at_env_steps = counters.env_steps
@@ -216,7 +216,7 @@ class TrainingRun:
             return True
         return False
 
-    def _save(self, name: str) -> None:
+    def save(self, name: str) -> None:
         tensors, learner_state = self.runtime.get(self.runtime.call(self.learner, "state_dict"))
         state = {"counters": dataclasses.asdict(self.counters), "learner": learner_state}
         save_checkpoint(self.run_dir / "checkpoints", name, self.config, tensors, state)
@@ -224,6 +224,7 @@ class TrainingRun:
 
 def train(config: Config, run_dir: Path) -> TrainResult:
     """Train a fresh run in `run_dir` (which must be new or empty)."""
+    env_spaces(config.env)  # an env that cannot be made fails here, before anything is written
     prepare_run_dir(run_dir, config)
     return _execute(config, run_dir, Counters(), restore=None)
 
@@ -247,6 +248,10 @@ def _execute(config: Config, run_dir: Path, counters: Counters,
         run = TrainingRun(config, run_dir, runtime, counters)
         if restore is not None:
             run.restore(*restore)
-        return TrainResult(run_dir, run.run())
+        try:
+            return TrainResult(run_dir, run.run())
+        except KeyboardInterrupt:
+            run.save("latest")  # so that --resume continues from the moment of the interrupt
+            raise
     finally:
         runtime.shutdown()

@@ -14,6 +14,7 @@ class SumTree:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._leaf_base = 1 << max(1, (capacity - 1).bit_length())
+        self._depth = self._leaf_base.bit_length() - 1
         self._nodes = np.zeros(2 * self._leaf_base, np.float64)
 
     @property
@@ -28,17 +29,18 @@ class SumTree:
         return self._nodes[self._leaf_base + np.asarray(indices)]
 
     def update(self, indices: np.ndarray, values: np.ndarray) -> None:
-        """Set leaf values (non-negative); with repeated indices the last value wins."""
+        """Set leaf values (non-negative); with repeated indices the last value wins.
+
+        Parents are rewritten level by level; a parent listed twice is just written twice with
+        the same sum, which is cheaper than deduplicating.
+        """
         nodes = self._leaf_base + np.asarray(indices, np.int64)
         if nodes.size == 0:
             return
         self._nodes[nodes] = values
-        nodes = np.unique(nodes >> 1)
-        while nodes[0] >= 1:
+        for _ in range(self._depth):
+            nodes = nodes >> 1
             self._nodes[nodes] = self._nodes[2 * nodes] + self._nodes[2 * nodes + 1]
-            if nodes[0] == 1:
-                break
-            nodes = np.unique(nodes >> 1)
 
     def find(self, targets: np.ndarray) -> np.ndarray:
         """Leaf index for each target mass in [0, total): the leaf whose prefix range holds it."""

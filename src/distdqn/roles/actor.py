@@ -11,7 +11,7 @@ import torch
 
 from distdqn.config import Config
 from distdqn.envs import make_vector_env
-from distdqn.networks import build_q_network
+from distdqn.networks import build_q_network, load_weights
 from distdqn.replay.nstep import Completed, NStepAccumulator
 from distdqn.schedules import apex_epsilon, linear_schedule
 from distdqn.types import TransitionBatch, Weights
@@ -49,7 +49,7 @@ class Actor:
     def set_weights(self, weights: Weights) -> None:
         if weights.version == self.weights_version:
             return
-        self.q_network.load_state_dict({name: torch.from_numpy(array) for name, array in weights.tensors.items()})
+        load_weights(self.q_network, weights.tensors)
         self.weights_version = weights.version
 
     def current_epsilon(self) -> float:

@@ -7,7 +7,7 @@ import torch
 
 from distdqn.config import EnvConfig, NetworkConfig
 from distdqn.envs import make_vector_env
-from distdqn.networks import build_q_network
+from distdqn.networks import build_q_network, load_weights
 from distdqn.types import EvalResult, Weights
 
 
@@ -25,7 +25,7 @@ class Evaluator:
         self._rng = np.random.default_rng(seed)
 
     def evaluate(self, weights: Weights) -> EvalResult:
-        self.q_network.load_state_dict({name: torch.from_numpy(array) for name, array in weights.tensors.items()})
+        load_weights(self.q_network, weights.tensors)
         observations, _ = self.env.reset(seed=self._seed)
         self._seed = None
         returns = np.zeros(self.episodes)

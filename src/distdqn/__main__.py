@@ -1,0 +1,5 @@
+import sys
+
+from distdqn.cli import main
+
+sys.exit(main())

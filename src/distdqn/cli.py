@@ -1,0 +1,133 @@
+"""The `distdqn` command: train, resume and evaluate.
+
+Any `UserError` (bad config value, unknown env, missing checkpoint...) becomes one line on
+stderr and exit code 2, before anything on disk is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from distdqn.checkpoint import load_checkpoint
+from distdqn.config import Config, override_config, resolve_config
+from distdqn.errors import CheckpointError, UserError
+from distdqn.types import Weights
+
+EXIT_USAGE = 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distdqn", description="Train and evaluate DQN agents.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train an agent (or resume a run)")
+    train.add_argument("--env", help="Gymnasium id; picks the packaged preset (default CartPole-v1)")
+    train.add_argument("--config", type=Path, help="TOML or YAML config file")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set algorithm.lr=5e-4 (repeatable)")
+    train.add_argument("--seed", type=int, help="seed for every random number generator")
+    train.add_argument("--run-dir", type=Path, help="where run files go (default runs/ENV-sSEED-TIME)")
+    train.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
+    train.add_argument("--total-steps", type=int, help="env steps to train for")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue RUN_DIR from checkpoints/latest (counters, weights, optimizer, schedules)")
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
+    evaluate.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR",
+                          help="e.g. RUN_DIR/checkpoints/best")
+    evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.total_steps is not None:
+        overrides.append(f"total_steps={args.total_steps}")
+    if args.stop_return is not None:
+        overrides.append(f"stop_return={args.stop_return}")
+    return overrides
+
+
+def _default_run_dir(config: Config) -> Path:
+    name = config.env.id.replace("/", "_")
+    return Path("runs") / f"{name}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _command_train(args: argparse.Namespace) -> int:
+    from distdqn.train import resume, train
+
+    if args.resume is not None:
+        if args.env or args.config or args.run_dir or args.seed is not None:
+            raise UserError("--resume takes the run's own config; only --set, --total-steps and --stop-return may change it")
+        checkpoint = load_checkpoint(args.resume / "checkpoints" / "latest")
+        config = override_config(checkpoint.config, _overrides(args), origin="--resume")
+        result = resume(args.resume, config)
+    else:
+        config = resolve_config(args.env, args.config, _overrides(args))
+        result = train(config, args.run_dir or _default_run_dir(config))
+    counters = result.counters
+    summary = f"run {result.run_dir}: {counters.env_steps} env steps, {counters.updates} updates, {counters.wall_s:.1f} s"
+    if counters.best_eval_return is not None:
+        summary += f", best eval return {counters.best_eval_return:.1f}"
+    if counters.solved_at_env_steps is not None:
+        summary += f", reached {config.stop_return} at {counters.solved_at_env_steps} env steps ({counters.solved_at_wall_s:.1f} s)"
+    print(summary)
+    return 0
+
+
+def _command_evaluate(args: argparse.Namespace) -> int:
+    from distdqn.roles import Evaluator
+
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    checkpoint = load_checkpoint(args.checkpoint)
+    online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
+    config = checkpoint.config
+    evaluator = Evaluator(config.env, config.network, args.episodes, args.seed, config.evaluation.epsilon)
+    try:
+        result = evaluator.evaluate(Weights(0, online))
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {args.checkpoint}: {error}") from None
+    finally:
+        evaluator.env.close()
+    report = {
+        "return_mean": float(np.mean(result.returns)),
+        "return_std": float(np.std(result.returns)),
+        "episodes": int(len(result.returns)),
+        "length_mean": float(np.mean(result.lengths)),
+        "returns": [float(r) for r in result.returns],
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{config.env.id}: return {report['return_mean']:.2f} +/- {report['return_std']:.2f} "
+              f"over {report['episodes']} episodes (mean length {report['length_mean']:.1f})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _command_train(args)
+        return _command_evaluate(args)
+    except UserError as error:
+        print(f"distdqn: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("distdqn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

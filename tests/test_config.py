@@ -1,0 +1,92 @@
+"""Config: presets by env id, files, overrides, validation errors that name field and value."""
+
+from pathlib import Path
+
+import pytest
+
+from distdqn.config import (Config, config_to_toml, load_config_toml, override_config, preset_for,
+                            resolve_config)
+from distdqn.errors import ConfigError
+
+
+def test_preset_is_chosen_by_env_id():
+    assert resolve_config("CartPole-v1").algorithm.replay_ratio == preset_for("CartPole-v1")["algorithm"]["replay_ratio"]
+    maze = resolve_config("distdqn/Maze-v0")
+    assert maze.env.id == "distdqn/Maze-v0" and maze.algorithm.gamma == 0.9
+    assert resolve_config("Acrobot-v1").algorithm == Config().algorithm  # no preset: defaults
+
+
+def test_default_env_is_cartpole():
+    assert resolve_config().env.id == "CartPole-v1"
+
+
+def test_file_then_overrides(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("env:\n  id: CartPole-v1\nalgorithm:\n  lr: 0.01\n  batch_size: 32\n")
+    config = resolve_config(None, path, ["algorithm.lr=5e-4", "network.hidden_sizes=[32, 16]", "network.dueling=true"])
+    assert config.algorithm.lr == 5e-4
+    assert config.algorithm.batch_size == 32
+    assert config.network.hidden_sizes == (32, 16) and config.network.dueling
+
+
+def test_toml_round_trip(tmp_path: Path):
+    config = resolve_config("distdqn/Maze-v0", overrides=["stop_return=0.5", "env.kwargs={layout_seed: 3}"])
+    path = tmp_path / "config.toml"
+    path.write_text(config_to_toml(config))
+    assert load_config_toml(path) == config
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("algorithm.lr=-1", "algorithm.lr: Input should be greater than 0 (got -1)"),
+        ("algorithm.lr=fast", "algorithm.lr: Input should be a valid number"),
+        ("algorithm.nope=1", "unknown field 'algorithm.nope'"),
+        ("nope.lr=1", "unknown field 'nope'"),
+        ("algorithm=1", "is a section"),
+        ("algorithm.lr", "expects key.path=value"),
+        ("algorithm.loss=l1", "algorithm.loss: Input should be 'huber' or 'mse' (got 'l1')"),
+        ("replay.capacity=10", "replay.capacity=10 leaves"),
+    ],
+)
+def test_bad_overrides_name_the_field_and_value(override, message):
+    with pytest.raises(ConfigError, match=None) as error:
+        resolve_config("CartPole-v1", overrides=[override])
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_file_values_name_the_file(tmp_path: Path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[evaluation]\nepisodes = 0\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: evaluation.episodes: .*\(got 0\)"):
+        resolve_config(None, path)
+    path.write_text("[evaluation\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        resolve_config(None, path)
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_config(None, tmp_path / "missing.toml")
+
+
+def test_inline_runtime_takes_one_learner():
+    with pytest.raises(ConfigError, match="num_learners=2"):
+        resolve_config(overrides=["placement.num_learners=2"])
+
+
+def test_override_config_keeps_the_rest():
+    config = resolve_config("CartPole-v1")
+    changed = override_config(config, ["total_steps=123"], origin="test")
+    assert changed.total_steps == 123 and changed.algorithm == config.algorithm
+
+
+def test_every_field_is_documented():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+                yield from walk(annotation)
+            else:
+                yield name, field.description
+
+    undocumented = [name for name, doc in walk(Config) if not doc]
+    assert undocumented == []

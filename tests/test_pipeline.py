@@ -1,0 +1,65 @@
+"""Actor -> shard -> sample on an env whose every transition is known in advance."""
+
+import numpy as np
+import pytest
+
+from distdqn.config import build_config
+from distdqn.envs import env_spaces
+from distdqn.roles import Actor, ReplayShard
+
+
+def _config(counter_id, **env):
+    return build_config({
+        "env": {"id": counter_id, "num_envs": 3, **env},
+        "algorithm": {"n_step": 3, "gamma": 0.5, "eps_start": 0.0, "eps_end": 0.0},
+        "replay": {"capacity": 300},
+        "placement": {"num_shards": 2},
+    })
+
+
+def _fill(config, calls=40, steps=3):
+    observation_space, _ = env_spaces(config.env)
+    actor = Actor(config, 0)
+    shards = [ReplayShard(config, j, observation_space) for j in range(2)]
+    for _ in range(calls):
+        batch = actor.collect(steps)
+        for shard in shards:
+            shard.add(batch)
+    return shards
+
+
+def test_sampled_transitions_are_exact_nstep_transitions(counter_id):
+    config = _config(counter_id)  # episodes of 5 steps, terminated
+    for shard in _fill(config):
+        batch = shard.sample(512, beta=0.4)
+        t = batch.observations[:, 0]
+        assert set(t.tolist()) <= {0.0, 1.0, 2.0, 3.0, 4.0}  # the final observation 5 starts nothing
+        m = np.minimum(3, 5 - t)  # steps to the bootstrap observation
+        assert np.array_equal(batch.next_observations[:, 0], t + m)
+        expected_return = sum(np.where(k < m, 0.5**k * (t + 1 + k), 0.0) for k in range(3))
+        assert np.allclose(batch.returns, expected_return)
+        terminated = t + m == 5
+        assert np.allclose(batch.discounts, np.where(terminated, 0.0, 0.5**m))
+
+
+def test_truncated_episodes_bootstrap_from_their_final_observation(counter_id):
+    config = _config(counter_id, max_episode_steps=4, kwargs={"length": 100})
+    for shard in _fill(config):
+        batch = shard.sample(512, beta=0.4)
+        t = batch.observations[:, 0]
+        m = np.minimum(3, 4 - t)
+        assert np.array_equal(batch.next_observations[:, 0], t + m)
+        assert np.allclose(batch.discounts, 0.5**m)  # truncation never zeroes the discount
+        expected_return = sum(np.where(k < m, 0.5**k * (t + 1 + k), 0.0) for k in range(3))
+        assert np.allclose(batch.returns, expected_return)
+
+
+def test_every_step_lands_on_its_shard(counter_id):
+    config = _config(counter_id)
+    shards = _fill(config, calls=10, steps=2)
+    # 3 lanes over 2 shards: lanes 0 and 2 on shard 0, lane 1 on shard 1
+    assert [shard.inserted for shard in shards] == [40, 20]
+    assert sum(shard.size() for shard in shards) > 0
+    with pytest.raises(ValueError):
+        ReplayShard(build_config({"env": {"id": counter_id, "num_envs": 1}, "placement": {"num_shards": 2}}),
+                    1, env_spaces(config.env)[0])

@@ -1,0 +1,132 @@
+"""Sum tree, prioritized sampling, ring wrap-around and n-step bootstrap lookup."""
+
+import numpy as np
+import pytest
+
+from distdqn.replay import PrioritizedReplay, SumTree
+from distdqn.types import PriorityUpdate
+
+
+def test_sum_tree_totals_and_prefix_lookup():
+    tree = SumTree(5)
+    tree.update(np.array([0, 1, 2, 3, 4]), np.array([1.0, 0.0, 2.0, 3.0, 4.0]))
+    assert tree.total == 10.0
+    # prefix ranges: 0:[0,1) 2:[1,3) 3:[3,6) 4:[6,10); leaf 1 has no mass and is never found
+    assert tree.find(np.array([0.0, 0.99, 1.0, 2.99, 3.0, 6.0, 9.999])).tolist() == [0, 0, 2, 2, 3, 4, 4]
+    tree.update(np.array([4]), np.array([0.0]))
+    assert tree.total == 6.0
+    assert tree.find(np.array([5.999999])).tolist() == [3]
+
+
+def _replay(num_lanes=1, lane_capacity=8, alpha=1.0, obs_shape=(1,)):
+    return PrioritizedReplay(num_lanes, lane_capacity, obs_shape, np.float32, alpha=alpha,
+                             priority_eps=0.0, seed=0)
+
+
+def _write(replay, lane, first, count):
+    positions = np.arange(first, first + count)
+    observations = positions.astype(np.float32).reshape(1, count, 1) + 100 * lane
+    replay.write_steps(np.array([lane]), np.array([first]), observations, positions.reshape(1, count) % 2)
+
+
+def _complete(replay, lane, positions, priorities, offset=1):
+    positions = np.asarray(positions)
+    n = len(positions)
+    replay.complete(np.full(n, lane), positions, positions.astype(np.float32), np.full(n, 0.9, np.float32),
+                    np.full(n, offset), np.asarray(priorities, np.float64))
+
+
+def test_sampling_frequencies_follow_priorities():
+    replay = _replay(alpha=1.0)
+    _write(replay, 0, 0, 5)
+    priorities = [1.0, 2.0, 3.0, 4.0]
+    _complete(replay, 0, [0, 1, 2, 3], priorities)
+    counts = np.zeros(8)
+    for _ in range(2000):
+        np.add.at(counts, replay.sample(32, beta=0.4).indices, 1)
+    observed = counts[:4] / counts.sum()
+    expected = np.array(priorities) / 10
+    chi_square = ((counts[:4] - expected * counts.sum()) ** 2 / (expected * counts.sum())).sum()
+    assert counts[4:].sum() == 0  # slot 4 is a step whose record has not completed
+    assert chi_square < 16.3  # 3 degrees of freedom, p = 0.001
+    assert observed == pytest.approx(expected, abs=0.01)
+
+
+def test_alpha_zero_is_uniform_and_importance_weights_are_normalised():
+    replay = _replay(alpha=0.0)
+    _write(replay, 0, 0, 5)
+    _complete(replay, 0, [0, 1, 2, 3], [0.1, 5.0, 50.0, 500.0])
+    batch = replay.sample(4000, beta=0.4)
+    frequencies = np.bincount(batch.indices, minlength=4)[:4] / 4000
+    assert frequencies == pytest.approx([0.25] * 4, abs=0.03)
+    assert np.allclose(batch.weights, 1.0)
+
+
+def test_importance_weights_by_hand():
+    replay = _replay(alpha=1.0)
+    _write(replay, 0, 0, 3)
+    _complete(replay, 0, [0, 1], [1.0, 3.0])
+    batch = replay.sample(64, beta=1.0)
+    # P = [0.25, 0.75], N = 2: w = (N P)^-1 = [2, 2/3], divided by the max 2 -> [1, 1/3]
+    expected = np.where(batch.indices == 0, 1.0, 1.0 / 3.0)
+    assert np.allclose(batch.weights, expected)
+
+
+def test_sample_rebuilds_bootstrap_observation_from_the_lane():
+    replay = _replay()
+    _write(replay, 0, 0, 6)
+    _complete(replay, 0, [1], [1.0], offset=3)
+    batch = replay.sample(4, beta=0.4)
+    assert batch.observations[:, 0].tolist() == [1.0] * 4
+    assert batch.next_observations[:, 0].tolist() == [4.0] * 4  # position 1 + offset 3
+    assert batch.returns.tolist() == [1.0] * 4
+    assert batch.discounts.tolist() == pytest.approx([0.9] * 4)
+
+
+def test_ring_wraps_and_overwritten_slots_stop_being_sampled():
+    replay = _replay(lane_capacity=8)
+    _write(replay, 0, 0, 8)
+    _complete(replay, 0, range(7), [1.0] * 7)
+    assert replay.num_sampleable == 7
+    _write(replay, 0, 8, 3)  # positions 8, 9, 10 overwrite slots 0, 1, 2
+    assert replay.num_sampleable == 4
+    _complete(replay, 0, [7, 8, 9], [1.0] * 3)
+    batch = replay.sample(2000, beta=0.4)
+    sampled_positions = set(batch.stamps.tolist())
+    assert sampled_positions == {3, 4, 5, 6, 7, 8, 9}
+    # position 9 is slot 1 and bootstraps from position 10 in slot 2, across the wrap
+    wrapped = batch.stamps == 9
+    assert batch.observations[wrapped, 0].tolist()[0] == 9.0
+    assert batch.next_observations[wrapped, 0].tolist()[0] == 10.0
+
+
+def test_completion_for_an_overwritten_step_is_dropped():
+    replay = _replay(lane_capacity=4)
+    _write(replay, 0, 0, 4)
+    _write(replay, 0, 4, 2)  # positions 0 and 1 are gone
+    _complete(replay, 0, [0, 2], [1.0, 1.0])
+    assert replay.num_sampleable == 1
+    assert set(replay.sample(100, beta=0.4).stamps.tolist()) == {2}
+
+
+def test_priority_updates_apply_and_stale_ones_are_ignored():
+    replay = _replay(lane_capacity=4, alpha=1.0)
+    _write(replay, 0, 0, 3)
+    _complete(replay, 0, [0, 1], [1.0, 1.0])
+    batch = replay.sample(2, beta=0.4)
+    replay.update_priorities(PriorityUpdate(np.array([0, 1]), np.array([0, 1]), np.array([0.0, 9.0])))
+    assert replay._tree.values(np.array([0, 1])).tolist() == [0.0, 9.0]
+    _write(replay, 0, 3, 2)  # position 4 now lives in slot 0
+    replay.update_priorities(PriorityUpdate(np.array([0]), np.array([0]), np.array([5.0])))
+    assert replay._tree.values(np.array([0])).tolist() == [0.0]
+    assert batch.indices.dtype == np.int64
+
+
+def test_lanes_do_not_mix():
+    replay = _replay(num_lanes=2, lane_capacity=4)
+    _write(replay, 0, 0, 3)
+    _write(replay, 1, 0, 3)
+    _complete(replay, 1, [0, 1], [1.0, 1.0])
+    batch = replay.sample(200, beta=0.4)
+    assert set(batch.observations[:, 0].tolist()) == {100.0, 101.0}
+    assert set((batch.next_observations[:, 0] - batch.observations[:, 0]).tolist()) == {1.0}

@@ -1,0 +1,96 @@
+"""The training loop: run files, determinism, replay ratio, resume."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from distdqn.checkpoint import load_checkpoint
+from distdqn.config import override_config, resolve_config
+from distdqn.errors import UserError
+from distdqn.metrics import TIMING_KEYS
+from distdqn.train import resume, train
+
+FAST = [
+    "total_steps=2400",
+    "algorithm.learning_starts=200",
+    "evaluation.every_steps=800",
+    "evaluation.episodes=3",
+    "logging.every_steps=400",
+    "logging.progress=false",
+    "checkpoint.every_steps=1200",
+    "replay.alpha=0.6",
+]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _without_timings(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def test_run_files_follow_the_contract(tmp_path: Path):
+    config = resolve_config("CartPole-v1", overrides=FAST)
+    result = train(config, tmp_path / "run")
+    run_dir = result.run_dir
+    assert (run_dir / "config.toml").is_file()
+    assert list((run_dir / "tb").iterdir())
+    for name in ("latest", "best"):
+        assert (run_dir / "checkpoints" / name / "tensors.safetensors").is_file()
+    records = _metrics(run_dir)
+    assert all({"env_steps", "updates", "wall_s"} <= r.keys() for r in records)
+    evals = [r for r in records if "eval_return_mean" in r]
+    assert [r["env_steps"] for r in evals] == [800, 1600, 2400]
+    assert all({"eval_return_std", "eval_episodes"} <= r.keys() and r["eval_episodes"] == 3 for r in evals)
+    training = [r for r in records if "loss" in r]
+    assert training and all("env_steps_per_s" in r and "updates_per_s" in r for r in training)
+    # exact replay ratio: 0.25 updates per env step after the first 200 sampleable transitions
+    assert result.counters.updates == pytest.approx(0.25 * (2400 - 212), abs=2)
+    best = load_checkpoint(run_dir / "checkpoints" / "best")
+    assert best.state["counters"]["best_eval_return"] == max(r["eval_return_mean"] for r in evals)
+
+
+def test_same_seed_same_metrics(tmp_path: Path):
+    config = resolve_config("CartPole-v1", overrides=FAST + ["logging.tensorboard=false"])
+    first = _metrics(train(config, tmp_path / "a").run_dir)
+    second = _metrics(train(config, tmp_path / "b").run_dir)
+    assert _without_timings(first) == _without_timings(second)
+    other = _metrics(train(override_config(config, ["seed=1"], "test"), tmp_path / "c").run_dir)
+    assert _without_timings(other) != _without_timings(first)
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text("precious\n")
+    with pytest.raises(UserError, match="not empty"):
+        train(resolve_config("CartPole-v1", overrides=FAST), run_dir)
+    assert (run_dir / "metrics.jsonl").read_text() == "precious\n"
+
+
+def test_resume_continues_counters_weights_and_optimizer(tmp_path: Path):
+    config = resolve_config("CartPole-v1", overrides=FAST + ["logging.tensorboard=false"])
+    run_dir = train(config, tmp_path / "run").run_dir
+    before = load_checkpoint(run_dir / "checkpoints" / "latest")
+    longer = override_config(before.config, ["total_steps=3600"], "test")
+    result = resume(run_dir, longer)
+    after = load_checkpoint(run_dir / "checkpoints" / "latest")
+    assert result.counters.env_steps == 3600
+    assert before.state["counters"]["updates"] < result.counters.updates
+    records = _metrics(run_dir)
+    steps = [r["env_steps"] for r in records if "eval_return_mean" in r]
+    assert steps == [800, 1600, 2400, 3200, 3600]  # the resumed run appends; nothing restarts at 0
+    # the resumed learner started from the saved weights and Adam moments, then moved on
+    assert after.state["learner"]["updates"] == result.counters.updates
+    assert not torch.equal(before.tensors["optimizer.0.exp_avg"], after.tensors["optimizer.0.exp_avg"])
+    assert float(after.tensors["optimizer.0.step"]) == result.counters.updates
+
+
+def test_stop_return_ends_the_run_early(tmp_path: Path):
+    config = resolve_config("CartPole-v1", overrides=FAST + ["stop_return=1", "logging.tensorboard=false"])
+    counters = train(config, tmp_path / "run").counters
+    assert counters.solved_at_env_steps == 800
+    assert counters.env_steps == 800
