@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make train` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned first so that pip takes the CPU build; an unpinned torch pulls a CUDA build of GBs.
+TORCH := torch==2.13.0
+
+.PHONY: install train test clean
+
+$(BIN)/distdqn: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/distdqn
+
+train: install
+	$(BIN)/distdqn train --env CartPole-v1 --stop-return 475
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,83 @@
+"""The `distdqn` command in a subprocess: smoke runs, evaluation JSON, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = ["--total-steps", "600", "--set", "algorithm.learning_starts=100", "--set", "evaluation.every_steps=300",
+        "--set", "evaluation.episodes=2", "--set", "logging.tensorboard=false"]
+
+
+def distdqn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "distdqn", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_train_evaluate_and_resume(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    done = distdqn("train", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--seed", "3", *TINY, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"run {run_dir}: 600 env steps" in done.stdout
+    assert (run_dir / "config.toml").read_text().count("seed = 3") == 1
+
+    evaluated = distdqn("evaluate", str(run_dir / "checkpoints" / "best"), "--episodes", "3", "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["episodes"] == 3 and len(report["returns"]) == 3
+    assert report["return_mean"] == pytest.approx(sum(report["returns"]) / 3)
+    assert report["return_std"] >= 0
+
+    resumed = distdqn("train", "--resume", str(run_dir), "--total-steps", "900", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "900 env steps" in resumed.stdout
+
+
+def test_default_run_dir_is_under_runs(tmp_path: Path):
+    done = distdqn("train", "--env", "distdqn/Maze-v0", *TINY, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("distdqn_Maze-v0-s0-")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--env", "NoSuchEnv-v0"], "cannot make env 'NoSuchEnv-v0'"),
+        (["train", "--env", "MountainCarContinuous-v0"], "needs Discrete actions"),
+        (["train", "--set", "algorithm.gama=0.9"], "unknown field 'algorithm.gama'"),
+        (["train", "--set", "algorithm.gamma=2"], "algorithm.gamma: Input should be less than or equal to 1 (got 2)"),
+        (["evaluate", "no/such/checkpoint"], "checkpoint not found: no/such/checkpoint"),
+        (["train", "--resume", "no/such/run"], "checkpoint not found"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, args, message):
+    done = distdqn(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"distdqn: error: {done.stderr.strip().removeprefix('distdqn: error: ')}"]
+    assert message in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_checkpoint_is_one_line_exit_2_and_left_alone(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    assert distdqn("train", "--run-dir", str(run_dir), *TINY, cwd=tmp_path).returncode == 0
+    tensors = run_dir / "checkpoints" / "latest" / "tensors.safetensors"
+    tensors.write_bytes(b"garbage")
+    for args in (["evaluate", str(run_dir / "checkpoints" / "latest")], ["train", "--resume", str(run_dir)]):
+        done = distdqn(*args, cwd=tmp_path)
+        assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1 and "corrupt" in done.stderr
+    assert tensors.read_bytes() == b"garbage"
+
+
+def test_existing_run_dir_is_refused(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("keep me")
+    done = distdqn("train", "--run-dir", str(run_dir), *TINY, cwd=tmp_path)
+    assert done.returncode == 2 and "not empty" in done.stderr
+    assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]

@@ -1,0 +1,68 @@
+"""Learning thresholds with fixed seeds: the presets must solve their envs."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distdqn.checkpoint import load_checkpoint
+from distdqn.config import resolve_config
+from distdqn.envs import make_env
+from distdqn.envs.maze import shortest_path_length
+from distdqn.networks import build_q_network
+from distdqn.train import train
+
+QUIET = ["logging.progress=false", "logging.tensorboard=false"]
+
+
+def _greedy_network(checkpoint_dir: Path):
+    checkpoint = load_checkpoint(checkpoint_dir)
+    env = make_env(checkpoint.config.env)
+    network = build_q_network(checkpoint.config.network, env.observation_space, env.action_space)
+    network.load_state_dict({k.removeprefix("online."): v for k, v in checkpoint.tensors.items()
+                             if k.startswith("online.")})
+    return env, network
+
+
+@pytest.mark.learning
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_maze_greedy_policy_takes_a_shortest_path_within_20k_steps(tmp_path: Path, seed: int):
+    # the shortest path's return is the only one this high: 13 steps at -0.01, then the goal's 1.0
+    config = resolve_config("distdqn/Maze-v0", overrides=QUIET + [f"seed={seed}", "total_steps=20000", "stop_return=0.87"])
+    counters = train(config, tmp_path / "run").counters
+    assert counters.solved_at_env_steps is not None and counters.solved_at_env_steps <= 20_000
+
+    env, network = _greedy_network(tmp_path / "run" / "checkpoints" / "latest")
+    observation, _ = env.reset(seed=seed)
+    for steps in range(1, 100):
+        with torch.no_grad():
+            action = int(network(torch.as_tensor(observation)[None]).argmax())
+        observation, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    assert terminated
+    assert steps == shortest_path_length(env.unwrapped.layout) == 14
+
+
+@pytest.mark.learning
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cartpole_preset_solves_within_50k_steps(tmp_path: Path, seed: int):
+    config = resolve_config("CartPole-v1", overrides=QUIET + [f"seed={seed}", "stop_return=475"])
+    counters = train(config, tmp_path / "run").counters
+    assert counters.solved_at_env_steps is not None and counters.solved_at_env_steps <= 50_000
+
+    # the best checkpoint is the solving policy: it scores >= 475 on fresh episodes too
+    env, network = _greedy_network(tmp_path / "run" / "checkpoints" / "best")
+    returns = []
+    for episode in range(5):
+        observation, _ = env.reset(seed=10_000 + episode)
+        total, done = 0.0, False
+        while not done:
+            with torch.no_grad():
+                action = int(network(torch.as_tensor(observation)[None]).argmax())
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    assert np.mean(returns) >= 400
