@@ -21,6 +21,7 @@ FAST = [
     "logging.progress=false",
     "checkpoint.every_steps=1200",
     "replay.alpha=0.6",
+    "algorithm.replay_ratio=0.25",
 ]
 
 
