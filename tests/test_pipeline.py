@@ -22,7 +22,8 @@ def _fill(config, calls=40, steps=3):
     actor = Actor(config, 0)
     shards = [ReplayShard(config, j, observation_space) for j in range(2)]
     for _ in range(calls):
-        batch = actor.collect(steps)
+        batch, taken = actor.collect(steps)
+        assert taken == steps * config.env.num_envs
         for shard in shards:
             shard.add(batch)
     return shards

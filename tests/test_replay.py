@@ -26,7 +26,7 @@ def _replay(num_lanes=1, lane_capacity=8, alpha=1.0, obs_shape=(1,)):
 def _write(replay, lane, first, count):
     positions = np.arange(first, first + count)
     observations = positions.astype(np.float32).reshape(1, count, 1) + 100 * lane
-    replay.write_steps(np.array([lane]), np.array([first]), observations, positions.reshape(1, count) % 2)
+    replay.write_steps(np.array([lane]), np.array([first]), observations, positions.reshape(1, count) % 2, 3)
 
 
 def _complete(replay, lane, positions, priorities, offset=1):
@@ -130,3 +130,13 @@ def test_lanes_do_not_mix():
     batch = replay.sample(200, beta=0.4)
     assert set(batch.observations[:, 0].tolist()) == {100.0, 101.0}
     assert set((batch.next_observations[:, 0] - batch.observations[:, 0]).tolist()) == {1.0}
+
+
+def test_a_lane_restarting_from_zero_invalidates_records_that_would_bootstrap_across():
+    replay = _replay(lane_capacity=8)
+    _write(replay, 0, 100, 8)  # positions 100..107 in slots 4..7, 0..3
+    _complete(replay, 0, range(100, 105), [1.0] * 5, offset=3)
+    assert replay.num_sampleable == 5
+    _write(replay, 0, 0, 2)  # the actor restarted: positions 0, 1 go to slots 0, 1
+    # 104 (slot 0) is overwritten; 101..103 (slots 5..7) bootstrap into slots 0..2: no longer valid
+    assert set(replay.sample(500, beta=0.4).stamps.tolist()) == {100}

@@ -95,15 +95,28 @@ class ReplayConfig(_Section):
     """Added to |TD error| so that no transition's priority is zero."""
 
 
+class RoleResources(_Section):
+    num_cpus: float = Field(1.0, ge=0.0)
+    """Ray logical CPUs reserved for each instance of the role."""
+    num_gpus: float = Field(0.0, ge=0.0)
+    """GPUs reserved for each instance (fractions share a GPU)."""
+    resources: dict[str, float] = Field(default_factory=dict)
+    """Ray custom resources each instance needs; pins the role to nodes that offer them."""
+    max_restarts: int = Field(-1, ge=-1)
+    """How often Ray restarts a dead instance (-1: always)."""
+
+
 class PlacementConfig(_Section):
-    runtime: Literal["inline"] = "inline"
-    """Where roles run: `inline` puts every role in this process."""
+    runtime: Literal["inline", "ray"] = "inline"
+    """Where roles run: `inline` puts every role in this process; `ray` makes each a Ray actor."""
+    address: str | None = None
+    """Ray cluster to join (HOST:PORT, or `auto`); None starts an embedded local cluster."""
     num_actors: int = Field(1, ge=1)
     """Actors, each with `env.num_envs` environments."""
     num_shards: int = Field(1, ge=1)
     """Replay shards; each actor environment feeds one shard."""
     num_learners: int = Field(1, ge=1)
-    """Learners (only 1 in the inline runtime)."""
+    """Data-parallel learners that all-reduce gradients (more than 1 needs the ray runtime)."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     """Learner device; `auto` takes CUDA when present."""
     actor_steps_per_call: int = Field(1, ge=1)
@@ -111,12 +124,27 @@ class PlacementConfig(_Section):
     weight_refresh_steps: int = Field(1, ge=1)
     """Actor collect calls between pulls of the learner's latest weights."""
     torch_threads: int = Field(1, ge=1)
-    """Threads torch may use in this process (small networks run fastest on one)."""
+    """Threads torch may use in each process that runs a network."""
+    rate_limit: Literal["ratio", "unlimited"] = "ratio"
+    """`ratio` holds algorithm.replay_ratio by pausing actors when the learner falls behind;
+    `unlimited` lets actors and learner run free (Ape-X)."""
+    max_update_lag: int = Field(8, ge=1)
+    """Updates the learner may fall behind the replay ratio before actors wait (the tolerance)."""
+    actor: RoleResources = RoleResources(num_cpus=1.0)
+    """Resources of each actor."""
+    shard: RoleResources = RoleResources(num_cpus=0.5)
+    """Resources of each replay shard."""
+    learner: RoleResources = RoleResources(num_cpus=1.0)
+    """Resources of each learner."""
+    evaluator: RoleResources = RoleResources(num_cpus=0.5)
+    """Resources of the evaluator."""
 
     @model_validator(mode="after")
-    def _inline_has_one_learner(self) -> PlacementConfig:
+    def _check_runtime(self) -> PlacementConfig:
         if self.runtime == "inline" and self.num_learners != 1:
-            raise ValueError(f"num_learners={self.num_learners} needs a distributed runtime; inline has 1")
+            raise ValueError(f"num_learners={self.num_learners} needs the ray runtime; inline has 1")
+        if self.num_shards % self.num_learners != 0:
+            raise ValueError(f"num_shards={self.num_shards} must be a multiple of num_learners={self.num_learners}")
         return self
 
 

@@ -1,17 +1,23 @@
 """The one training loop: collect -> insert -> sample -> update -> priorities back -> publish
 weights -> evaluate -> checkpoint, written once against the runtime interface.
 
-The loop keeps one collect call in flight per actor and hands each finished batch to the shards
-as a future, so on a distributed runtime transitions never pass through the driver. Updates are
-owed by the replay ratio: after learning starts, the learner has made exactly
-`replay_ratio * (env steps since the start)` updates whenever the loop looks.
+It is an event loop over futures: one collect in flight per actor, a window of updates in flight
+on the learners, at most one evaluation. Inline futures are done at once, so there it is a plain
+synchronous loop, deterministic for a seed; on Ray the same code keeps every role busy and data
+goes actor -> shard -> learner as object refs, never through this process.
+
+The replay ratio: after learning starts, `replay_ratio * (env steps since)` update steps are
+owed. With `rate_limit = "ratio"`, actors are not relaunched while more than `max_update_lag`
+updates are still running, so a slow learner slows the actors instead of drifting the ratio.
+With `"unlimited"` (Ape-X), actors run free and the learners keep `max_update_lag` updates queued.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from collections import Counter as Tally
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,7 @@ from distdqn.envs import env_spaces
 from distdqn.errors import UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
-from distdqn.runtime import Future, Runtime, make_runtime
+from distdqn.runtime import Future, RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 
 
@@ -40,6 +46,8 @@ class Counters:
     last_eval_return: float | None = None
     solved_at_env_steps: int | None = None
     solved_at_wall_s: float | None = None
+    restarts: dict[str, int] = field(default_factory=dict)
+    replay_lost: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,106 +74,259 @@ class TrainingRun:
         self.counters = counters
         placement = config.placement
         observation_space, action_space = env_spaces(config.env)
-        self.learner = runtime.spawn(Learner, config, observation_space, action_space, name="learner")
+        latest = str(run_dir / "checkpoints" / "latest")
+        self.learners = [runtime.spawn(Learner, config, observation_space, action_space, latest, name=f"learner-{i}")
+                         for i in range(placement.num_learners)]
         self.shards = [runtime.spawn(ReplayShard, config, j, observation_space, name=f"shard-{j}")
                        for j in range(placement.num_shards)]
-        start_steps = counters.env_steps // placement.num_actors
-        self.actors = [runtime.spawn(Actor, config, i, start_steps, name=f"actor-{i}")
+        self.actors = [runtime.spawn(Actor, config, i, self._actor_progress(), name=f"actor-{i}")
                        for i in range(placement.num_actors)]
         self.evaluator = runtime.spawn(Evaluator, config.env, config.network, config.evaluation.episodes,
                                        config.seed * 10_000 + 9_000, config.evaluation.epsilon, name="evaluator")
+        if placement.num_learners > 1:
+            self._form_learner_group()
         self.metrics = MetricsLog(run_dir, config.logging.tensorboard)
         self.progress = Progress(config.total_steps, counters.env_steps, config.logging.progress)
-        self._last_update: Future | None = None
+        self._collects: dict[Any, tuple[int, Any]] = {}  # steps future -> (actor index, batch future)
+        self._updates: list[Any] = []  # futures of every learner's updates, oldest first
+        self._evaluation: Any | None = None
+        self._weights: Any = None
+        self._last_metrics: dict[str, float] = {}
+        self._shard_sizes = [0] * len(self.shards)
+        self._learning_origin: tuple[int, int] | None = None  # (env_steps, updates) when learning began
         self._log_mark = (counters.env_steps, counters.updates, counters.wall_s)
+        self._role_marks: dict[str, float] = {}
         self._episode_returns: list[float] = []
         self._episode_lengths: list[int] = []
+        self._stop = False
+        self._evaluation_mark = (-1, 0, 0.0)  # (env_steps, updates, wall_s) of the last evaluation
 
-    def restore(self, tensors: dict[str, torch.Tensor], learner_state: dict[str, Any]) -> None:
-        self.runtime.get(self.runtime.call(self.learner, "load_state_dict", tensors, learner_state))
+    def _actor_progress(self) -> int:
+        return self.counters.env_steps // self.config.placement.num_actors
+
+    def _form_learner_group(self) -> None:
+        """All-reduce group for data-parallel learners; learner 0's host is the meeting point."""
+        runtime = self.runtime
+        host = runtime.get(runtime.where(self.learners[0]))["node_ip"]
+        port = runtime.get(runtime.call(self.learners[0], "free_port"))
+        init_method = f"tcp://{host}:{port}"
+        joins = [runtime.call(learner, "join_group", init_method, rank, len(self.learners))
+                 for rank, learner in enumerate(self.learners)]
+        for join in joins:
+            runtime.get(join)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> Counters:
-        config, runtime, counters = self.config, self.runtime, self.counters
-        steps_per_collect = config.env.num_envs * config.placement.actor_steps_per_call
-        weights = runtime.call(self.learner, "weights")
-        collects_since_refresh = [0] * len(self.actors)
-        in_flight: dict[Any, int] = {}
-        for index, actor in enumerate(self.actors):
-            runtime.call(actor, "set_weights", weights)
-            in_flight[runtime.call(actor, "collect", config.placement.actor_steps_per_call)] = index
-        learning_origin: tuple[int, int] | None = None  # (env_steps, updates) when learning began
+        config, counters = self.config, self.counters
         next_eval = self._next_multiple(config.evaluation.every_steps)
         next_log = self._next_multiple(config.logging.every_steps)
         next_checkpoint = self._next_multiple(config.checkpoint.every_steps)
         started = time.perf_counter() - counters.wall_s
-        evaluated_at = -1
+        self._publish_weights()
+        for index in range(len(self.actors)):
+            self._launch_collect(index)
 
-        while counters.env_steps < config.total_steps:
-            # collect -> insert: each finished batch goes to the shards as a future
-            for batch in runtime.wait(list(in_flight), num_returns=1):
-                index = in_flight.pop(batch)
-                for shard in self.shards:
-                    runtime.call(shard, "add", batch)
-                counters.env_steps += steps_per_collect
-                self.progress.advance(steps_per_collect)
-                collects_since_refresh[index] += 1
-                if collects_since_refresh[index] >= config.placement.weight_refresh_steps:
-                    runtime.call(self.actors[index], "set_weights", weights)
-                    collects_since_refresh[index] = 0
-                in_flight[runtime.call(self.actors[index], "collect", config.placement.actor_steps_per_call)] = index
-
-            # sample -> update -> priorities back, as many updates as the replay ratio owes
-            if learning_origin is None and self._replay_size() >= config.algorithm.learning_starts:
-                learning_origin = (counters.env_steps, counters.updates)
-            if learning_origin is not None:
-                owed = learning_origin[1] + int(config.algorithm.replay_ratio * (counters.env_steps - learning_origin[0]))
-                if owed > counters.updates:
-                    self._update(owed - counters.updates)
-                    weights = runtime.call(self.learner, "weights")
-
+        while counters.env_steps < config.total_steps and not self._stop:
+            in_flight = [*self._collects, *self._updates, *([self._evaluation] if self._evaluation else [])]
+            for future in self.runtime.wait(in_flight, num_returns=1):
+                if future in self._collects:
+                    self._insert(future)
+                elif future is self._evaluation:
+                    self._finish_evaluation()
+                else:
+                    self._finish_update(future)
+            self._issue_updates()
             counters.wall_s = time.perf_counter() - started
             if counters.env_steps >= next_log:
                 next_log = self._next_multiple(config.logging.every_steps)
                 self._log_training()
-            if counters.env_steps >= next_eval:
+            if counters.env_steps >= next_eval and self._evaluation is None:
                 next_eval = self._next_multiple(config.evaluation.every_steps)
-                evaluated_at = counters.env_steps
-                if self._evaluate(weights):
-                    break
+                self._start_evaluation()
             if counters.env_steps >= next_checkpoint:
                 next_checkpoint = self._next_multiple(config.checkpoint.every_steps)
                 self.save("latest")
 
-        if evaluated_at != counters.env_steps:
-            self._evaluate(weights)
+        self._drain()
+        if self._evaluation is None and not self._stop and self._evaluation_mark[0] != counters.env_steps:
+            self._start_evaluation()
+        if self._evaluation is not None:
+            self._finish_evaluation()
         self.save("latest")
         self.progress.close()
         self.metrics.close()
         return counters
 
-    # -- the phases -------------------------------------------------------------------------
+    # -- collect and insert ---------------------------------------------------------------
+    def _launch_collect(self, index: int) -> None:
+        actor = self.actors[index]
+        self.runtime.call(actor, "set_weights", self._weights)
+        batch, steps = self.runtime.call(actor, "collect", self.config.placement.actor_steps_per_call, num_returns=2)
+        self._collects[steps] = (index, batch)
+
+    def _insert(self, steps_future: Any) -> None:
+        """Hand a finished batch to the shards (as a future) and relaunch its actor."""
+        index, batch = self._collects.pop(steps_future)
+        try:
+            steps = self.runtime.get(steps_future)  # small; raises if the actor died
+            for shard in self.shards:
+                self.runtime.call(shard, "add", batch)
+            self.counters.env_steps += steps
+            self.progress.advance(steps)
+        except RoleFailed as failure:
+            self._record_restart(failure)
+            self.runtime.call(self.actors[index], "set_progress", self._actor_progress())
+        self._throttle()
+        self._launch_collect(index)
+
+    def _throttle(self) -> None:
+        """The rate limiter: while the learners lag more than max_update_lag updates, wait."""
+        placement = self.config.placement
+        if placement.rate_limit != "ratio":
+            return
+        allowed = placement.max_update_lag * len(self.learners)
+        while len(self._updates) > allowed:
+            oldest = self._updates[: len(self._updates) - allowed]
+            for future in self.runtime.wait(oldest, num_returns=len(oldest)):
+                self._finish_update(future)
+
+    # -- sample, update, priorities back ----------------------------------------------------
+    def _owed_updates(self) -> int:
+        algorithm, placement = self.config.algorithm, self.config.placement
+        if self._learning_origin is None:
+            if sum(self._refresh_shard_sizes()) < algorithm.learning_starts:
+                return 0
+            self._learning_origin = (self.counters.env_steps, self.counters.updates)
+        if placement.rate_limit == "unlimited":
+            return max(0, placement.max_update_lag - len(self._updates) // len(self.learners))
+        steps, updates = self._learning_origin
+        return updates + int(algorithm.replay_ratio * (self.counters.env_steps - steps)) - self.counters.updates
+
+    def _issue_updates(self) -> None:
+        owed = self._owed_updates()
+        if owed <= 0:
+            return
+        replay = self.config.replay
+        beta = linear_schedule(replay.beta_start, replay.beta_end, self.config.total_steps, self.counters.env_steps)
+        num_learners = len(self.learners)
+        for _ in range(owed):
+            for rank, learner in enumerate(self.learners):
+                own_shards = self.shards[rank::num_learners]
+                shard = own_shards[self.counters.updates % len(own_shards)]
+                sample = self.runtime.call(shard, "sample", self.config.algorithm.batch_size, beta)
+                result = self.runtime.call(learner, "update", sample)
+                self.runtime.call(shard, "update_priorities", result)
+                self._updates.append(result)
+            self.counters.updates += 1
+        self._publish_weights()
+
+    def _finish_update(self, future: Any) -> None:
+        self._updates.remove(future)
+        try:
+            metrics = self.runtime.get(future).metrics
+            if metrics:
+                self._last_metrics = metrics
+        except RoleFailed as failure:
+            self._record_restart(failure)
+            self._publish_weights()
+
+    def _publish_weights(self) -> None:
+        self._weights = self.runtime.call(self.learners[0], "weights")
+
+    def _drain(self) -> None:
+        """Let every update in flight finish."""
+        while self._updates:
+            for future in self.runtime.wait(self._updates, num_returns=len(self._updates)):
+                self._finish_update(future)
+        for future in self._collects:
+            try:
+                self.runtime.get(future)
+            except RoleFailed as failure:
+                self._record_restart(failure)
+        self._collects.clear()
+
+    # -- faults ---------------------------------------------------------------------------
+    def _record_restart(self, failure: RoleFailed) -> None:
+        """Count a role's death (the runtime restarts it); a shard comes back empty."""
+        kind = failure.role_name.split("-", 1)[0]
+        self.counters.restarts[kind] = self.counters.restarts.get(kind, 0) + 1
+        if kind == "shard":
+            index = int(failure.role_name.split("-", 1)[1])
+            self.counters.replay_lost += self._shard_sizes[index]
+            self._shard_sizes[index] = 0
+
+    def _refresh_shard_sizes(self) -> list[int]:
+        sizes = [self.runtime.call(shard, "size") for shard in self.shards]
+        for index, size in enumerate(sizes):
+            try:
+                self._shard_sizes[index] = self.runtime.get(size)
+            except RoleFailed as failure:
+                self._record_restart(failure)
+        return self._shard_sizes
+
+    # -- evaluation, logs, checkpoints --------------------------------------------------------
     def _next_multiple(self, every: int) -> int:
         return (self.counters.env_steps // every + 1) * every
 
-    def _replay_size(self) -> int:
-        sizes = [self.runtime.call(shard, "size") for shard in self.shards]
-        return sum(self.runtime.get(size) for size in sizes)
+    def _start_evaluation(self) -> None:
+        self._evaluation = self.runtime.call(self.evaluator, "evaluate", self._weights)
+        self._evaluation_mark = (self.counters.env_steps, self.counters.updates, self.counters.wall_s)
 
-    def _update(self, count: int) -> None:
-        algorithm, replay = self.config.algorithm, self.config.replay
-        beta = linear_schedule(replay.beta_start, replay.beta_end, self.config.total_steps, self.counters.env_steps)
-        for _ in range(count):
-            shard = self.shards[self.counters.updates % len(self.shards)]
-            sample = self.runtime.call(shard, "sample", algorithm.batch_size, beta)
-            self._last_update = self.runtime.call(self.learner, "update", sample)
-            self.runtime.call(shard, "update_priorities", self._last_update)
-            self.counters.updates += 1
+    def _finish_evaluation(self) -> None:
+        """Log the greedy policy's score; save `best` on a new high; stop at stop_return."""
+        future, self._evaluation = self._evaluation, None
+        try:
+            result = self.runtime.get(future)
+        except RoleFailed as failure:
+            self._record_restart(failure)
+            return
+        counters = self.counters
+        env_steps, updates, wall_s = self._evaluation_mark
+        mean = float(result.returns.mean())
+        counters.last_eval_return = mean
+        self.metrics.write({
+            "env_steps": env_steps,
+            "updates": updates,
+            "wall_s": round(wall_s, 3),
+            "eval_return_mean": mean,
+            "eval_return_std": float(result.returns.std()),
+            "eval_episodes": int(len(result.returns)),
+            "eval_length_mean": float(result.lengths.mean()),
+        })
+        self.progress.show_eval(mean)
+        if self.config.checkpoint.keep_best and (counters.best_eval_return is None or mean > counters.best_eval_return):
+            counters.best_eval_return = mean
+            self.save("best")
+        stop = self.config.stop_return
+        if stop is not None and mean >= stop and counters.solved_at_env_steps is None:
+            counters.solved_at_env_steps = env_steps
+            counters.solved_at_wall_s = wall_s
+            self._stop = True
+
+    def _stats(self, handles: list[Any]) -> list[dict[str, float] | None]:
+        futures = [self.runtime.call(handle, "stats") for handle in handles]
+        stats: list[dict[str, float] | None] = []
+        for future in futures:
+            try:
+                stats.append(self.runtime.get(future))
+            except RoleFailed as failure:
+                self._record_restart(failure)
+                stats.append(None)
+        return stats
+
+    def _rate(self, key: str, value: float, elapsed: float) -> float:
+        previous = self._role_marks.get(key, value)
+        self._role_marks[key] = value
+        return round(max(value - previous, 0) / elapsed, 1)
 
     def _log_training(self) -> None:
         counters = self.counters
         for actor in self.actors:
-            stats = self.runtime.get(self.runtime.call(actor, "episode_stats"))
+            try:
+                stats = self.runtime.get(self.runtime.call(actor, "episode_stats"))
+            except RoleFailed as failure:
+                self._record_restart(failure)
+                continue
             self._episode_returns += stats["returns"]
             self._episode_lengths += stats["lengths"]
         counters.episodes += len(self._episode_returns)
@@ -177,47 +338,51 @@ class TrainingRun:
             "wall_s": round(counters.wall_s, 3),
             "env_steps_per_s": round((counters.env_steps - steps0) / elapsed, 1),
             "updates_per_s": round((counters.updates - updates0) / elapsed, 1),
-            "epsilon": round(self.runtime.get(self.runtime.call(self.actors[0], "current_epsilon")), 5),
             "episodes": counters.episodes,
-            "replay_size": self._replay_size(),
+            "replay_size": sum(self._refresh_shard_sizes()),
         }
         if self._episode_returns:
             record["episode_return_mean"] = float(np.mean(self._episode_returns))
             record["episode_length_mean"] = float(np.mean(self._episode_lengths))
-        if self._last_update is not None:
-            record.update(self.runtime.get(self._last_update).metrics)
+        record.update(self._last_metrics)
+        record.update(self._role_metrics(elapsed))
+        record.update({f"restarts_{kind}": count for kind, count in sorted(counters.restarts.items())})
+        if counters.restarts:
+            record["replay_lost"] = counters.replay_lost
         self.metrics.write(record)
         self._log_mark = (counters.env_steps, counters.updates, counters.wall_s)
         self._episode_returns, self._episode_lengths = [], []
 
-    def _evaluate(self, weights: Future) -> bool:
-        """Score the greedy policy; save `best` on a new high; True when stop_return is reached."""
-        counters = self.counters
-        result = self.runtime.get(self.runtime.call(self.evaluator, "evaluate", weights))
-        mean = float(result.returns.mean())
-        counters.last_eval_return = mean
-        self.metrics.write({
-            "env_steps": counters.env_steps,
-            "updates": counters.updates,
-            "wall_s": round(counters.wall_s, 3),
-            "eval_return_mean": mean,
-            "eval_return_std": float(result.returns.std()),
-            "eval_episodes": int(len(result.returns)),
-            "eval_length_mean": float(result.lengths.mean()),
-        })
-        self.progress.show_eval(mean)
-        if self.config.checkpoint.keep_best and (counters.best_eval_return is None or mean > counters.best_eval_return):
-            counters.best_eval_return = mean
-            self.save("best")
-        stop = self.config.stop_return
-        if stop is not None and mean >= stop:
-            counters.solved_at_env_steps = counters.env_steps
-            counters.solved_at_wall_s = counters.wall_s
-            return True
-        return False
+    def _role_metrics(self, elapsed: float) -> dict[str, float]:
+        """Per-role throughput and weight lag; in the inline runtime only the epsilon is new."""
+        actor_stats = self._stats(self.actors)
+        record: dict[str, float] = {}
+        if actor_stats[0] is not None:
+            record["epsilon"] = round(actor_stats[0]["epsilon"], 5)
+        if self.config.placement.runtime == "inline":
+            return record
+        learner_stats = self._stats(self.learners)
+        for i, stats in enumerate(actor_stats):
+            if stats is not None:
+                record[f"actor_{i}_env_steps_per_s"] = self._rate(f"actor{i}", stats["env_steps"], elapsed)
+        for j, stats in enumerate(self._stats(self.shards)):
+            if stats is not None:
+                record[f"shard_{j}_inserts_per_s"] = self._rate(f"shard{j}i", stats["inserted"], elapsed)
+                record[f"shard_{j}_samples_per_s"] = self._rate(f"shard{j}s", stats["sampled"], elapsed)
+        for k, stats in enumerate(learner_stats):
+            if stats is not None:
+                record[f"learner_{k}_updates_per_s"] = self._rate(f"learner{k}", stats["updates"], elapsed)
+        versions = [s["weights_version"] for s in actor_stats if s is not None]
+        if learner_stats[0] is not None and versions:
+            record["weight_lag_max"] = learner_stats[0]["updates"] - min(versions)
+        return record
 
     def save(self, name: str) -> None:
-        tensors, learner_state = self.runtime.get(self.runtime.call(self.learner, "state_dict"))
+        try:
+            tensors, learner_state = self.runtime.get(self.runtime.call(self.learners[0], "state_dict"))
+        except RoleFailed as failure:
+            self._record_restart(failure)
+            return
         state = {"counters": dataclasses.asdict(self.counters), "learner": learner_state}
         save_checkpoint(self.run_dir / "checkpoints", name, self.config, tensors, state)
 
@@ -226,7 +391,7 @@ def train(config: Config, run_dir: Path) -> TrainResult:
     """Train a fresh run in `run_dir` (which must be new or empty)."""
     env_spaces(config.env)  # an env that cannot be made fails here, before anything is written
     prepare_run_dir(run_dir, config)
-    return _execute(config, run_dir, Counters(), restore=None)
+    return _execute(config, run_dir, Counters())
 
 
 def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
@@ -235,19 +400,14 @@ def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
     Replay starts empty and refills to `learning_starts` before updates resume.
     """
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest")
-    config = config or checkpoint.config
-    counters = Counters(**checkpoint.state["counters"])
-    return _execute(config, run_dir, counters, restore=(checkpoint.tensors, checkpoint.state["learner"]))
+    return _execute(config or checkpoint.config, run_dir, Counters(**checkpoint.state["counters"]))
 
 
-def _execute(config: Config, run_dir: Path, counters: Counters,
-             restore: tuple[dict[str, torch.Tensor], dict[str, Any]] | None) -> TrainResult:
+def _execute(config: Config, run_dir: Path, counters: Counters) -> TrainResult:
     torch.set_num_threads(config.placement.torch_threads)
     runtime = make_runtime(config.placement)
     try:
         run = TrainingRun(config, run_dir, runtime, counters)
-        if restore is not None:
-            run.restore(*restore)
         try:
             return TrainResult(run_dir, run.run())
         except KeyboardInterrupt:

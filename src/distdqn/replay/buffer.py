@@ -57,17 +57,27 @@ class PrioritizedReplay:
         self._sampleable[slots] = flag
 
     def write_steps(
-        self, lanes: np.ndarray, first_positions: np.ndarray, observations: np.ndarray, actions: np.ndarray
+        self, lanes: np.ndarray, first_positions: np.ndarray, observations: np.ndarray, actions: np.ndarray,
+        max_offset: int,
     ) -> None:
-        """Store T new steps per lane ([L, T, ...]); they overwrite the lanes' oldest slots."""
+        """Store T new steps per lane ([L, T, ...]); they overwrite the lanes' oldest slots.
+
+        The `max_offset` slots before the new steps are checked too: a record there whose
+        position does not run on into the new steps (the lane's actor restarted and counts from 0
+        again) would bootstrap from a foreign observation, so it stops being sampleable.
+        """
         steps = actions.shape[1]
         positions = first_positions[:, None] + np.arange(steps)[None, :]
         slots = self._slots(lanes[:, None], positions).ravel()
         self._observations[slots] = observations.reshape(len(slots), *observations.shape[2:])
         self._actions[slots] = actions.ravel()
         self._positions[slots] = positions.ravel()
-        self._set_sampleable(slots, False)
-        self._tree.update(slots, np.zeros(len(slots)))
+        before = first_positions[:, None] - np.arange(1, max_offset + 1)[None, :]
+        before_slots = self._slots(lanes[:, None], before).ravel()
+        foreign = before_slots[self._positions[before_slots] != before.ravel()]
+        stale = np.concatenate([slots, foreign])
+        self._set_sampleable(stale, False)
+        self._tree.update(stale, np.zeros(len(stale)))
 
     def complete(
         self,
@@ -103,7 +113,7 @@ class PrioritizedReplay:
         largest, so the biggest weight is 1 and weights only ever scale updates down.
         """
         if self.num_sampleable == 0:
-            raise RuntimeError("sample() called on a replay with no sampleable transitions")
+            return self._empty_sample()
         total = self._tree.total
         targets = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
         slots = self._tree.find(targets)
@@ -122,6 +132,13 @@ class PrioritizedReplay:
             next_observations=self._observations[bootstrap],
             weights=weights.astype(np.float32),
         )
+
+    def _empty_sample(self) -> SampleBatch:
+        """What sampling an empty replay gives (a shard restarted after a crash): no rows."""
+        nothing = np.zeros(0, np.int64)
+        observations = self._observations[:0]
+        return SampleBatch(nothing, nothing, observations, nothing, np.zeros(0, np.float32),
+                           np.zeros(0, np.float32), observations, np.zeros(0, np.float32))
 
     def update_priorities(self, update: PriorityUpdate) -> None:
         """Set new priorities, skipping slots rewritten since they were sampled."""

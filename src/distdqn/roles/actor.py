@@ -52,6 +52,14 @@ class Actor:
         load_weights(self.q_network, weights.tensors)
         self.weights_version = weights.version
 
+    def set_progress(self, env_steps: int) -> None:
+        """Continue the epsilon schedule from `env_steps` (after a resume or a restart)."""
+        self.env_steps = env_steps
+
+    def stats(self) -> dict[str, float]:
+        return {"env_steps": self.env_steps, "weights_version": self.weights_version,
+                "epsilon": self.current_epsilon()}
+
     def current_epsilon(self) -> float:
         algorithm = self.config.algorithm
         num_actors = self.config.placement.num_actors
@@ -63,8 +71,9 @@ class Actor:
         with torch.inference_mode():
             return self.q_network(torch.as_tensor(observations)).numpy()
 
-    def collect(self, num_steps: int) -> TransitionBatch:
-        """Take `num_steps` vector steps; return them and every n-step record they completed."""
+    def collect(self, num_steps: int) -> tuple[TransitionBatch, int]:
+        """Take `num_steps` vector steps; return them, with every n-step record they completed,
+        and the env steps taken (a small second result the loop can read without the batch)."""
         obs_shape = self.env.single_observation_space.shape
         observations = np.empty((num_steps, self.num_envs, *obs_shape), self._observations.dtype)
         actions = np.empty((num_steps, self.num_envs), np.int64)
@@ -92,7 +101,7 @@ class Actor:
             self._observations, self._q_values = next_observations, next_q_values
             self.env_steps += self.num_envs
         merged = _concat(records) if records else NStepAccumulator.nothing_completed()
-        return TransitionBatch(
+        batch = TransitionBatch(
             lanes=self.lanes,
             first_position=np.full(self.num_envs, first_position, np.int64),
             observations=np.swapaxes(observations, 0, 1),
@@ -104,6 +113,7 @@ class Actor:
             offsets=merged.offsets,
             priorities=np.concatenate(priorities) if priorities else np.zeros(0),
         )
+        return batch, num_steps * self.num_envs
 
     def _track_episodes(self, rewards: np.ndarray, live: np.ndarray, ended: np.ndarray) -> None:
         self._episode_returns += np.where(live, rewards, 0.0)

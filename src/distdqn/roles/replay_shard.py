@@ -37,6 +37,7 @@ class ReplayShard:
             priority_eps=config.replay.priority_eps,
             seed=config.seed * 10_000 + 5_000 + shard_index,
         )
+        self.n_step = config.algorithm.n_step
         self.inserted = 0
         self.sampled = 0
 
@@ -46,7 +47,8 @@ class ReplayShard:
         if not mine.any():
             return 0
         local = batch.lanes[mine] // self.num_shards
-        self.replay.write_steps(local, batch.first_position[mine], batch.observations[mine], batch.actions[mine])
+        self.replay.write_steps(local, batch.first_position[mine], batch.observations[mine], batch.actions[mine],
+                                self.n_step)
         done = shard_of_lane(batch.completed_lanes, self.num_shards) == self.shard_index
         self.replay.complete(
             batch.completed_lanes[done] // self.num_shards,
@@ -59,6 +61,9 @@ class ReplayShard:
         kept = int(batch.actions[mine].size)
         self.inserted += kept
         return kept
+
+    def stats(self) -> dict[str, int]:
+        return {"inserted": self.inserted, "sampled": self.sampled, "size": self.size()}
 
     def size(self) -> int:
         """Sampleable transitions held."""

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from distdqn.config import PlacementConfig
-from distdqn.runtime.base import Future, Runtime
+from distdqn.errors import UserError
+from distdqn.runtime.base import Future, RoleFailed, Runtime
 from distdqn.runtime.inline import InlineRuntime
 
 
 def make_runtime(placement: PlacementConfig) -> Runtime:
     if placement.runtime == "inline":
         return InlineRuntime()
+    if placement.runtime == "ray":
+        try:
+            from distdqn.runtime.ray import RayRuntime
+        except ImportError:
+            raise UserError("placement.runtime = 'ray' needs Ray: pip install 'distdqn[ray]'") from None
+        return RayRuntime(placement)
     raise ValueError(f"unknown runtime {placement.runtime!r}")
 
 
-__all__ = ["Future", "InlineRuntime", "Runtime", "make_runtime"]
+__all__ = ["Future", "InlineRuntime", "RoleFailed", "Runtime", "make_runtime"]

@@ -13,22 +13,36 @@ from typing import Any, Protocol, Sequence, TypeVar
 RoleT = TypeVar("RoleT")
 
 
+class RoleFailed(Exception):
+    """A role instance died while serving a call. Its runtime may already be restarting it."""
+
+    def __init__(self, role_name: str, reason: str) -> None:
+        super().__init__(f"{role_name} failed: {reason}")
+        self.role_name = role_name
+
+
 class Future(Protocol):
     """An opaque handle to the result of a call."""
 
 
 class Runtime(Protocol):
     def spawn(self, role: type[RoleT], *args: Any, name: str) -> Any:
-        """Create a role instance wherever the placement puts `name`; return a handle to it."""
+        """Create a role instance wherever the placement puts `name` (e.g. `actor-0`); return a handle."""
 
-    def call(self, handle: Any, method: str, *args: Any) -> Future:
-        """Invoke a method of a spawned role; futures among `args` are resolved first."""
+    def call(self, handle: Any, method: str, *args: Any, num_returns: int = 1) -> Any:
+        """Invoke a method of a spawned role; futures among `args` are resolved first.
 
-    def wait(self, futures: Sequence[Future], num_returns: int = 1) -> list[Future]:
-        """Block until at least `num_returns` of `futures` are done; return the done ones, in order."""
+        With `num_returns` > 1 the method returns a tuple and the call one future per element,
+        so a small part can be read without fetching a large one."""
+
+    def where(self, handle: Any) -> Future:
+        """Where the role runs: {pid, node_id, node_ip, restarted}."""
+
+    def wait(self, futures: Sequence[Future], num_returns: int = 1, timeout: float | None = None) -> list[Future]:
+        """Block until `num_returns` of `futures` are done or `timeout` passes; return the done ones."""
 
     def get(self, future: Future) -> Any:
-        """The value of a finished call (raising its exception, if it raised)."""
+        """The value of a finished call; raises `RoleFailed` if its role died."""
 
     def shutdown(self) -> None:
-        """Stop every role this runtime started."""
+        """Stop every role this runtime started (and a cluster, if it started one)."""

@@ -5,6 +5,7 @@ Deterministic for a given seed, so it is the reference other runtimes are checke
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 from distdqn.runtime.base import RoleT
@@ -30,10 +31,17 @@ class InlineRuntime:
         self._roles.append(instance)
         return instance
 
-    def call(self, handle: Any, method: str, *args: Any) -> InlineFuture:
-        return InlineFuture(getattr(handle, method)(*(_resolve(a) for a in args)))
+    def call(self, handle: Any, method: str, *args: Any, num_returns: int = 1) -> Any:
+        result = getattr(handle, method)(*(_resolve(a) for a in args))
+        if num_returns == 1:
+            return InlineFuture(result)
+        return tuple(InlineFuture(part) for part in result)
 
-    def wait(self, futures: Sequence[InlineFuture], num_returns: int = 1) -> list[InlineFuture]:
+    def where(self, handle: Any) -> InlineFuture:
+        return InlineFuture({"pid": os.getpid(), "node_id": "inline", "node_ip": "127.0.0.1", "restarted": False})
+
+    def wait(self, futures: Sequence[InlineFuture], num_returns: int = 1,
+             timeout: float | None = None) -> list[InlineFuture]:
         return list(futures)
 
     def get(self, future: InlineFuture) -> Any:

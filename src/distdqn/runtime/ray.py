@@ -1,0 +1,133 @@
+"""Each role as a Ray actor; futures are object refs. The only module that imports Ray.
+
+Without an address this starts an embedded local cluster with token authentication on and the
+dashboard off. Ray has no switch to keep its own ports (GCS, raylet, workers) on loopback:
+they listen on all interfaces, guarded by the token. Keep Ray clusters inside a private network.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from distdqn.config import PlacementConfig, RoleResources
+from distdqn.errors import UserError
+from distdqn.runtime.base import RoleFailed, RoleT
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+import ray  # noqa: E402  (the environment above must be set before Ray reads it)
+from ray.exceptions import ActorUnavailableError, RayActorError  # noqa: E402
+
+
+class RoleHost:
+    """Hosts one role instance inside a Ray actor process.
+
+    Ray re-runs this constructor when it restarts a dead actor, so the role comes back built
+    from the same arguments (a learner then reloads the latest checkpoint by itself).
+    """
+
+    def __init__(self, role: type, args: tuple) -> None:
+        context = ray.get_runtime_context()
+        self.identity = {
+            "pid": os.getpid(),
+            "node_id": context.get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),
+            "restarted": context.was_current_actor_reconstructed,
+        }
+        self.role = role(*args)
+
+    def invoke(self, method: str, *args: Any) -> Any:
+        return getattr(self.role, method)(*args)
+
+    def where(self) -> dict[str, Any]:
+        return self.identity
+
+
+@dataclass(frozen=True)
+class RayRole:
+    name: str
+    actor: Any  # ray.actor.ActorHandle
+
+
+def role_kind(name: str) -> str:
+    """`actor-3` -> `actor`: the placement section that sizes a role instance."""
+    return name.split("-", 1)[0]
+
+
+def embedded_cluster_cpus(placement: PlacementConfig) -> int:
+    """Logical CPUs the embedded cluster needs to place every role at once."""
+    total = (placement.num_actors * placement.actor.num_cpus + placement.num_shards * placement.shard.num_cpus
+             + placement.num_learners * placement.learner.num_cpus + placement.evaluator.num_cpus)
+    return max(1, math.ceil(total))
+
+
+class RayRuntime:
+    def __init__(self, placement: PlacementConfig) -> None:
+        self.placement = placement
+        self._started_cluster = False
+        self._roles: list[RayRole] = []
+        self._names_by_actor_id: dict[str, str] = {}
+        address = placement.address or os.environ.get("RAY_ADDRESS")
+        if ray.is_initialized():
+            return
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=True)
+            else:
+                ray.init(num_cpus=embedded_cluster_cpus(placement), include_dashboard=False,
+                         _node_ip_address="127.0.0.1", log_to_driver=True)
+                self._started_cluster = True
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise UserError(f"cannot reach the Ray cluster at {address!r}: {str(error).splitlines()[0]}") from None
+
+    def _resources(self, name: str) -> RoleResources:
+        return getattr(self.placement, role_kind(name))
+
+    def spawn(self, role: type[RoleT], *args: Any, name: str) -> RayRole:
+        resources = self._resources(name)
+        actor = ray.remote(RoleHost).options(
+            num_cpus=resources.num_cpus,
+            num_gpus=resources.num_gpus,
+            resources=dict(resources.resources),
+            max_restarts=resources.max_restarts,
+            max_task_retries=0,  # the loop sees each failure and decides what to redo
+            max_concurrency=1,
+        ).remote(role, args)
+        handle = RayRole(name, actor)
+        self._roles.append(handle)
+        self._names_by_actor_id[actor._actor_id.hex()] = name
+        return handle
+
+    def call(self, handle: RayRole, method: str, *args: Any, num_returns: int = 1) -> Any:
+        if num_returns == 1:
+            return handle.actor.invoke.remote(method, *args)
+        return handle.actor.invoke.options(num_returns=num_returns).remote(method, *args)
+
+    def where(self, handle: RayRole) -> Any:
+        return handle.actor.where.remote()
+
+    def wait(self, futures: Sequence[Any], num_returns: int = 1, timeout: float | None = None) -> list[Any]:
+        if not futures:
+            return []
+        ready, _ = ray.wait(list(futures), num_returns=min(num_returns, len(futures)), timeout=timeout,
+                            fetch_local=False)
+        return ready
+
+    def get(self, future: Any) -> Any:
+        try:
+            return ray.get(future)
+        except (RayActorError, ActorUnavailableError) as error:
+            actor_id = getattr(error, "actor_id", None)
+            name = self._names_by_actor_id.get(actor_id or "", "unknown role")
+            raise RoleFailed(name, str(error).splitlines()[0] if str(error) else type(error).__name__) from error
+
+    def shutdown(self) -> None:
+        for handle in self._roles:
+            ray.kill(handle.actor, no_restart=True)
+        self._roles.clear()
+        if self._started_cluster:
+            ray.shutdown()
