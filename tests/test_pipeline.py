@@ -32,7 +32,7 @@ def _fill(config, calls=40, steps=3):
 def test_sampled_transitions_are_exact_nstep_transitions(counter_id):
     config = _config(counter_id)  # episodes of 5 steps, terminated
     for shard in _fill(config):
-        batch = shard.sample(512, beta=0.4)
+        (batch,) = shard.sample(512, beta=0.4)
         t = batch.observations[:, 0]
         assert set(t.tolist()) <= {0.0, 1.0, 2.0, 3.0, 4.0}  # the final observation 5 starts nothing
         m = np.minimum(3, 5 - t)  # steps to the bootstrap observation
@@ -46,7 +46,7 @@ def test_sampled_transitions_are_exact_nstep_transitions(counter_id):
 def test_truncated_episodes_bootstrap_from_their_final_observation(counter_id):
     config = _config(counter_id, max_episode_steps=4, kwargs={"length": 100})
     for shard in _fill(config):
-        batch = shard.sample(512, beta=0.4)
+        (batch,) = shard.sample(512, beta=0.4)
         t = batch.observations[:, 0]
         m = np.minimum(3, 4 - t)
         assert np.array_equal(batch.next_observations[:, 0], t + m)

@@ -38,6 +38,11 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue RUN_DIR from checkpoints/latest (counters, weights, optimizer, schedules)")
 
+    plan = commands.add_parser("plan", help="print where each role of a config would run")
+    plan.add_argument("--env", help="Gymnasium id (picks the preset)")
+    plan.add_argument("--config", type=Path, help="TOML or YAML config file")
+    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
     evaluate.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR",
                           help="e.g. RUN_DIR/checkpoints/best")
@@ -115,11 +120,37 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_plan(args: argparse.Namespace) -> int:
+    from distdqn.plan import Node, assign, render, role_demands
+
+    placement = resolve_config(args.env, args.config, args.overrides).placement
+    roles = role_demands(placement)
+    if placement.runtime == "inline":
+        placed = {role.name: "this process (inline)" for role in roles}
+    elif placement.address is None:
+        from distdqn.runtime.ray import embedded_cluster_cpus
+
+        nodes = [Node("embedded local cluster", {"CPU": float(embedded_cluster_cpus(placement))})]
+        placed = assign(roles, nodes)
+    else:
+        from distdqn.runtime.ray import RayRuntime
+
+        runtime = RayRuntime(placement)  # connects, checks the plan, starts no role
+        try:
+            placed = assign(roles, runtime.cluster_nodes())
+        finally:
+            runtime.shutdown()
+    print(render(roles, placed))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "train":
             return _command_train(args)
+        if args.command == "plan":
+            return _command_plan(args)
         return _command_evaluate(args)
     except UserError as error:
         print(f"distdqn: error: {error}", file=sys.stderr)

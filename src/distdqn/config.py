@@ -128,7 +128,7 @@ class PlacementConfig(_Section):
     rate_limit: Literal["ratio", "unlimited"] = "ratio"
     """`ratio` holds algorithm.replay_ratio by pausing actors when the learner falls behind;
     `unlimited` lets actors and learner run free (Ape-X)."""
-    max_update_lag: int = Field(8, ge=1)
+    max_update_lag: int = Field(256, ge=1)
     """Updates the learner may fall behind the replay ratio before actors wait (the tolerance)."""
     actor: RoleResources = RoleResources(num_cpus=1.0)
     """Resources of each actor."""
@@ -281,7 +281,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "kwargs":
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("kwargs", "resources"):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
@@ -299,7 +299,10 @@ def resolve_config(
     """
     file_data = read_config_file(config_file) if config_file else {}
     chosen_id = env_id or file_data.get("env", {}).get("id") or EnvConfig().id
-    data = _merge(preset_for(chosen_id), file_data)
+    # start from every default spelled out, so that a partial section keeps its siblings'
+    # defaults (placement.evaluator's num_cpus is not RoleResources' own default)
+    data = _merge(Config().model_dump(mode="json"), preset_for(chosen_id))
+    data = _merge(data, file_data)
     data = _merge(data, {"env": {"id": chosen_id}})
     for assignment in overrides:
         apply_override(data, assignment)

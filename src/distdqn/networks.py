@@ -45,7 +45,7 @@ def load_weights(network: nn.Module, tensors: dict[str, np.ndarray]) -> None:
     targets = network.state_dict(keep_vars=True)
     if targets.keys() != tensors.keys():
         raise ValueError(f"weights for {sorted(tensors)} do not fit a network with {sorted(targets)}")
-    sources = [torch.from_numpy(tensors[name]) for name in targets]
+    sources = [torch.tensor(tensors[name]) for name in targets]  # copies: published arrays may be read-only
     if any(s.shape != t.shape for s, t in zip(sources, targets.values())):
         raise ValueError("weight shapes do not fit the network (was it trained with another network config?)")
     with torch.no_grad():

@@ -15,8 +15,8 @@ With `"unlimited"` (Ape-X), actors run free and the learners keep `max_update_la
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
-from collections import Counter as Tally
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,12 +83,14 @@ class TrainingRun:
                        for i in range(placement.num_actors)]
         self.evaluator = runtime.spawn(Evaluator, config.env, config.network, config.evaluation.episodes,
                                        config.seed * 10_000 + 9_000, config.evaluation.epsilon, name="evaluator")
+        self._record_placement()
         if placement.num_learners > 1:
             self._form_learner_group()
         self.metrics = MetricsLog(run_dir, config.logging.tensorboard)
         self.progress = Progress(config.total_steps, counters.env_steps, config.logging.progress)
         self._collects: dict[Any, tuple[int, Any]] = {}  # steps future -> (actor index, batch future)
-        self._updates: list[Any] = []  # futures of every learner's updates, oldest first
+        self._updates: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
+        self._update_groups = 0
         self._evaluation: Any | None = None
         self._weights: Any = None
         self._last_metrics: dict[str, float] = {}
@@ -100,6 +102,16 @@ class TrainingRun:
         self._episode_lengths: list[int] = []
         self._stop = False
         self._evaluation_mark = (-1, 0, 0.0)  # (env_steps, updates, wall_s) of the last evaluation
+
+    def _record_placement(self) -> None:
+        """Write where every role instance actually runs to RUN_DIR/placement.json."""
+        handles = {"evaluator": self.evaluator,
+                   **{f"learner-{i}": h for i, h in enumerate(self.learners)},
+                   **{f"shard-{j}": h for j, h in enumerate(self.shards)},
+                   **{f"actor-{i}": h for i, h in enumerate(self.actors)}}
+        futures = {name: self.runtime.where(handle) for name, handle in handles.items()}
+        where = {name: self.runtime.get(future) for name, future in futures.items()}
+        (self.run_dir / "placement.json").write_text(json.dumps(where, indent=1, sort_keys=True))
 
     def _actor_progress(self) -> int:
         return self.counters.env_steps // self.config.placement.num_actors
@@ -184,10 +196,9 @@ class TrainingRun:
         placement = self.config.placement
         if placement.rate_limit != "ratio":
             return
-        allowed = placement.max_update_lag * len(self.learners)
-        while len(self._updates) > allowed:
-            oldest = self._updates[: len(self._updates) - allowed]
-            for future in self.runtime.wait(oldest, num_returns=len(oldest)):
+        while self._updates_in_flight() > placement.max_update_lag:
+            oldest = next(iter(self._updates))
+            for future in self.runtime.wait([oldest]):
                 self._finish_update(future)
 
     # -- sample, update, priorities back ----------------------------------------------------
@@ -198,30 +209,32 @@ class TrainingRun:
                 return 0
             self._learning_origin = (self.counters.env_steps, self.counters.updates)
         if placement.rate_limit == "unlimited":
-            return max(0, placement.max_update_lag - len(self._updates) // len(self.learners))
+            return max(0, placement.max_update_lag - self._updates_in_flight())
         steps, updates = self._learning_origin
         return updates + int(algorithm.replay_ratio * (self.counters.env_steps - steps)) - self.counters.updates
 
     def _issue_updates(self) -> None:
+        """Send the owed updates as one group per learner: sample k batches, update on them,
+        write their priorities back. All three calls are chained futures."""
         owed = self._owed_updates()
         if owed <= 0:
             return
         replay = self.config.replay
         beta = linear_schedule(replay.beta_start, replay.beta_end, self.config.total_steps, self.counters.env_steps)
         num_learners = len(self.learners)
-        for _ in range(owed):
-            for rank, learner in enumerate(self.learners):
-                own_shards = self.shards[rank::num_learners]
-                shard = own_shards[self.counters.updates % len(own_shards)]
-                sample = self.runtime.call(shard, "sample", self.config.algorithm.batch_size, beta)
-                result = self.runtime.call(learner, "update", sample)
-                self.runtime.call(shard, "update_priorities", result)
-                self._updates.append(result)
-            self.counters.updates += 1
+        for rank, learner in enumerate(self.learners):
+            own_shards = self.shards[rank::num_learners]
+            shard = own_shards[self._update_groups % len(own_shards)]
+            samples = self.runtime.call(shard, "sample", self.config.algorithm.batch_size, beta, owed)
+            result = self.runtime.call(learner, "update", samples)
+            self.runtime.call(shard, "update_priorities", result)
+            self._updates[result] = owed
+        self._update_groups += 1
+        self.counters.updates += owed
         self._publish_weights()
 
     def _finish_update(self, future: Any) -> None:
-        self._updates.remove(future)
+        self._updates.pop(future)
         try:
             metrics = self.runtime.get(future).metrics
             if metrics:
@@ -230,13 +243,17 @@ class TrainingRun:
             self._record_restart(failure)
             self._publish_weights()
 
+    def _updates_in_flight(self) -> int:
+        """Update steps sent but not finished (each learner runs every step)."""
+        return sum(self._updates.values()) // len(self.learners)
+
     def _publish_weights(self) -> None:
         self._weights = self.runtime.call(self.learners[0], "weights")
 
     def _drain(self) -> None:
         """Let every update in flight finish."""
         while self._updates:
-            for future in self.runtime.wait(self._updates, num_returns=len(self._updates)):
+            for future in self.runtime.wait(list(self._updates), num_returns=len(self._updates)):
                 self._finish_update(future)
         for future in self._collects:
             try:

@@ -87,14 +87,21 @@ class Learner:
 
     # -- updates --------------------------------------------------------------------------
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array, device=self.device)
+        # arrays read zero-copy from a distributed object store are read-only; torch wants writable
+        return torch.as_tensor(array if array.flags.writeable else array.copy(), device=self.device)
 
-    def update(self, batch: SampleBatch) -> UpdateResult:
-        """One gradient step on a batch; returns |TD errors| as the batch's new priorities.
+    def update(self, batches: list[SampleBatch]) -> UpdateResult:
+        """One gradient step per batch; returns their |TD errors| as new priorities, in order."""
+        results = [self._step(batch) for batch in batches]
+        indices = np.concatenate([batch.indices for batch in batches])
+        stamps = np.concatenate([batch.stamps for batch in batches])
+        priorities = np.concatenate([td for td, _ in results])
+        metrics = next((m for _, m in reversed(results) if m), {})
+        return UpdateResult(PriorityUpdate(indices, stamps, priorities), metrics)
 
-        An empty batch (a shard restarted empty) makes no step, but still joins the all-reduce
-        so that the other learners can go on.
-        """
+    def _step(self, batch: SampleBatch) -> tuple[np.ndarray, dict[str, float]]:
+        """One gradient step. An empty batch (a shard restarted empty) makes no step of its own
+        but still joins the all-reduce, so that the other learners can go on."""
         algorithm = self.config
         self.optimizer.zero_grad(set_to_none=True)
         has_data = len(batch.actions) > 0
@@ -120,7 +127,7 @@ class Learner:
             self.updates += 1
             if self.updates % algorithm.target_update_interval == 0:
                 update_target(self.target, self.online, algorithm.tau)
-        return UpdateResult(PriorityUpdate(batch.indices, batch.stamps, td_abs), metrics)
+        return td_abs, metrics
 
     def weights(self) -> Weights:
         """The online network as NumPy arrays, versioned by the update count."""

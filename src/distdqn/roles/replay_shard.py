@@ -69,9 +69,10 @@ class ReplayShard:
         """Sampleable transitions held."""
         return self.replay.num_sampleable
 
-    def sample(self, batch_size: int, beta: float) -> SampleBatch:
-        self.sampled += batch_size
-        return self.replay.sample(batch_size, beta)
+    def sample(self, batch_size: int, beta: float, count: int = 1) -> list[SampleBatch]:
+        """`count` batches in one call: one message per group of updates, not per update."""
+        self.sampled += batch_size * count
+        return [self.replay.sample(batch_size, beta) for _ in range(count)]
 
     def update_priorities(self, result: UpdateResult) -> None:
         self.replay.update_priorities(result.priority_update)

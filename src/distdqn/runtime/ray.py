@@ -7,13 +7,16 @@ they listen on all interfaces, guarded by the token. Keep Ray clusters inside a 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from distdqn.config import PlacementConfig, RoleResources
 from distdqn.errors import UserError
+from distdqn.plan import Node, assign, role_demands
 from distdqn.runtime.base import RoleFailed, RoleT
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -32,11 +35,14 @@ class RoleHost:
 
     def __init__(self, role: type, args: tuple) -> None:
         context = ray.get_runtime_context()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Ray's own property warns internally
+            restarted = context.was_current_actor_reconstructed
         self.identity = {
             "pid": os.getpid(),
             "node_id": context.get_node_id(),
             "node_ip": ray.util.get_node_ip_address(),
-            "restarted": context.was_current_actor_reconstructed,
+            "restarted": restarted,
         }
         self.role = role(*args)
 
@@ -68,21 +74,29 @@ def embedded_cluster_cpus(placement: PlacementConfig) -> int:
 class RayRuntime:
     def __init__(self, placement: PlacementConfig) -> None:
         self.placement = placement
-        self._started_cluster = False
+        self._connected = False
         self._roles: list[RayRole] = []
         self._names_by_actor_id: dict[str, str] = {}
         address = placement.address or os.environ.get("RAY_ADDRESS")
-        if ray.is_initialized():
-            return
         try:
-            if address:
-                ray.init(address=address, log_to_driver=True)
+            if ray.is_initialized():
+                pass  # a caller that set Ray up itself keeps its connection
+            elif address:
+                ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+                self._connected = True
             else:
                 ray.init(num_cpus=embedded_cluster_cpus(placement), include_dashboard=False,
-                         _node_ip_address="127.0.0.1", log_to_driver=True)
-                self._started_cluster = True
-        except (ConnectionError, RuntimeError, ValueError) as error:
+                         _node_ip_address="127.0.0.1", log_to_driver=True, logging_level=logging.WARNING)
+                self._connected = True
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RaySystemError) as error:
             raise UserError(f"cannot reach the Ray cluster at {address!r}: {str(error).splitlines()[0]}") from None
+        assign(role_demands(placement), self.cluster_nodes())  # fail now, clearly, not hang later
+
+    @staticmethod
+    def cluster_nodes() -> list[Node]:
+        """The alive nodes of the connected cluster with their total resources."""
+        return [Node(f"{node['NodeManagerAddress']} ({node['NodeID'][:8]})", dict(node["Resources"]))
+                for node in ray.nodes() if node["Alive"]]
 
     def _resources(self, name: str) -> RoleResources:
         return getattr(self.placement, role_kind(name))
@@ -129,5 +143,5 @@ class RayRuntime:
         for handle in self._roles:
             ray.kill(handle.actor, no_restart=True)
         self._roles.clear()
-        if self._started_cluster:
-            ray.shutdown()
+        if self._connected:
+            ray.shutdown()  # stops an embedded cluster; only disconnects from one we joined

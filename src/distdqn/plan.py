@@ -1,0 +1,68 @@
+"""`distdqn plan`: which role goes where, and whether the cluster can hold them all.
+
+The check packs roles onto nodes first-fit, largest demand first, against each node's total
+resources, the way Ray reserves them. Ray's own scheduler may pick other nodes; a plan that
+fits here fits there (resources are the only constraint we set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distdqn.config import PlacementConfig, RoleResources
+from distdqn.errors import UserError
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    resources: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RoleDemand:
+    name: str
+    demand: dict[str, float]
+
+
+def role_demands(placement: PlacementConfig) -> list[RoleDemand]:
+    """Every role instance of the placement with the Ray resources it reserves."""
+    def demand(resources: RoleResources) -> dict[str, float]:
+        wanted = {"CPU": resources.num_cpus, "GPU": resources.num_gpus, **resources.resources}
+        return {key: value for key, value in wanted.items() if value > 0}
+
+    roles = [RoleDemand(f"learner-{i}", demand(placement.learner)) for i in range(placement.num_learners)]
+    roles += [RoleDemand(f"shard-{j}", demand(placement.shard)) for j in range(placement.num_shards)]
+    roles += [RoleDemand(f"actor-{i}", demand(placement.actor)) for i in range(placement.num_actors)]
+    roles.append(RoleDemand("evaluator", demand(placement.evaluator)))
+    return roles
+
+
+def assign(roles: list[RoleDemand], nodes: list[Node]) -> dict[str, str]:
+    """Role name -> node name; raises `UserError` naming the first role that does not fit."""
+    free = {node.name: dict(node.resources) for node in nodes}
+    placed: dict[str, str] = {}
+    for role in sorted(roles, key=lambda r: -sum(r.demand.values())):
+        for node in nodes:
+            if all(free[node.name].get(key, 0.0) >= amount - 1e-9 for key, amount in role.demand.items()):
+                for key, amount in role.demand.items():
+                    free[node.name][key] -= amount
+                placed[role.name] = node.name
+                break
+        else:
+            offered = "; ".join(f"{n.name}: {_format(free[n.name])}" for n in nodes)
+            raise UserError(f"the cluster cannot hold {role.name}, which needs {_format(role.demand)} "
+                            f"(still free: {offered})")
+    return {role.name: placed[role.name] for role in roles}
+
+
+def _format(resources: dict[str, float]) -> str:
+    shown = {k: v for k, v in resources.items() if not k.startswith(("node:", "memory", "object_store"))}
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(shown.items())) or "nothing"
+
+
+def render(roles: list[RoleDemand], placed: dict[str, str]) -> str:
+    """The plan as a table: one row per role instance."""
+    rows = [("role", "needs", "node")] + [(r.name, _format(r.demand), placed[r.name]) for r in roles]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)

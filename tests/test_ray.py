@@ -1,0 +1,149 @@
+"""The Ray runtime on real clusters: placement across two nodes, faults, learners, learning."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distdqn.runtime.ray import RayRuntime, ray  # first: it sets Ray's environment before Ray loads
+from ray_cluster import TwoNodeCluster, ray_environment
+
+from distdqn.config import resolve_config
+from distdqn.train import train
+
+QUIET = ["logging.progress=false", "logging.tensorboard=false"]
+RAY = ["placement.runtime=ray", "placement.actor_steps_per_call=16"]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    started = TwoNodeCluster(head_resources={"head": 8}, node_resources={"node2": 8})
+    yield started
+    started.stop()
+
+
+def test_roles_pinned_to_nodes_run_there_and_learn(cluster, tmp_path: Path):
+    config = resolve_config("CartPole-v1", overrides=QUIET + RAY + [
+        f"placement.address={cluster.address}",
+        "placement.num_actors=2",
+        "placement.actor.resources={node2: 1}",
+        "placement.learner.resources={head: 1}",
+        "placement.shard.resources={head: 1}",
+        "placement.evaluator.resources={head: 1}",
+        "total_steps=8000",
+        "evaluation.every_steps=2000",
+    ])
+    result = train(config, tmp_path / "run")
+    placement = json.loads((tmp_path / "run" / "placement.json").read_text())
+
+    ray.init(address=cluster.address)
+    try:
+        nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+    for name, where in placement.items():
+        expected = "node2" if name.startswith("actor") else "head"
+        assert expected in nodes[where["node_id"]], f"{name} ran on the wrong node"
+    assert len({where["pid"] for where in placement.values()}) == len(placement)
+
+    records = _metrics(tmp_path / "run")
+    evals = [r["eval_return_mean"] for r in records if "eval_return_mean" in r]
+    assert result.counters.updates > 1000
+    assert max(evals) > 100  # a random policy scores about 20
+    training = [r for r in records if "learner_0_updates_per_s" in r]
+    assert training and all("actor_1_env_steps_per_s" in r and "shard_0_inserts_per_s" in r for r in training)
+    assert all("weight_lag_max" in r for r in training)
+
+
+def test_plan_reads_the_cluster_and_refuses_what_it_cannot_hold(cluster, tmp_path: Path):
+    base = [sys.executable, "-m", "distdqn", "plan", "--set", "placement.runtime=ray",
+            "--set", f"placement.address={cluster.address}", "--set", "placement.num_actors=2"]
+    fits = subprocess.run(base + ["--set", "placement.actor.resources={node2: 1}"], capture_output=True, text=True,
+                          env=ray_environment(), cwd=tmp_path, timeout=120)
+    assert fits.returncode == 0, fits.stderr
+    rows = {line.split()[0]: line for line in fits.stdout.splitlines()[1:]}
+    assert set(rows) == {"learner-0", "shard-0", "actor-0", "actor-1", "evaluator"}
+    assert "node2=1" in rows["actor-0"]
+
+    too_big = subprocess.run(base + ["--set", "placement.actor.resources={gpu_node: 1}"], capture_output=True,
+                             text=True, env=ray_environment(), cwd=tmp_path, timeout=120)
+    assert too_big.returncode == 2
+    assert "cannot hold actor-" in too_big.stderr and len(too_big.stderr.strip().splitlines()) == 1
+
+
+def test_two_learners_stay_bit_identical(tmp_path: Path):
+    config = resolve_config("CartPole-v1", overrides=QUIET + RAY + [
+        "placement.num_learners=2", "placement.num_shards=2", "placement.num_actors=2",
+        "placement.learner.num_cpus=0.5", "placement.actor.num_cpus=0.5",
+        "total_steps=3000", "algorithm.learning_starts=500",
+    ])
+    from distdqn.train import Counters, TrainingRun
+
+    (tmp_path / "run").mkdir()
+    runtime = RayRuntime(config.placement)
+    try:
+        run = TrainingRun(config, tmp_path / "run", runtime, Counters())
+        counters = run.run()
+        digests = [runtime.get(runtime.call(learner, "parameters_digest")) for learner in run.learners]
+        updates = [runtime.get(runtime.call(learner, "stats"))["updates"] for learner in run.learners]
+    finally:
+        runtime.shutdown()
+    assert counters.updates > 500
+    assert updates[0] == updates[1] == counters.updates
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.learning
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cartpole_on_ray_with_two_actors_solves(tmp_path: Path, seed: int):
+    config = resolve_config("CartPole-v1", overrides=QUIET + RAY + [
+        "placement.num_actors=2", f"seed={seed}", "stop_return=475", "total_steps=60000"])
+    counters = train(config, tmp_path / "run").counters
+    assert counters.solved_at_env_steps is not None
+
+
+def _wait_until(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError("timed out")
+
+
+def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "distdqn", "train", "--run-dir", str(run_dir), "--total-steps", "24000",
+               "--set", "placement.runtime=ray", "--set", "placement.num_actors=2",
+               "--set", "placement.actor_steps_per_call=16", "--set", "checkpoint.every_steps=2000",
+               "--set", "logging.every_steps=500", "--set", "logging.progress=false",
+               "--set", "logging.tensorboard=false"]
+    process = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        _wait_until(lambda: (run_dir / "checkpoints" / "latest").exists(), timeout=180)
+        placement = json.loads((run_dir / "placement.json").read_text())
+        for role in ("actor-0", "shard-0", "learner-0"):
+            os.kill(placement[role]["pid"], signal.SIGKILL)
+            time.sleep(3)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    assert "24000 env steps" in stdout or "env steps" in stdout
+    last = _metrics(run_dir)
+    restarts = {k: v for record in last for k, v in record.items() if k.startswith("restarts_")}
+    assert restarts.get("restarts_actor", 0) >= 1
+    assert restarts.get("restarts_shard", 0) >= 1
+    assert restarts.get("restarts_learner", 0) >= 1
+    assert any(record.get("replay_lost", 0) > 0 for record in last)
