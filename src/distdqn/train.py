@@ -89,6 +89,7 @@ class TrainingRun:
         self.metrics = MetricsLog(run_dir, config.logging.tensorboard)
         self.progress = Progress(config.total_steps, counters.env_steps, config.logging.progress)
         self._collects: dict[Any, tuple[int, Any]] = {}  # steps future -> (actor index, batch future)
+        self._background: list[Any] = []  # calls whose results are only checked for failures
         self._updates: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
         self._update_groups = 0
         self._evaluation: Any | None = None
@@ -105,13 +106,16 @@ class TrainingRun:
 
     def _record_placement(self) -> None:
         """Write where every role instance actually runs to RUN_DIR/placement.json."""
-        handles = {"evaluator": self.evaluator,
-                   **{f"learner-{i}": h for i, h in enumerate(self.learners)},
-                   **{f"shard-{j}": h for j, h in enumerate(self.shards)},
-                   **{f"actor-{i}": h for i, h in enumerate(self.actors)}}
-        futures = {name: self.runtime.where(handle) for name, handle in handles.items()}
-        where = {name: self.runtime.get(future) for name, future in futures.items()}
-        (self.run_dir / "placement.json").write_text(json.dumps(where, indent=1, sort_keys=True))
+        self._handles = {"evaluator": self.evaluator,
+                         **{f"learner-{i}": h for i, h in enumerate(self.learners)},
+                         **{f"shard-{j}": h for j, h in enumerate(self.shards)},
+                         **{f"actor-{i}": h for i, h in enumerate(self.actors)}}
+        futures = {name: self.runtime.where(handle) for name, handle in self._handles.items()}
+        self._where = {name: self.runtime.get(future) for name, future in futures.items()}
+        self._write_placement()
+
+    def _write_placement(self) -> None:
+        (self.run_dir / "placement.json").write_text(json.dumps(self._where, indent=1, sort_keys=True))
 
     def _actor_progress(self) -> int:
         return self.counters.env_steps // self.config.placement.num_actors
@@ -148,6 +152,7 @@ class TrainingRun:
                 else:
                     self._finish_update(future)
             self._issue_updates()
+            self._harvest_background()
             counters.wall_s = time.perf_counter() - started
             if counters.env_steps >= next_log:
                 next_log = self._next_multiple(config.logging.every_steps)
@@ -172,7 +177,7 @@ class TrainingRun:
     # -- collect and insert ---------------------------------------------------------------
     def _launch_collect(self, index: int) -> None:
         actor = self.actors[index]
-        self.runtime.call(actor, "set_weights", self._weights)
+        self._fire(actor, "set_weights", self._weights)
         batch, steps = self.runtime.call(actor, "collect", self.config.placement.actor_steps_per_call, num_returns=2)
         self._collects[steps] = (index, batch)
 
@@ -182,12 +187,11 @@ class TrainingRun:
         try:
             steps = self.runtime.get(steps_future)  # small; raises if the actor died
             for shard in self.shards:
-                self.runtime.call(shard, "add", batch)
+                self._fire(shard, "add", batch)
             self.counters.env_steps += steps
             self.progress.advance(steps)
         except RoleFailed as failure:
             self._record_restart(failure)
-            self.runtime.call(self.actors[index], "set_progress", self._actor_progress())
         self._throttle()
         self._launch_collect(index)
 
@@ -227,7 +231,7 @@ class TrainingRun:
             shard = own_shards[self._update_groups % len(own_shards)]
             samples = self.runtime.call(shard, "sample", self.config.algorithm.batch_size, beta, owed)
             result = self.runtime.call(learner, "update", samples)
-            self.runtime.call(shard, "update_priorities", result)
+            self._fire(shard, "update_priorities", result)
             self._updates[result] = owed
         self._update_groups += 1
         self.counters.updates += owed
@@ -251,7 +255,7 @@ class TrainingRun:
         self._weights = self.runtime.call(self.learners[0], "weights")
 
     def _drain(self) -> None:
-        """Let every update in flight finish."""
+        """Let every call in flight finish."""
         while self._updates:
             for future in self.runtime.wait(list(self._updates), num_returns=len(self._updates)):
                 self._finish_update(future)
@@ -261,16 +265,53 @@ class TrainingRun:
             except RoleFailed as failure:
                 self._record_restart(failure)
         self._collects.clear()
+        while self._background:
+            self.runtime.wait(self._background, num_returns=len(self._background))
+            self._harvest_background()
 
     # -- faults ---------------------------------------------------------------------------
     def _record_restart(self, failure: RoleFailed) -> None:
-        """Count a role's death (the runtime restarts it); a shard comes back empty."""
-        kind = failure.role_name.split("-", 1)[0]
-        self.counters.restarts[kind] = self.counters.restarts.get(kind, 0) + 1
-        if kind == "shard":
-            index = int(failure.role_name.split("-", 1)[1])
-            self.counters.replay_lost += self._shard_sizes[index]
-            self._shard_sizes[index] = 0
+        """A call failed because a role died. Count each death once, however many calls it
+        failed: wait for the runtime to bring every role back and compare process ids (the failed
+        call may name the role whose result it only consumed). A restarted shard comes back
+        empty; its loss is counted."""
+        for name in self._handles:
+            where = self._where_when_up(name)
+            if where["pid"] == self._where[name]["pid"]:
+                continue
+            self._where[name] = where
+            kind, _, index = name.partition("-")
+            self.counters.restarts[kind] = self.counters.restarts.get(kind, 0) + 1
+            if kind == "shard":
+                self.counters.replay_lost += self._shard_sizes[int(index)]
+                self._shard_sizes[int(index)] = 0
+            if kind == "actor":
+                self._background.append(self.runtime.call(self._handles[name], "set_progress", self._actor_progress()))
+        self._write_placement()
+
+    def _where_when_up(self, name: str, timeout: float = 300.0) -> dict[str, Any]:
+        """Where a role runs, waiting while its runtime restarts it; RoleFailed if it is gone for good."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.runtime.get(self.runtime.where(self._handles[name]))
+            except RoleFailed as failure:
+                if not failure.restarting or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _fire(self, handle: Any, method: str, *args: Any) -> None:
+        """A call whose result nobody needs; it is still checked, for a dead role."""
+        self._background.append(self.runtime.call(handle, method, *args))
+
+    def _harvest_background(self) -> None:
+        done = self.runtime.wait(self._background, num_returns=len(self._background), timeout=0)
+        for future in done:
+            self._background.remove(future)
+            try:
+                self.runtime.get(future)
+            except RoleFailed as failure:
+                self._record_restart(failure)
 
     def _refresh_shard_sizes(self) -> list[int]:
         sizes = [self.runtime.call(shard, "size") for shard in self.shards]

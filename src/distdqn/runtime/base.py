@@ -14,11 +14,15 @@ RoleT = TypeVar("RoleT")
 
 
 class RoleFailed(Exception):
-    """A role instance died while serving a call. Its runtime may already be restarting it."""
+    """A role instance died while serving a call, or was not up to take it.
 
-    def __init__(self, role_name: str, reason: str) -> None:
+    `restarting` says the runtime is bringing it back: the same call may succeed later.
+    """
+
+    def __init__(self, role_name: str, reason: str, restarting: bool = False) -> None:
         super().__init__(f"{role_name} failed: {reason}")
         self.role_name = role_name
+        self.restarting = restarting
 
 
 class Future(Protocol):

@@ -135,9 +135,12 @@ class RayRuntime:
         try:
             return ray.get(future)
         except (RayActorError, ActorUnavailableError) as error:
-            actor_id = getattr(error, "actor_id", None)
-            name = self._names_by_actor_id.get(actor_id or "", "unknown role")
-            raise RoleFailed(name, str(error).splitlines()[0] if str(error) else type(error).__name__) from error
+            # a call that consumed a dead role's result names that role only in its message
+            actor_id = getattr(error, "actor_id", None) or next(
+                (known for known in self._names_by_actor_id if known in str(error)), "")
+            name = self._names_by_actor_id.get(actor_id, "unknown role")
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise RoleFailed(name, reason, restarting=isinstance(error, ActorUnavailableError)) from error
 
     def shutdown(self) -> None:
         for handle in self._roles:
