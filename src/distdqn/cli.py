@@ -22,6 +22,21 @@ from distdqn.types import Weights
 EXIT_USAGE = 2
 
 
+def _add_placement_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", choices=["inline", "ray"], help="where roles run (placement.runtime)")
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="join this Ray cluster (placement.address; default: RAY_ADDRESS, else an embedded one)")
+
+
+def _placement_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    if args.runtime is not None:
+        overrides.append(f"placement.runtime={args.runtime}")
+    if args.address is not None:
+        overrides.append(f"placement.address={args.address}")
+    return overrides
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distdqn", description="Train and evaluate DQN agents.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,6 +50,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path, help="where run files go (default runs/ENV-sSEED-TIME)")
     train.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
     train.add_argument("--total-steps", type=int, help="env steps to train for")
+    _add_placement_flags(train)
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue RUN_DIR from checkpoints/latest (counters, weights, optimizer, schedules)")
 
@@ -42,6 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--env", help="Gymnasium id (picks the preset)")
     plan.add_argument("--config", type=Path, help="TOML or YAML config file")
     plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_placement_flags(plan)
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
     evaluate.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR",
@@ -53,7 +70,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.overrides)
+    overrides = list(args.overrides) + _placement_overrides(args)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.total_steps is not None:
@@ -73,7 +90,8 @@ def _command_train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         if args.env or args.config or args.run_dir or args.seed is not None:
-            raise UserError("--resume takes the run's own config; only --set, --total-steps and --stop-return may change it")
+            raise UserError("--resume takes the run's own config; only --set, --total-steps, --stop-return, "
+                            "--runtime and --address may change it")
         checkpoint = load_checkpoint(args.resume / "checkpoints" / "latest")
         config = override_config(checkpoint.config, _overrides(args), origin="--resume")
         result = resume(args.resume, config)
@@ -123,7 +141,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
 def _command_plan(args: argparse.Namespace) -> int:
     from distdqn.plan import Node, assign, render, role_demands
 
-    placement = resolve_config(args.env, args.config, args.overrides).placement
+    placement = resolve_config(args.env, args.config, args.overrides + _placement_overrides(args)).placement
     roles = role_demands(placement)
     if placement.runtime == "inline":
         placed = {role.name: "this process (inline)" for role in roles}
