@@ -71,3 +71,13 @@ def test_a_pickle_is_never_loaded(tmp_path: Path):
     with pytest.raises(CheckpointError):
         load_checkpoint(link)
     assert not marker.exists()
+
+
+def test_leftovers_of_an_interrupted_save_are_cleaned_by_the_next(tmp_path: Path):
+    _save(tmp_path, 1.0)
+    (tmp_path / ".latest-0123456789ab").mkdir()  # a version a crash left half written
+    (tmp_path / ".latest-0123456789ab" / "tensors.safetensors").write_bytes(b"half")
+    _save(tmp_path, 2.0)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".latest")) == [
+        (tmp_path / "latest").resolve().name]
+    assert (tmp_path / "best").exists() is False

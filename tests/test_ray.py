@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +104,36 @@ def test_two_learners_stay_bit_identical(tmp_path: Path):
     assert digests[0] == digests[1]
 
 
+def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path):
+    config = resolve_config("CartPole-v1", overrides=QUIET + RAY + [
+        "placement.num_learners=2", "placement.num_shards=2", "placement.num_actors=2",
+        "placement.learner.num_cpus=0.5", "placement.actor.num_cpus=0.5", "checkpoint.every_steps=1000",
+        "logging.every_steps=500", "total_steps=12000", "algorithm.learning_starts=500",
+    ])
+    from distdqn.train import Counters, TrainingRun
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+
+    def kill_learner_1_after_a_checkpoint() -> None:
+        _wait_until(lambda: _logged_updates(run_dir) >= 1500, timeout=240)
+        os.kill(json.loads((run_dir / "placement.json").read_text())["learner-1"]["pid"], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_learner_1_after_a_checkpoint, daemon=True)
+    runtime = RayRuntime(config.placement)
+    try:
+        run = TrainingRun(config, run_dir, runtime, Counters())
+        killer.start()
+        counters = run.run()
+        digests = [runtime.get(runtime.call(learner, "parameters_digest")) for learner in run.learners]
+    finally:
+        runtime.shutdown()
+    killer.join(timeout=1)
+    assert counters.restarts == {"learner": 1}
+    assert digests[0] == digests[1]
+    assert counters.env_steps >= 12000
+
+
 @pytest.mark.learning
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cartpole_on_ray_with_two_actors_solves(tmp_path: Path, seed: int):
@@ -166,3 +197,42 @@ def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(tmp_p
     placement_after = json.loads((run_dir / "placement.json").read_text())
     for role in ("actor-0", "shard-0", "learner-0"):
         assert placement_after[role]["pid"] != placement[role]["pid"]
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="ignore"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_driver_killed_mid_run_leaves_a_checkpoint_that_resume_continues(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "distdqn", "train", "--run-dir", str(run_dir), "--runtime", "ray",
+               "--total-steps", "200000", "--set", "placement.actor_steps_per_call=16",
+               "--set", "checkpoint.every_steps=1000", "--set", "logging.progress=false",
+               "--set", "logging.tensorboard=false"]
+    driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(lambda: _logged_updates(run_dir) >= 1500, timeout=240)
+    finally:
+        driver.kill()
+        driver.wait()
+    # the embedded cluster's processes carry the driver's pid in their session path; they go too
+    _wait_until(lambda: not _processes_mentioning(f"_{driver.pid}/"), timeout=60)
+
+    saved = load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]
+    assert saved["env_steps"] >= 1000
+    target = saved["env_steps"] + 2000
+    resumed = subprocess.run([sys.executable, "-m", "distdqn", "train", "--resume", str(run_dir),
+                              "--total-steps", str(target)], env=ray_environment(), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert final_steps_line(resumed.stdout) >= target
+    steps = [r["env_steps"] for r in _metrics(run_dir)]
+    assert max(steps) >= target and any(saved["env_steps"] < step < target for step in steps)

@@ -95,3 +95,14 @@ def test_stop_return_ends_the_run_early(tmp_path: Path):
     counters = train(config, tmp_path / "run").counters
     assert counters.solved_at_env_steps == 800
     assert counters.env_steps < 1600
+
+
+def test_resume_after_a_crash_drops_metrics_logged_after_the_checkpoint(tmp_path: Path):
+    config = resolve_config("CartPole-v1", overrides=FAST + ["logging.tensorboard=false"])
+    run_dir = train(config, tmp_path / "run").run_dir
+    with (run_dir / "metrics.jsonl").open("a") as metrics:  # what a crash after the checkpoint leaves
+        metrics.write(json.dumps({"env_steps": 2790, "updates": -1, "wall_s": 1.0}) + "\n")
+    resume(run_dir, override_config(config, ["total_steps=3200"], "test"))
+    records = _metrics(run_dir)
+    steps = [r["env_steps"] for r in records]
+    assert all(r["updates"] >= 0 for r in records) and steps == sorted(steps) and steps[-1] == 3200

@@ -55,13 +55,17 @@ def save_checkpoint(
     for path in (*version_dir.iterdir(), version_dir):
         _fsync(path)
     link = checkpoints_dir / name
-    previous = link.resolve() if link.is_symlink() else None
     temporary_link = checkpoints_dir / f".{name}-link-{uuid.uuid4().hex[:12]}"
     temporary_link.symlink_to(version_dir.name, target_is_directory=True)
     os.replace(temporary_link, link)
     _fsync(checkpoints_dir)
-    if previous is not None and previous != version_dir.resolve() and previous.parent == checkpoints_dir.resolve():
-        shutil.rmtree(previous, ignore_errors=True)
+    # older versions, and halves of versions a crash interrupted, are no longer pointed at
+    for stale in checkpoints_dir.glob(f".{name}-*"):
+        if stale.name != version_dir.name:
+            if stale.is_symlink() or stale.is_file():
+                stale.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(stale, ignore_errors=True)
     return link
 
 

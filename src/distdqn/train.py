@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from distdqn.envs import env_spaces
 from distdqn.errors import UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
+from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.runtime import Future, RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 
@@ -165,10 +167,13 @@ class TrainingRun:
                 self.save("latest")
 
         self._drain()
-        if self._evaluation is None and not self._stop and self._evaluation_mark[0] != counters.env_steps:
-            self._start_evaluation()
         if self._evaluation is not None:
             self._finish_evaluation()
+        if not self._stop and self._evaluation_mark[0] != counters.env_steps:
+            self._start_evaluation()
+            self._finish_evaluation()
+        if self._log_mark[0] != counters.env_steps:
+            self._log_training()
         self.save("latest")
         self.progress.close()
         self.metrics.close()
@@ -190,8 +195,8 @@ class TrainingRun:
                 self._fire(shard, "add", batch)
             self.counters.env_steps += steps
             self.progress.advance(steps)
-        except RoleFailed as failure:
-            self._record_restart(failure)
+        except RoleFailed:
+            self._reconcile_restarts()
         self._throttle()
         self._launch_collect(index)
 
@@ -243,9 +248,26 @@ class TrainingRun:
             metrics = self.runtime.get(future).metrics
             if metrics:
                 self._last_metrics = metrics
-        except RoleFailed as failure:
-            self._record_restart(failure)
+        except (RoleFailed, LearnerGroupBroken) as failure:
+            if isinstance(failure, RoleFailed):
+                self._reconcile_restarts()
+            if len(self.learners) > 1:
+                self._recover_learner_group()
             self._publish_weights()
+
+    def _recover_learner_group(self) -> None:
+        """After a learner died, every learner reloads `checkpoints/latest` (so that all are
+        identical again) and the all-reduce group is formed anew. Updates in flight are lost."""
+        pending, self._updates = list(self._updates), {}
+        for future in pending:
+            try:
+                self.runtime.get(future)
+            except (RoleFailed, LearnerGroupBroken):
+                pass
+        self._reconcile_restarts()
+        for future in [self.runtime.call(learner, "reload") for learner in self.learners]:
+            self.runtime.get(future)
+        self._form_learner_group()
 
     def _updates_in_flight(self) -> int:
         """Update steps sent but not finished (each learner runs every step)."""
@@ -262,15 +284,15 @@ class TrainingRun:
         for future in self._collects:
             try:
                 self.runtime.get(future)
-            except RoleFailed as failure:
-                self._record_restart(failure)
+            except RoleFailed:
+                self._reconcile_restarts()
         self._collects.clear()
         while self._background:
             self.runtime.wait(self._background, num_returns=len(self._background))
             self._harvest_background()
 
     # -- faults ---------------------------------------------------------------------------
-    def _record_restart(self, failure: RoleFailed) -> None:
+    def _reconcile_restarts(self) -> None:
         """A call failed because a role died. Count each death once, however many calls it
         failed: wait for the runtime to bring every role back and compare process ids (the failed
         call may name the role whose result it only consumed). A restarted shard comes back
@@ -310,16 +332,18 @@ class TrainingRun:
             self._background.remove(future)
             try:
                 self.runtime.get(future)
-            except RoleFailed as failure:
-                self._record_restart(failure)
+            except RoleFailed:
+                self._reconcile_restarts()
+            except LearnerGroupBroken:
+                pass  # priorities of an update the broken group never made
 
     def _refresh_shard_sizes(self) -> list[int]:
         sizes = [self.runtime.call(shard, "size") for shard in self.shards]
         for index, size in enumerate(sizes):
             try:
                 self._shard_sizes[index] = self.runtime.get(size)
-            except RoleFailed as failure:
-                self._record_restart(failure)
+            except RoleFailed:
+                self._reconcile_restarts()
         return self._shard_sizes
 
     # -- evaluation, logs, checkpoints --------------------------------------------------------
@@ -335,8 +359,8 @@ class TrainingRun:
         future, self._evaluation = self._evaluation, None
         try:
             result = self.runtime.get(future)
-        except RoleFailed as failure:
-            self._record_restart(failure)
+        except RoleFailed:
+            self._reconcile_restarts()
             return
         counters = self.counters
         env_steps, updates, wall_s = self._evaluation_mark
@@ -367,8 +391,8 @@ class TrainingRun:
         for future in futures:
             try:
                 stats.append(self.runtime.get(future))
-            except RoleFailed as failure:
-                self._record_restart(failure)
+            except RoleFailed:
+                self._reconcile_restarts()
                 stats.append(None)
         return stats
 
@@ -382,8 +406,8 @@ class TrainingRun:
         for actor in self.actors:
             try:
                 stats = self.runtime.get(self.runtime.call(actor, "episode_stats"))
-            except RoleFailed as failure:
-                self._record_restart(failure)
+            except RoleFailed:
+                self._reconcile_restarts()
                 continue
             self._episode_returns += stats["returns"]
             self._episode_lengths += stats["lengths"]
@@ -438,8 +462,8 @@ class TrainingRun:
     def save(self, name: str) -> None:
         try:
             tensors, learner_state = self.runtime.get(self.runtime.call(self.learners[0], "state_dict"))
-        except RoleFailed as failure:
-            self._record_restart(failure)
+        except RoleFailed:
+            self._reconcile_restarts()
             return
         state = {"counters": dataclasses.asdict(self.counters), "learner": learner_state}
         save_checkpoint(self.run_dir / "checkpoints", name, self.config, tensors, state)
@@ -458,7 +482,23 @@ def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
     Replay starts empty and refills to `learning_starts` before updates resume.
     """
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest")
-    return _execute(config or checkpoint.config, run_dir, Counters(**checkpoint.state["counters"]))
+    counters = Counters(**checkpoint.state["counters"])
+    truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps)
+    return _execute(config or checkpoint.config, run_dir, counters)
+
+
+def truncate_metrics(path: Path, env_steps: int) -> None:
+    """Drop lines logged after the checkpoint a run resumes from (a crashed run got further than
+    its last checkpoint), so that metrics.jsonl reads as one run. Rewritten atomically."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["env_steps"] <= env_steps]
+    if len(kept) == len(lines):
+        return
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(kept))
+    os.replace(temporary, path)
 
 
 def _execute(config: Config, run_dir: Path, counters: Counters) -> TrainResult:

@@ -25,6 +25,10 @@ from distdqn.networks import build_q_network
 from distdqn.types import PriorityUpdate, SampleBatch, UpdateResult, Weights
 
 
+class LearnerGroupBroken(RuntimeError):
+    """The learners' all-reduce group lost a member (or this learner is not in it yet)."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -47,10 +51,18 @@ class Learner:
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=self.config.lr, eps=self.config.adam_eps,
                                           fused=True)
         self.updates = 0
-        self.world_size = 1
-        if restore_dir is not None and Path(restore_dir).exists():
-            checkpoint = load_checkpoint(Path(restore_dir))
+        self.world_size = config.placement.num_learners
+        self._in_group = self.world_size == 1
+        self.restore_dir = restore_dir
+        self.reload()
+
+    def reload(self) -> int:
+        """Load `restore_dir` if it exists (a resumed run, a restarted learner, or a group of
+        learners starting over together after one died); return the update count it holds."""
+        if self.restore_dir is not None and Path(self.restore_dir).exists():
+            checkpoint = load_checkpoint(Path(self.restore_dir))
             self.load_state_dict(checkpoint.tensors, checkpoint.state["learner"])
+        return self.updates
 
     # -- data-parallel group ----------------------------------------------------------------
     @staticmethod
@@ -67,13 +79,20 @@ class Learner:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
         self.world_size = world_size
+        self._in_group = True
 
     def _average_gradients(self, has_data: bool) -> bool:
         """Average gradients over the learners that had data; False if none had any."""
         parameters = list(self.online.parameters())
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
         flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor([float(has_data)], device=self.device)])
-        dist.all_reduce(flat)
+        if not self._in_group:
+            raise LearnerGroupBroken("this learner has not joined the all-reduce group")
+        try:
+            dist.all_reduce(flat)
+        except RuntimeError as error:  # a peer died: gloo sees its connection close
+            self._in_group = False
+            raise LearnerGroupBroken(str(error).splitlines()[0]) from None
         contributors = flat[-1].item()
         if contributors == 0:
             return False
