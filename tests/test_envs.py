@@ -1,5 +1,7 @@
 """make_env errors and the built-in maze."""
 
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -62,10 +64,16 @@ def test_continuous_action_space_is_rejected():
         make_env(EnvConfig(id="Pendulum-v1"))
 
 
-def test_missing_optional_package_is_a_clear_error():
-    # ALE ids live in a namespace that ale-py registers; without it gymnasium cannot find them
-    with pytest.raises(EnvError, match="ALE/Pong-v5"):
+def test_missing_optional_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # as if the atari extra were not installed
+    with pytest.raises(EnvError, match="needs the atari extra"):
         make_env(EnvConfig(id="ALE/Pong-v5"))
+
+
+def test_missing_dependency_of_a_wrapper_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # AtariPreprocessing resizes with OpenCV
+    with pytest.raises(EnvError, match="needs a package that is not installed"):
+        make_env(EnvConfig(id="ALE/Pong-v5", preprocessing="atari"))
 
 
 def test_bad_env_kwargs_are_a_clear_error():

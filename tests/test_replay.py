@@ -18,15 +18,16 @@ def test_sum_tree_totals_and_prefix_lookup():
     assert tree.find(np.array([5.999999])).tolist() == [3]
 
 
-def _replay(num_lanes=1, lane_capacity=8, alpha=1.0, obs_shape=(1,)):
+def _replay(num_lanes=1, lane_capacity=8, alpha=1.0, obs_shape=(1,), frame_stack=1):
     return PrioritizedReplay(num_lanes, lane_capacity, obs_shape, np.float32, alpha=alpha,
-                             priority_eps=0.0, seed=0)
+                             priority_eps=0.0, seed=0, frame_stack=frame_stack)
 
 
-def _write(replay, lane, first, count):
+def _write(replay, lane, first, count, episode_start=0):
     positions = np.arange(first, first + count)
     observations = positions.astype(np.float32).reshape(1, count, 1) + 100 * lane
-    replay.write_steps(np.array([lane]), np.array([first]), observations, positions.reshape(1, count) % 2, 3)
+    starts = np.full((1, count), episode_start)
+    replay.write_steps(np.array([lane]), np.array([first]), observations, positions.reshape(1, count) % 2, starts, 3)
 
 
 def _complete(replay, lane, positions, priorities, offset=1):

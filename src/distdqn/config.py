@@ -36,11 +36,27 @@ class EnvConfig(_Section):
     """Truncate episodes after this many steps; None keeps the env's registered limit."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra keyword arguments for `gymnasium.make`."""
+    preprocessing: Literal["none", "atari"] = "none"
+    """`atari`: DeepMind preprocessing (no-op starts, frame skip with max-pooling, grayscale resize)."""
+    frame_stack: int = Field(1, ge=1)
+    """Frames stacked into one observation (4 for Atari); replay still stores each frame once."""
+    clip_rewards: bool = False
+    """Learn from sign(reward); evaluation and episode returns still report the raw score."""
+    terminal_on_life_loss: bool = False
+    """Treat a lost life as terminal for learning (the game goes on; evaluation ignores lives)."""
+    noop_max: int = Field(30, ge=0)
+    """Atari: up to this many no-op actions after each reset."""
+    frame_skip: int = Field(4, ge=1)
+    """Atari: emulator frames per agent step; the last two are max-pooled."""
+    screen_size: int = Field(84, ge=8)
+    """Atari: side of the square grayscale frame."""
 
 
 class NetworkConfig(_Section):
+    torso: Literal["auto", "mlp", "nature_cnn"] = "auto"
+    """`auto`: the Nature DQN convolutions for image observations (3 dims), else none (an MLP)."""
     hidden_sizes: tuple[int, ...] = (128, 128)
-    """Widths of the MLP's hidden layers."""
+    """Widths of the fully connected layers (after the convolutions, if any)."""
     dueling: bool = False
     """Split the head into state value and action advantages (Wang et al. 2016)."""
 
@@ -242,9 +258,14 @@ def _preset_name(env_id: str) -> str:
     return env_id.replace("/", "_") + ".toml"
 
 
+def is_atari_id(env_id: str) -> bool:
+    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
+
+
 def preset_for(env_id: str) -> dict[str, Any]:
-    """The packaged preset for an env id, or an empty dict when there is none."""
-    resource = importlib.resources.files("distdqn.presets").joinpath(_preset_name(env_id))
+    """The packaged preset for an env id (every Atari game shares one), or an empty dict."""
+    name = "atari.toml" if is_atari_id(env_id) else _preset_name(env_id)
+    resource = importlib.resources.files("distdqn.presets").joinpath(name)
     if not resource.is_file():
         return {}
     return tomllib.loads(resource.read_text())

@@ -10,16 +10,34 @@ from torch import nn
 from distdqn.config import NetworkConfig
 
 
+def nature_cnn(channels: int) -> nn.Sequential:
+    """The convolutions of Mnih et al. 2015 for 84x84 inputs."""
+    return nn.Sequential(
+        nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+    )
+
+
 class QNetwork(nn.Module):
     """Maps a batch of observations to one Q-value per action.
 
-    Observations are flattened and cast to float inside, so replay can hand over its own dtype.
+    Observations are cast to float inside (uint8 frames are scaled to [0, 1]), so replay can
+    hand over its own compact dtype.
     """
 
-    def __init__(self, obs_size: int, num_actions: int, hidden_sizes: tuple[int, ...], dueling: bool) -> None:
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden_sizes: tuple[int, ...],
+                 dueling: bool, convolutional: bool, input_scale: float = 1.0) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = obs_size
+        self.input_scale = input_scale
+        layers: list[nn.Module] = []
+        if convolutional:
+            layers.append(nature_cnn(obs_shape[0]))
+            with torch.no_grad():
+                width = int(np.prod(layers[0](torch.zeros(1, *obs_shape)).shape))
+        else:
+            width = int(np.prod(obs_shape))
+        layers.append(nn.Flatten())
         for hidden in hidden_sizes:
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
@@ -32,7 +50,10 @@ class QNetwork(nn.Module):
             self.head = nn.Linear(width, num_actions)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        features = self.torso(observations.float())
+        inputs = observations.float()
+        if self.input_scale != 1.0:
+            inputs = inputs * self.input_scale
+        features = self.torso(inputs)
         if not self.dueling:
             return self.head(features)
         advantage = self.advantage(features)
@@ -56,5 +77,9 @@ def build_q_network(config: NetworkConfig, observation_space: gym.Space, action_
     """A Q-network sized for the spaces (the action space must be Discrete)."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise TypeError(f"DQN needs a Discrete action space, got {action_space}")
-    obs_size = int(np.prod(observation_space.shape))
-    return QNetwork(obs_size, int(action_space.n), tuple(config.hidden_sizes), config.dueling)
+    shape = tuple(observation_space.shape)
+    convolutional = config.torso == "nature_cnn" or (config.torso == "auto" and len(shape) == 3)
+    if convolutional and len(shape) != 3:
+        raise ValueError(f"network.torso = 'nature_cnn' needs (channels, height, width) observations, got {shape}")
+    scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
+    return QNetwork(shape, int(action_space.n), tuple(config.hidden_sizes), config.dueling, convolutional, scale)

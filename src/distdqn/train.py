@@ -27,7 +27,7 @@ import torch
 
 from distdqn.checkpoint import load_checkpoint, save_checkpoint
 from distdqn.config import Config, config_to_toml
-from distdqn.envs import env_spaces
+from distdqn.envs import env_spaces, policy_space
 from distdqn.errors import UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
@@ -75,11 +75,12 @@ class TrainingRun:
         self.runtime = runtime
         self.counters = counters
         placement = config.placement
-        observation_space, action_space = env_spaces(config.env)
+        frame_space, action_space = env_spaces(config.env)
         latest = str(run_dir / "checkpoints" / "latest")
-        self.learners = [runtime.spawn(Learner, config, observation_space, action_space, latest, name=f"learner-{i}")
+        self.learners = [runtime.spawn(Learner, config, policy_space(config.env, frame_space), action_space, latest,
+                                       name=f"learner-{i}")
                          for i in range(placement.num_learners)]
-        self.shards = [runtime.spawn(ReplayShard, config, j, observation_space, name=f"shard-{j}")
+        self.shards = [runtime.spawn(ReplayShard, config, j, frame_space, name=f"shard-{j}")
                        for j in range(placement.num_shards)]
         self.actors = [runtime.spawn(Actor, config, i, self._actor_progress(), name=f"actor-{i}")
                        for i in range(placement.num_actors)]

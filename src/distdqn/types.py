@@ -21,8 +21,9 @@ class TransitionBatch(NamedTuple):
 
     lanes: np.ndarray  # [L] int64 lane ids
     first_position: np.ndarray  # [L] int64 stream position of steps[:, 0] in each lane
-    observations: np.ndarray  # [L, T, *obs_shape]
+    observations: np.ndarray  # [L, T, *frame_shape] one frame per step, never stacked
     actions: np.ndarray  # [L, T] int64
+    episode_starts: np.ndarray  # [L, T] int64 stream position of each step's episode start
     completed_lanes: np.ndarray  # [R] int64
     completed_positions: np.ndarray  # [R] int64 stream positions
     returns: np.ndarray  # [R] float32 discounted n-step reward sums

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Callable
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from distdqn.config import EnvConfig
+from distdqn.config import EnvConfig, is_atari_id
 from distdqn.errors import EnvError
 
 MAZE_ID = "distdqn/Maze-v0"
@@ -21,13 +22,39 @@ if MAZE_ID not in gym.registry:
     gym.register(id=MAZE_ID, entry_point="distdqn.envs.maze:MazeEnv", max_episode_steps=200)
 
 
+def _register_atari(env_id: str) -> None:
+    try:
+        import ale_py
+    except ImportError:
+        raise EnvError(f"env {env_id!r} needs the atari extra: pip install 'distdqn[atari]'") from None
+    gym.register_envs(ale_py)
+
+
 def make_env(config: EnvConfig) -> gym.Env:
-    """One env from the config, with a clear `EnvError` for ids DQN cannot drive."""
+    """One env from the config, with a clear `EnvError` for ids DQN cannot drive.
+
+    With `preprocessing = "atari"` the emulator runs every frame (frameskip=1) and gymnasium's
+    AtariPreprocessing does the DeepMind steps: no-op starts, frame skip with max-pooling of the
+    last two frames, grayscale, resize. The episode time limit then counts agent steps. Sticky
+    actions stay at the env's default (0.25 for ALE v5). Frame stacking, reward clipping and
+    life loss are the actor's business (training only), not the env's.
+    """
     kwargs = dict(config.kwargs)
-    if config.max_episode_steps is not None:
+    atari = config.preprocessing == "atari"
+    if is_atari_id(config.id):
+        _register_atari(config.id)
+    if config.max_episode_steps is not None and not atari:
         kwargs["max_episode_steps"] = config.max_episode_steps
+    if atari:
+        kwargs.setdefault("frameskip", 1)
     try:
         env = gym.make(config.id, **kwargs)
+        if atari:
+            env = gym.wrappers.AtariPreprocessing(
+                env, noop_max=config.noop_max, frame_skip=config.frame_skip, screen_size=config.screen_size,
+                terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
+            if config.max_episode_steps is not None:
+                env = gym.wrappers.TimeLimit(env, config.max_episode_steps)
     except gym.error.DependencyNotInstalled as error:
         raise EnvError(f"env {config.id!r} needs a package that is not installed: {error}") from None
     except (gym.error.Error, ModuleNotFoundError, ImportError) as error:
@@ -49,9 +76,18 @@ def make_vector_env(config: EnvConfig, num_envs: int) -> SyncVectorEnv:
 
 
 def env_spaces(config: EnvConfig) -> tuple[gym.Space, gym.Space]:
-    """Observation and action space of one env, for building networks and replay."""
+    """Observation space of one env's single frame, and its action space."""
     env = make_env(config)
     try:
         return env.observation_space, env.action_space
     finally:
         env.close()
+
+
+def policy_space(config: EnvConfig, frame_space: gym.Space) -> gym.Space:
+    """What the Q-network sees: `frame_stack` frames stacked on a new first axis."""
+    if config.frame_stack == 1:
+        return frame_space
+    low = np.repeat(frame_space.low[None], config.frame_stack, axis=0)
+    high = np.repeat(frame_space.high[None], config.frame_stack, axis=0)
+    return gym.spaces.Box(low, high, dtype=frame_space.dtype)

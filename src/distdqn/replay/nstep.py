@@ -55,11 +55,15 @@ class NStepAccumulator:
         rewards: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
+        resets: np.ndarray | None = None,
     ) -> Completed:
         """Record one vector step taken at `self.position`; return the records it completes.
 
         Lanes whose previous step ended an episode are in gymnasium's autoreset step: their
         record at this position is the final observation, which opens no transition.
+        `terminated` is what learning treats as terminal; `resets` (default: terminated or
+        truncated) is whether the env really resets. They differ for a lost life: terminal for
+        learning, while the game goes on.
         """
         slot = self.position % self.n_step
         live = ~self._resetting
@@ -71,6 +75,7 @@ class NStepAccumulator:
         self._returns += np.where(self._active, self.gamma**self._ages * rewards[:, None], 0.0)
         self._ages += self._active
         ended = (terminated | truncated) & live
+        resetting = ended if resets is None else resets & live
         complete = self._active & ((self._ages == self.n_step) | ended[:, None])
         lane, which = np.nonzero(complete)
         ages = self._ages[lane, which]
@@ -84,6 +89,6 @@ class NStepAccumulator:
             q_taken=self._q_taken[lane, which],
         )
         self._active &= ~complete
-        self._resetting = ended
+        self._resetting = resetting
         self.position += 1
         return completed

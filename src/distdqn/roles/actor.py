@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from distdqn.config import Config
-from distdqn.envs import make_vector_env
+from distdqn.envs import make_vector_env, policy_space
+from distdqn.frames import FrameStacker
 from distdqn.networks import build_q_network, load_weights
 from distdqn.replay.nstep import Completed, NStepAccumulator
 from distdqn.schedules import apex_epsilon, linear_schedule
@@ -28,7 +29,8 @@ class Actor:
         self.num_envs = config.env.num_envs
         self.lanes = actor_index * self.num_envs + np.arange(self.num_envs)
         self.env = make_vector_env(config.env, self.num_envs)
-        self.q_network = build_q_network(config.network, self.env.single_observation_space,
+        frame_space = self.env.single_observation_space
+        self.q_network = build_q_network(config.network, policy_space(config.env, frame_space),
                                           self.env.single_action_space)
         self.q_network.requires_grad_(False)
         self.num_actions = int(self.env.single_action_space.n)
@@ -38,13 +40,29 @@ class Actor:
         self._rng = np.random.default_rng(seed)
         algorithm = config.algorithm
         self._accumulator = NStepAccumulator(self.num_envs, algorithm.n_step, algorithm.gamma)
-        self._observations, _ = self.env.reset(seed=seed)
-        self._q_values = self._q(self._observations)
+        self._stacker = (FrameStacker(self.num_envs, frame_space.shape, frame_space.dtype, config.env.frame_stack)
+                         if config.env.frame_stack > 1 else None)
+        self._frames, infos = self.env.reset(seed=seed)
+        self._episode_start = np.zeros(self.num_envs, np.int64)
+        self._lives = infos.get("lives")
+        self._q_values = self._q(self._policy_input(self._frames, np.ones(self.num_envs, bool)))
         self._held: tuple[Completed, np.ndarray] | None = None
         self._episode_returns = np.zeros(self.num_envs)
         self._episode_lengths = np.zeros(self.num_envs, np.int64)
         self._finished_returns: list[float] = []
         self._finished_lengths: list[int] = []
+
+    def _policy_input(self, frames: np.ndarray, new_episode: np.ndarray) -> np.ndarray:
+        return frames if self._stacker is None else self._stacker.push(frames, new_episode)
+
+    def _lost_life(self, infos: dict, live: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        """Envs that lost a life this step without the game ending (Atari reports `lives`)."""
+        lives = infos.get("lives")
+        lost = np.zeros(self.num_envs, bool)
+        if lives is not None and self._lives is not None:
+            lost = (lives < self._lives) & live & ~ended
+        self._lives = lives
+        return lost
 
     def set_weights(self, weights: Weights) -> None:
         if weights.version == self.weights_version:
@@ -73,23 +91,37 @@ class Actor:
 
     def collect(self, num_steps: int) -> tuple[TransitionBatch, int]:
         """Take `num_steps` vector steps; return them, with every n-step record they completed,
-        and the env steps taken (a small second result the loop can read without the batch)."""
-        obs_shape = self.env.single_observation_space.shape
-        observations = np.empty((num_steps, self.num_envs, *obs_shape), self._observations.dtype)
+        and the env steps taken (a small second result the loop can read without the batch).
+
+        Learning sees clipped rewards and life losses as terminals when the env config asks for
+        them; episode returns are always the raw score.
+        """
+        env_config = self.config.env
+        frame_shape = self.env.single_observation_space.shape
+        frames = np.empty((num_steps, self.num_envs, *frame_shape), self._frames.dtype)
         actions = np.empty((num_steps, self.num_envs), np.int64)
+        episode_starts = np.empty((num_steps, self.num_envs), np.int64)
         first_position = self._accumulator.position
         records, priorities = ([], []) if self._held is None else ([self._held[0]], [self._held[1]])
         env_index = np.arange(self.num_envs)
         for step in range(num_steps):
+            position = self._accumulator.position
             explore = self._rng.random(self.num_envs) < self.current_epsilon()
             random_actions = self._rng.integers(self.num_actions, size=self.num_envs)
             chosen = np.where(explore, random_actions, self._q_values.argmax(axis=1))
-            observations[step] = self._observations
-            actions[step] = chosen
-            live = ~self._accumulator.resetting
-            next_observations, rewards, terminated, truncated, _ = self.env.step(chosen)
-            next_q_values = self._q(next_observations)
-            done = self._accumulator.step(self._q_values[env_index, chosen], rewards, terminated, truncated)
+            frames[step], actions[step], episode_starts[step] = self._frames, chosen, self._episode_start
+            live = ~self._accumulator.resetting  # False where this step is gymnasium's autoreset
+            next_frames, rewards, terminated, truncated, infos = self.env.step(chosen)
+            ended = terminated | truncated
+            learn_terminated = terminated
+            if env_config.terminal_on_life_loss:
+                learn_terminated = terminated | self._lost_life(infos, live, ended)
+            learn_rewards = np.sign(rewards) if env_config.clip_rewards else rewards
+            new_episode = ~live  # an autoreset step returns the first frame of a new episode
+            self._episode_start[new_episode] = position + 1
+            next_q_values = self._q(self._policy_input(next_frames, new_episode))
+            done = self._accumulator.step(self._q_values[env_index, chosen], learn_rewards, learn_terminated,
+                                          truncated, resets=ended)
             bootstrap_values = next_q_values[done.lanes].max(axis=1)
             done_priorities = np.abs(done.returns + done.discounts * bootstrap_values - done.q_taken)
             if step < num_steps - 1:
@@ -97,15 +129,16 @@ class Actor:
                 priorities.append(done_priorities)
             else:
                 self._held = (done, done_priorities)  # bootstraps from the next batch's first step
-            self._track_episodes(rewards, live, (terminated | truncated) & live)
-            self._observations, self._q_values = next_observations, next_q_values
+            self._track_episodes(rewards, live, ended & live)
+            self._frames, self._q_values = next_frames, next_q_values
             self.env_steps += self.num_envs
         merged = _concat(records) if records else NStepAccumulator.nothing_completed()
         batch = TransitionBatch(
             lanes=self.lanes,
             first_position=np.full(self.num_envs, first_position, np.int64),
-            observations=np.swapaxes(observations, 0, 1),
+            observations=np.swapaxes(frames, 0, 1),
             actions=actions.T,
+            episode_starts=episode_starts.T,
             completed_lanes=self.lanes[merged.lanes],
             completed_positions=merged.positions,
             returns=merged.returns,

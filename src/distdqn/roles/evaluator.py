@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from distdqn.config import EnvConfig, NetworkConfig
-from distdqn.envs import make_vector_env
+from distdqn.envs import make_vector_env, policy_space
+from distdqn.frames import FrameStacker
 from distdqn.networks import build_q_network, load_weights
 from distdqn.types import EvalResult, Weights
 
@@ -17,17 +18,27 @@ class Evaluator:
 
     def __init__(self, env: EnvConfig, network: NetworkConfig, episodes: int, seed: int, epsilon: float = 0.0) -> None:
         self.env = make_vector_env(env, episodes)
-        self.q_network = build_q_network(network, self.env.single_observation_space, self.env.single_action_space)
+        frame_space = self.env.single_observation_space
+        self.q_network = build_q_network(network, policy_space(env, frame_space), self.env.single_action_space)
         self.q_network.requires_grad_(False)
         self.episodes = episodes
         self.epsilon = epsilon
+        self._stacker = (FrameStacker(episodes, frame_space.shape, frame_space.dtype, env.frame_stack)
+                         if env.frame_stack > 1 else None)
         self._seed: int | None = seed
         self._rng = np.random.default_rng(seed)
 
+    def _policy_input(self, frames: np.ndarray, new_episode: bool) -> np.ndarray:
+        if self._stacker is None:
+            return frames
+        return self._stacker.push(frames, np.full(self.episodes, new_episode))
+
     def evaluate(self, weights: Weights) -> EvalResult:
+        """One episode per env with raw rewards: no clipping, and a lost life is not an end."""
         load_weights(self.q_network, weights.tensors)
-        observations, _ = self.env.reset(seed=self._seed)
+        frames, _ = self.env.reset(seed=self._seed)
         self._seed = None
+        observations = self._policy_input(frames, new_episode=True)
         returns = np.zeros(self.episodes)
         lengths = np.zeros(self.episodes, np.int64)
         running = np.ones(self.episodes, bool)
@@ -38,7 +49,8 @@ class Evaluator:
             if self.epsilon > 0:
                 explore = self._rng.random(self.episodes) < self.epsilon
                 actions = np.where(explore, self._rng.integers(num_actions, size=self.episodes), actions)
-            observations, rewards, terminated, truncated, _ = self.env.step(actions)
+            frames, rewards, terminated, truncated, _ = self.env.step(actions)
+            observations = self._policy_input(frames, new_episode=False)
             returns += np.where(running, rewards, 0.0)
             lengths += running
             running &= ~(terminated | truncated)

@@ -20,6 +20,7 @@ def shard_of_lane(lane: np.ndarray | int, num_shards: int) -> np.ndarray | int:
 
 class ReplayShard:
     def __init__(self, config: Config, shard_index: int, observation_space: gym.Space) -> None:
+        """`observation_space` is one env's single frame: stacks are rebuilt on sample."""
         placement = config.placement
         self.shard_index = shard_index
         self.num_shards = placement.num_shards
@@ -36,6 +37,7 @@ class ReplayShard:
             alpha=config.replay.alpha,
             priority_eps=config.replay.priority_eps,
             seed=config.seed * 10_000 + 5_000 + shard_index,
+            frame_stack=config.env.frame_stack,
         )
         self.n_step = config.algorithm.n_step
         self.inserted = 0
@@ -48,7 +50,7 @@ class ReplayShard:
             return 0
         local = batch.lanes[mine] // self.num_shards
         self.replay.write_steps(local, batch.first_position[mine], batch.observations[mine], batch.actions[mine],
-                                self.n_step)
+                                batch.episode_starts[mine], self.n_step)
         done = shard_of_lane(batch.completed_lanes, self.num_shards) == self.shard_index
         self.replay.complete(
             batch.completed_lanes[done] // self.num_shards,
