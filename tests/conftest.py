@@ -30,10 +30,47 @@ class CounterEnv(gym.Env):
         return np.array([self._t], np.float32), float(self._t), self._t >= self.length, False, {}
 
 
+class FrameCounterEnv(gym.Env):
+    """Pixels that say which step they are: every frame is filled with the step's number within
+    the episode (uint8). Rewards are 5 for even steps and -3 for odd ones; the episode
+    terminates after `length` steps; `lives` drop by one every `life_every` steps."""
+
+    def __init__(self, length: int = 7, life_every: int = 3) -> None:
+        self.length = length
+        self.life_every = life_every
+        self.observation_space = gym.spaces.Box(0, 255, (3, 2), np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+        self._t = 0
+
+    def _frame(self) -> np.ndarray:
+        return np.full((3, 2), self._t, np.uint8)
+
+    def _info(self) -> dict:
+        return {"lives": 10 - self._t // self.life_every}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._frame(), self._info()
+
+    def step(self, action):
+        reward = 5.0 if self._t % 2 == 0 else -3.0
+        self._t += 1
+        return self._frame(), reward, self._t >= self.length, False, self._info()
+
+
+FRAMES_ID = "distdqn_tests/FrameCounter-v0"
+
 if COUNTER_ID not in gym.registry:
     gym.register(COUNTER_ID, entry_point=CounterEnv)
+    gym.register(FRAMES_ID, entry_point=FrameCounterEnv)
 
 
 @pytest.fixture
 def counter_id() -> str:
     return COUNTER_ID
+
+
+@pytest.fixture
+def frames_id() -> str:
+    return FRAMES_ID

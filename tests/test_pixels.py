@@ -1,0 +1,133 @@
+"""Frames end to end: compact storage rebuilds the stacks the actor saw; training-only clipping
+and life loss; the Atari preprocessing; a Pong smoke run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from distdqn.config import EnvConfig, build_config, resolve_config
+from distdqn.envs import env_spaces, make_env, make_vector_env, policy_space
+from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
+
+
+def _config(frames_id, lane_capacity_steps=40, **env):
+    return build_config({
+        "env": {"id": frames_id, "num_envs": 2, "frame_stack": 4, **env},
+        "network": {"torso": "mlp", "hidden_sizes": [8]},
+        "algorithm": {"n_step": 2, "gamma": 0.5, "eps_start": 0.0, "eps_end": 0.0},
+        "replay": {"capacity": 2 * lane_capacity_steps},
+    })
+
+
+def _expected_stack(t: np.ndarray) -> np.ndarray:
+    """The stack for within-episode step t: frames t-3..t, clamped at the episode's first."""
+    return np.maximum(t[:, None] - np.arange(3, -1, -1)[None, :], 0)
+
+
+def test_stacks_rebuilt_from_single_frames_equal_the_actors_across_episodes_and_wraps(frames_id):
+    config = _config(frames_id)  # 7-step episodes, 40 slots per lane: many episode ends and wraps
+    frame_space, _ = env_spaces(config.env)
+    actor, shard = Actor(config, 0), ReplayShard(config, 0, frame_space)
+    unstacked = ReplayShard(build_config({**config.model_dump(), "env": {**config.env.model_dump(), "frame_stack": 1}}),
+                            0, frame_space)
+    assert shard.replay.nbytes == unstacked.replay.nbytes  # one frame per step, whatever the stack depth
+    for _ in range(60):
+        batch, _ = actor.collect(3)
+        assert batch.observations.shape[2:] == (3, 2)  # single frames go to replay
+        shard.add(batch)
+    (sample,) = shard.sample(512, beta=0.4)
+    assert sample.observations.shape == (512, 4, 3, 2) and sample.observations.dtype == np.uint8
+    t = sample.observations[:, -1, 0, 0].astype(np.int64)
+    assert np.array_equal(sample.observations[:, :, 0, 0], _expected_stack(t))
+    following = sample.next_observations[:, -1, 0, 0].astype(np.int64)
+    assert np.array_equal(following, np.minimum(t + 2, 7))  # 2-step bootstrap, within the episode
+    assert np.array_equal(sample.next_observations[:, :, 0, 0], _expected_stack(following))
+    # and the live stack the actor acts on follows the same rule
+    live = actor._stacker.stacks[:, :, 0, 0]
+    assert np.array_equal(live, _expected_stack(live[:, -1].astype(np.int64)))
+
+
+def test_clipping_and_life_loss_shape_learning_only(frames_id):
+    config = _config(frames_id, clip_rewards=True, terminal_on_life_loss=True)
+    frame_space, _ = env_spaces(config.env)
+    actor, shard = Actor(config, 0), ReplayShard(config, 0, frame_space)
+    for _ in range(30):
+        shard.add(actor.collect(2)[0])
+    (sample,) = shard.sample(512, beta=0.4)
+    t = sample.observations[:, -1, 0, 0].astype(np.int64)
+    # rewards +5 / -3 become +1 / -1: a 2-step return is 1 - 0.5 or -1 + 0.5
+    assert set(np.round(np.abs(sample.returns), 6).tolist()) <= {0.5, 1.0}
+    # a life is lost when stepping into t = 3 and t = 6: records ending there do not bootstrap
+    life_lost_within = ((t + 1) % 3 == 0) | ((t + 2) % 3 == 0)
+    assert np.all(sample.discounts[life_lost_within] == 0.0)
+    assert np.all(sample.discounts[~life_lost_within & (t + 2 < 7)] == pytest.approx(0.25))
+    # ... but the game went on: stacks run across the lost life
+    assert np.array_equal(sample.observations[:, :, 0, 0], _expected_stack(t))
+    # the actor's episode returns, and the evaluator's, are the raw score
+    episode = [5.0, -3.0, 5.0, -3.0, 5.0, -3.0, 5.0]
+    assert set(actor.episode_stats()["returns"]) == {sum(episode)}
+    learner = Learner(config, policy_space(config.env, frame_space), gym.spaces.Discrete(2))
+    result = Evaluator(config.env, config.network, 3, seed=0).evaluate(learner.weights())
+    assert result.returns.tolist() == [sum(episode)] * 3
+    assert result.lengths.tolist() == [7] * 3  # lives do not end evaluation episodes
+
+
+def test_atari_preprocessing_gives_grayscale_84x84_frames_with_max_pooling():
+    env = make_env(EnvConfig(id="ALE/Pong-v5", preprocessing="atari"))
+    assert env.observation_space.shape == (84, 84) and env.observation_space.dtype == np.uint8
+    preprocessing = env
+    while not isinstance(preprocessing, gym.wrappers.AtariPreprocessing):
+        preprocessing = preprocessing.env
+    assert preprocessing.frame_skip == 4 and preprocessing.noop_max == 30
+    assert env.unwrapped._frameskip == 1  # the wrapper, not the emulator, skips and max-pools
+    assert env.unwrapped.spec.kwargs.get("repeat_action_probability", 0.25) == 0.25  # sticky actions
+    observation, _ = env.reset(seed=0)
+    for _ in range(30):
+        observation, *_ = env.step(env.action_space.sample())
+    import cv2
+
+    pooled = np.maximum(preprocessing.obs_buffer[0], preprocessing.obs_buffer[1])
+    assert np.array_equal(observation, cv2.resize(pooled, (84, 84), interpolation=cv2.INTER_AREA))
+    env.close()
+
+
+def test_atari_preset_and_networks_fit_stacked_frames():
+    config = resolve_config("ALE/Breakout-v5")
+    assert config.env.preprocessing == "atari" and config.env.frame_stack == 4 and config.env.clip_rewards
+    assert resolve_config("PongNoFrameskip-v4").env.terminal_on_life_loss
+    frame_space, action_space = env_spaces(config.env)
+    space = policy_space(config.env, frame_space)
+    assert space.shape == (4, 84, 84) and space.dtype == np.uint8
+    learner = Learner(config, space, action_space)
+    convolutions = [m for m in learner.online.modules() if m.__class__.__name__ == "Conv2d"]
+    assert [c.out_channels for c in convolutions] == [32, 64, 64]
+    assert learner.online.input_scale == pytest.approx(1 / 255)
+
+
+def test_a_vector_of_atari_envs_steps_together():
+    env = make_vector_env(EnvConfig(id="ALE/Pong-v5", preprocessing="atari"), 2)
+    frames, infos = env.reset(seed=1)
+    assert frames.shape == (2, 84, 84) and infos["lives"].shape == (2,)
+    env.close()
+
+
+def test_pong_smoke_run_through_actors_replay_and_learner(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "distdqn", "train", "--env", "ALE/Pong-v5", "--run-dir", str(run_dir),
+         "--total-steps", "2048", "--set", "env.num_envs=4", "--set", "replay.capacity=8192",
+         "--set", "algorithm.learning_starts=1024", "--set", "algorithm.replay_ratio=0.05",
+         "--set", "evaluation.every_steps=100000", "--set", "evaluation.episodes=1",
+         "--set", "env.max_episode_steps=200", "--set", "logging.every_steps=512",
+         "--set", "logging.progress=false"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2048 env steps" in done.stdout
+    updates = int(done.stdout.split(" updates")[0].split()[-1])
+    assert updates > 40  # learning started after 1024 steps and took ~0.05 updates per step
+    assert (run_dir / "checkpoints" / "latest" / "tensors.safetensors").is_file()
