@@ -131,3 +131,27 @@ def test_pong_smoke_run_through_actors_replay_and_learner(tmp_path: Path):
     updates = int(done.stdout.split(" updates")[0].split()[-1])
     assert updates > 40  # learning started after 1024 steps and took ~0.05 updates per step
     assert (run_dir / "checkpoints" / "latest" / "tensors.safetensors").is_file()
+
+
+def test_minatar_preset_network_and_a_short_run(tmp_path: Path):
+    from distdqn.train import train
+
+    config = resolve_config("MinAtar/Breakout-v1", overrides=[
+        "total_steps=1600", "algorithm.learning_starts=400", "algorithm.replay_ratio=0.25",
+        "evaluation.every_steps=800", "evaluation.episodes=2", "logging.progress=false", "logging.tensorboard=false"])
+    frame_space, action_space = env_spaces(config.env)
+    assert frame_space.shape == (10, 10, 4) and frame_space.dtype == np.bool_ and action_space.n == 3
+    learner = Learner(config, policy_space(config.env, frame_space), action_space)
+    convolutions = [m for m in learner.online.modules() if m.__class__.__name__ == "Conv2d"]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convolutions] == [(4, 16, (3, 3))]
+    counters = train(config, tmp_path / "run").counters
+    assert counters.env_steps == 1600 and counters.updates > 250
+
+
+def test_missing_minatar_is_a_clear_error(monkeypatch):
+    from distdqn.errors import EnvError
+
+    monkeypatch.setitem(sys.modules, "minatar.gym", None)
+    monkeypatch.delitem(gym.registry, "MinAtar/Asterix-v1", raising=False)
+    with pytest.raises(EnvError, match="needs the minatar extra"):
+        make_env(EnvConfig(id="MinAtar/Asterix-v1"))

@@ -53,8 +53,9 @@ class EnvConfig(_Section):
 
 
 class NetworkConfig(_Section):
-    torso: Literal["auto", "mlp", "nature_cnn"] = "auto"
-    """`auto`: the Nature DQN convolutions for image observations (3 dims), else none (an MLP)."""
+    torso: Literal["auto", "mlp", "nature_cnn", "minatar_cnn"] = "auto"
+    """`auto`: the Nature DQN convolutions for (channels, height, width) observations, else an MLP;
+    `minatar_cnn`: MinAtar's one 3x3 convolution for (10, 10, channels) observations."""
     hidden_sizes: tuple[int, ...] = (128, 128)
     """Widths of the fully connected layers (after the convolutions, if any)."""
     dueling: bool = False
@@ -263,8 +264,13 @@ def is_atari_id(env_id: str) -> bool:
 
 
 def preset_for(env_id: str) -> dict[str, Any]:
-    """The packaged preset for an env id (every Atari game shares one), or an empty dict."""
-    name = "atari.toml" if is_atari_id(env_id) else _preset_name(env_id)
+    """The packaged preset for an env id (all Atari games share one, as do MinAtar's), or {}."""
+    if is_atari_id(env_id):
+        name = "atari.toml"
+    elif env_id.startswith("MinAtar/"):
+        name = "minatar.toml"
+    else:
+        name = _preset_name(env_id)
     resource = importlib.resources.files("distdqn.presets").joinpath(name)
     if not resource.is_file():
         return {}

@@ -19,6 +19,17 @@ def nature_cnn(channels: int) -> nn.Sequential:
     )
 
 
+def minatar_cnn(channels: int) -> nn.Sequential:
+    """MinAtar's network (Young and Tian 2019): one 16-filter 3x3 convolution on 10x10 inputs,
+    which arrive channels last."""
+    return nn.Sequential(ChannelsFirst(), nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU())
+
+
+class ChannelsFirst(nn.Module):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.permute(0, 3, 1, 2)
+
+
 class QNetwork(nn.Module):
     """Maps a batch of observations to one Q-value per action.
 
@@ -27,12 +38,12 @@ class QNetwork(nn.Module):
     """
 
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden_sizes: tuple[int, ...],
-                 dueling: bool, convolutional: bool, input_scale: float = 1.0) -> None:
+                 dueling: bool, convolutions: nn.Module | None = None, input_scale: float = 1.0) -> None:
         super().__init__()
         self.input_scale = input_scale
         layers: list[nn.Module] = []
-        if convolutional:
-            layers.append(nature_cnn(obs_shape[0]))
+        if convolutions is not None:
+            layers.append(convolutions)
             with torch.no_grad():
                 width = int(np.prod(layers[0](torch.zeros(1, *obs_shape)).shape))
         else:
@@ -78,8 +89,12 @@ def build_q_network(config: NetworkConfig, observation_space: gym.Space, action_
     if not isinstance(action_space, gym.spaces.Discrete):
         raise TypeError(f"DQN needs a Discrete action space, got {action_space}")
     shape = tuple(observation_space.shape)
-    convolutional = config.torso == "nature_cnn" or (config.torso == "auto" and len(shape) == 3)
-    if convolutional and len(shape) != 3:
-        raise ValueError(f"network.torso = 'nature_cnn' needs (channels, height, width) observations, got {shape}")
+    torso = config.torso
+    if torso == "auto":
+        torso = "nature_cnn" if len(shape) == 3 else "mlp"
+    if torso != "mlp" and len(shape) != 3:
+        raise ValueError(f"network.torso = {torso!r} needs 3-dimensional observations, got {shape}")
+    convolutions = {"mlp": lambda: None, "nature_cnn": lambda: nature_cnn(shape[0]),
+                    "minatar_cnn": lambda: minatar_cnn(shape[-1])}[torso]()
     scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
-    return QNetwork(shape, int(action_space.n), tuple(config.hidden_sizes), config.dueling, convolutional, scale)
+    return QNetwork(shape, int(action_space.n), tuple(config.hidden_sizes), config.dueling, convolutions, scale)

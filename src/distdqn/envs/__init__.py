@@ -7,6 +7,7 @@ bootstrap truncated episodes from their true final observation.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import gymnasium as gym
@@ -22,12 +23,23 @@ if MAZE_ID not in gym.registry:
     gym.register(id=MAZE_ID, entry_point="distdqn.envs.maze:MazeEnv", max_episode_steps=200)
 
 
-def _register_atari(env_id: str) -> None:
-    try:
-        import ale_py
-    except ImportError:
-        raise EnvError(f"env {env_id!r} needs the atari extra: pip install 'distdqn[atari]'") from None
-    gym.register_envs(ale_py)
+def _register_optional(env_id: str) -> None:
+    """Ids of optional packages are registered on first use, with a clear error if missing."""
+    if is_atari_id(env_id):
+        try:
+            import ale_py
+        except ImportError:
+            raise EnvError(f"env {env_id!r} needs the atari extra: pip install 'distdqn[atari]'") from None
+        gym.register_envs(ale_py)
+    elif env_id.startswith("MinAtar/") and env_id not in gym.registry:
+        try:
+            logging.disable(logging.WARNING)  # minatar warns at import that seaborn (for rendering) is missing
+            from minatar.gym import register_envs
+        except ImportError:
+            raise EnvError(f"env {env_id!r} needs the minatar extra: pip install 'distdqn[minatar]'") from None
+        finally:
+            logging.disable(logging.NOTSET)
+        register_envs()
 
 
 def make_env(config: EnvConfig) -> gym.Env:
@@ -41,8 +53,7 @@ def make_env(config: EnvConfig) -> gym.Env:
     """
     kwargs = dict(config.kwargs)
     atari = config.preprocessing == "atari"
-    if is_atari_id(config.id):
-        _register_atari(config.id)
+    _register_optional(config.id)
     if config.max_episode_steps is not None and not atari:
         kwargs["max_episode_steps"] = config.max_episode_steps
     if atari:

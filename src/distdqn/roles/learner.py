@@ -107,7 +107,10 @@ class Learner:
     # -- updates --------------------------------------------------------------------------
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         # arrays read zero-copy from a distributed object store are read-only; torch wants writable
-        return torch.as_tensor(array if array.flags.writeable else array.copy(), device=self.device)
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
+        if self.device.type == "cuda":  # page-locked host memory lets the copy run asynchronously
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
 
     def update(self, batches: list[SampleBatch]) -> UpdateResult:
         """One gradient step per batch; returns their |TD errors| as new priorities, in order."""

@@ -1,0 +1,132 @@
+"""Our overhead on pixels: actor frames/s vs the raw env, learner updates/s vs bare PyTorch.
+
+Both pairs run in the same process, one after the other, on the same machine:
+- raw env: a gymnasium SyncVectorEnv of `num_envs` preprocessed Pong envs, random actions;
+  actor: distdqn's Actor on the same envs (frame stacks, Nature CNN forward, epsilon-greedy,
+  n-step folding, priorities), timed with and without the network forward.
+- bare loop: the DQN update written directly in PyTorch (Double DQN targets, Huber loss,
+  Adam) on random uint8 batches; learner: distdqn's Learner on batches sampled from a shard.
+
+    python benchmarks/pixel_overheads.py [--seconds 20] [--num-envs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from distdqn.config import resolve_config
+from distdqn.envs import env_spaces, make_vector_env, policy_space
+from distdqn.roles import Actor, Learner, ReplayShard
+
+
+def rate(step, units: int, seconds: float) -> float:
+    step()  # warm up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        done += units
+    return done / (time.perf_counter() - started)
+
+
+def raw_env_rate(config, seconds: float) -> float:
+    env = make_vector_env(config.env, config.env.num_envs)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    n = config.env.num_envs
+    result = rate(lambda: env.step(rng.integers(env.single_action_space.n, size=n)), n, seconds)
+    env.close()
+    return result
+
+
+def actor_rates(config, seconds: float) -> tuple[float, float]:
+    """Agent steps/s of the actor, and the share of its time spent in the Q-network forward."""
+    actor = Actor(config, 0)
+    forward_time = 0.0
+    original = actor._q
+
+    def timed_q(observations):
+        nonlocal forward_time
+        started = time.perf_counter()
+        values = original(observations)
+        forward_time += time.perf_counter() - started
+        return values
+
+    actor._q = timed_q
+    steps = 16
+    started = time.perf_counter()
+    measured = rate(lambda: actor.collect(steps), steps * config.env.num_envs, seconds)
+    elapsed = time.perf_counter() - started
+    actor.env.close()
+    return measured, forward_time / elapsed
+
+
+def bare_update_rate(config, space, num_actions: int, seconds: float) -> float:
+    learner = Learner(config, space, gym.spaces.Discrete(num_actions))
+    online = copy.deepcopy(learner.online)
+    target = copy.deepcopy(online).requires_grad_(False)
+    optimizer = torch.optim.Adam(online.parameters(), lr=6.25e-5, eps=1.5e-4, fused=True)
+    batch = config.algorithm.batch_size
+    rng = np.random.default_rng(0)
+    obs = torch.from_numpy(rng.integers(0, 255, (batch, *space.shape), dtype=np.uint8))
+    next_obs = torch.from_numpy(rng.integers(0, 255, (batch, *space.shape), dtype=np.uint8))
+    actions = torch.from_numpy(rng.integers(num_actions, size=batch))
+    rewards = torch.zeros(batch)
+
+    def update() -> None:
+        q = online(obs).gather(1, actions[:, None]).squeeze(1)
+        with torch.no_grad():
+            best = online(next_obs).argmax(1, keepdim=True)
+            y = rewards + 0.97 * target(next_obs).gather(1, best).squeeze(1)
+        loss = F.smooth_l1_loss(q, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return rate(update, 1, seconds)
+
+
+def learner_rate(config, frame_space, space, action_space, seconds: float) -> float:
+    actor, shard = Actor(config, 0), ReplayShard(config, 0, frame_space)
+    while shard.size() < 4 * config.algorithm.batch_size:
+        shard.add(actor.collect(16)[0])
+    actor.env.close()
+    learner = Learner(config, space, action_space)
+    groups = 8
+    return rate(lambda: shard.update_priorities(learner.update(shard.sample(config.algorithm.batch_size, 0.4, groups))),
+                groups, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--env", default="ALE/Pong-v5")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = resolve_config(args.env, overrides=[f"env.num_envs={args.num_envs}", "replay.capacity=20000"])
+    frame_space, action_space = env_spaces(config.env)
+    space = policy_space(config.env, frame_space)
+    raw = raw_env_rate(config, args.seconds)
+    actor, forward_share = actor_rates(config, args.seconds)
+    bare = bare_update_rate(config, space, int(action_space.n), args.seconds)
+    ours = learner_rate(config, frame_space, space, action_space, args.seconds)
+    report = {
+        "env": args.env, "num_envs": args.num_envs, "torch_threads": 1,
+        "raw_env_agent_steps_per_s": raw, "actor_agent_steps_per_s": actor,
+        "actor_vs_raw": actor / raw, "actor_forward_share": forward_share,
+        "actor_without_forward_vs_raw": actor / (1 - forward_share) / raw,
+        "bare_updates_per_s": bare, "learner_updates_per_s": ours, "learner_vs_bare": ours / bare,
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
