@@ -32,7 +32,7 @@ from distdqn.errors import UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
-from distdqn.runtime import Future, RoleFailed, Runtime, make_runtime
+from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 
 
