@@ -5,7 +5,11 @@ on separately seeded envs; time-to-solve is the env steps and wall seconds (from
 learning, evaluation included) at the first evaluation with mean return >= 475. The systems
 alternate seed by seed so that machine noise hits both alike.
 
-    python benchmarks/cartpole_time_to_solve.py --seeds 0 1 2 [--skip-sb3]
+    python benchmarks/cartpole_time_to_solve.py --seeds 0 1 2 [--systems distdqn distdqn-ray sb3 cleanrl-style]
+
+`distdqn-ray` is the same preset on an embedded Ray cluster with 2 actors (16 vector steps per
+collect call); its seconds count from the start of learning, as for the others, not the cluster
+start (about 3 s more).
 """
 
 from __future__ import annotations
@@ -47,36 +51,52 @@ def _median(results: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if len(values) == len(results) else None
 
 
+RAY_OVERRIDES = ["placement.runtime=ray", "placement.num_actors=2", "placement.actor_steps_per_call=16"]
+
+
+def _runner(system: str, max_steps: int, overrides: list[str]):
+    if system == "distdqn":
+        return lambda seed: run_distdqn_cartpole(seed, max_steps, overrides)
+    if system == "distdqn-ray":
+        return lambda seed: {**run_distdqn_cartpole(seed, max_steps, RAY_OVERRIDES + overrides), "system": system}
+    if system == "sb3":
+        from sb3_cartpole import run_sb3_cartpole
+
+        return lambda seed: {k: v for k, v in run_sb3_cartpole(seed, max_steps).items() if k != "evals"}
+    from cleanrl_style_dqn import run_cleanrl_style_cartpole
+
+    return lambda seed: run_cleanrl_style_cartpole(seed, max(max_steps, 500_000))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-steps", type=int, default=100_000)
-    parser.add_argument("--skip-sb3", action="store_true", help="only run distdqn")
+    parser.add_argument("--systems", nargs="+", default=["distdqn", "sb3"],
+                        choices=["distdqn", "distdqn-ray", "sb3", "cleanrl-style"])
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="distdqn config override")
     args = parser.parse_args()
-    results: dict[str, list[dict[str, Any]]] = {"distdqn": [], "sb3": []}
+    runners = {system: _runner(system, args.max_steps, args.overrides) for system in args.systems}
+    results: dict[str, list[dict[str, Any]]] = {system: [] for system in args.systems}
     for seed in args.seeds:
-        ours = run_distdqn_cartpole(seed, args.max_steps, args.overrides)
-        print(json.dumps(ours), flush=True)
-        results["distdqn"].append(ours)
-        if not args.skip_sb3:
-            from sb3_cartpole import run_sb3_cartpole
-
-            theirs = run_sb3_cartpole(seed, args.max_steps)
-            theirs.pop("evals")
-            print(json.dumps(theirs), flush=True)
-            results["sb3"].append(theirs)
+        for system, run in runners.items():  # systems alternate seed by seed: noise hits all alike
+            result = run(seed)
+            print(json.dumps(result), flush=True)
+            results[system].append(result)
     print("| system | seed | steps to solve | wall s | env steps/s |")
     print("|---|---|---|---|---|")
     for system, runs in results.items():
         for r in runs:
             wall = f"{r['wall_s']:.1f}" if r["solved"] else "-"
             print(f"| {system} | {r['seed']} | {r['steps_to_solve'] or 'not solved'} | {wall} | {r['env_steps_per_s']:.0f} |")
-    if results["sb3"]:
+    baseline = "sb3" if "sb3" in results else None
+    for system in results:
+        if baseline is None or system == baseline:
+            continue
         for key in ("steps_to_solve", "wall_s"):
-            ours, theirs = _median(results["distdqn"], key), _median(results["sb3"], key)
+            ours, theirs = _median(results[system], key), _median(results[baseline], key)
             if ours is not None and theirs is not None:
-                print(f"median {key}: distdqn {ours:.1f}, sb3 {theirs:.1f}, ratio {ours / theirs:.2f}")
+                print(f"median {key}: {system} {ours:.1f}, {baseline} {theirs:.1f}, ratio {ours / theirs:.2f}")
 
 
 if __name__ == "__main__":
