@@ -22,9 +22,10 @@ def _fill(config, calls=40, steps=3):
     actor = Actor(config, 0)
     shards = [ReplayShard(config, j, observation_space) for j in range(2)]
     for _ in range(calls):
-        batch, taken = actor.collect(steps)
+        *batches, taken = actor.collect(steps)
         assert taken == steps * config.env.num_envs
-        for shard in shards:
+        for j, (shard, batch) in enumerate(zip(shards, batches)):
+            assert set((batch.lanes % 2).tolist()) == {j}  # each shard gets only its own lanes
             shard.add(batch)
     return shards
 

@@ -91,7 +91,7 @@ class TrainingRun:
             self._form_learner_group()
         self.metrics = MetricsLog(run_dir, config.logging.tensorboard)
         self.progress = Progress(config.total_steps, counters.env_steps, config.logging.progress)
-        self._collects: dict[Any, tuple[int, Any]] = {}  # steps future -> (actor index, batch future)
+        self._collects: dict[Any, tuple[int, list]] = {}  # steps future -> (actor index, per-shard batches)
         self._background: list[Any] = []  # calls whose results are only checked for failures
         self._updates: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
         self._update_groups = 0
@@ -184,15 +184,16 @@ class TrainingRun:
     def _launch_collect(self, index: int) -> None:
         actor = self.actors[index]
         self._fire(actor, "set_weights", self._weights)
-        batch, steps = self.runtime.call(actor, "collect", self.config.placement.actor_steps_per_call, num_returns=2)
-        self._collects[steps] = (index, batch)
+        *batches, steps = self.runtime.call(actor, "collect", self.config.placement.actor_steps_per_call,
+                                            num_returns=len(self.shards) + 1)
+        self._collects[steps] = (index, batches)
 
     def _insert(self, steps_future: Any) -> None:
         """Hand a finished batch to the shards (as a future) and relaunch its actor."""
-        index, batch = self._collects.pop(steps_future)
+        index, batches = self._collects.pop(steps_future)
         try:
             steps = self.runtime.get(steps_future)  # small; raises if the actor died
-            for shard in self.shards:
+            for shard, batch in zip(self.shards, batches):
                 self._fire(shard, "add", batch)
             self.counters.env_steps += steps
             self.progress.advance(steps)

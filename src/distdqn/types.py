@@ -35,6 +35,15 @@ class TransitionBatch(NamedTuple):
     def num_steps(self) -> int:
         return int(self.actions.size)
 
+    def for_shard(self, shard: int, num_shards: int) -> TransitionBatch:
+        """The lanes, and completed records, that live on `shard` (lane l is on l % num_shards)."""
+        lanes = self.lanes % num_shards == shard
+        done = self.completed_lanes % num_shards == shard
+        return TransitionBatch(
+            self.lanes[lanes], self.first_position[lanes], self.observations[lanes], self.actions[lanes],
+            self.episode_starts[lanes], self.completed_lanes[done], self.completed_positions[done],
+            self.returns[done], self.discounts[done], self.offsets[done], self.priorities[done])
+
 
 class SampleBatch(NamedTuple):
     """A training batch drawn from one replay shard."""

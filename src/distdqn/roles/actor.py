@@ -89,9 +89,10 @@ class Actor:
         with torch.inference_mode():
             return self.q_network(torch.as_tensor(observations)).numpy()
 
-    def collect(self, num_steps: int) -> tuple[TransitionBatch, int]:
+    def collect(self, num_steps: int) -> tuple:
         """Take `num_steps` vector steps; return them, with every n-step record they completed,
-        and the env steps taken (a small second result the loop can read without the batch).
+        split into one batch per replay shard, then the env steps taken: `(*batches, steps)`.
+        Each shard receives only its own lanes, and the loop reads the small last result alone.
 
         Learning sees clipped rewards and life losses as terminals when the env config asks for
         them; episode returns are always the raw score.
@@ -146,7 +147,9 @@ class Actor:
             offsets=merged.offsets,
             priorities=np.concatenate(priorities) if priorities else np.zeros(0),
         )
-        return batch, num_steps * self.num_envs
+        num_shards = self.config.placement.num_shards
+        parts = [batch] if num_shards == 1 else [batch.for_shard(j, num_shards) for j in range(num_shards)]
+        return (*parts, num_steps * self.num_envs)
 
     def _track_episodes(self, rewards: np.ndarray, live: np.ndarray, ended: np.ndarray) -> None:
         self._episode_returns += np.where(live, rewards, 0.0)

@@ -7,15 +7,10 @@ lane's steps stay in time order on one shard and actors' data spreads evenly ove
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 
 from distdqn.config import Config
 from distdqn.replay.buffer import PrioritizedReplay
 from distdqn.types import SampleBatch, TransitionBatch, UpdateResult
-
-
-def shard_of_lane(lane: np.ndarray | int, num_shards: int) -> np.ndarray | int:
-    return lane % num_shards
 
 
 class ReplayShard:
@@ -45,24 +40,14 @@ class ReplayShard:
 
     def add(self, batch: TransitionBatch) -> int:
         """Store this shard's lanes of the batch; return how many steps it kept."""
-        mine = shard_of_lane(batch.lanes, self.num_shards) == self.shard_index
-        if not mine.any():
-            return 0
-        local = batch.lanes[mine] // self.num_shards
-        self.replay.write_steps(local, batch.first_position[mine], batch.observations[mine], batch.actions[mine],
-                                batch.episode_starts[mine], self.n_step)
-        done = shard_of_lane(batch.completed_lanes, self.num_shards) == self.shard_index
-        self.replay.complete(
-            batch.completed_lanes[done] // self.num_shards,
-            batch.completed_positions[done],
-            batch.returns[done],
-            batch.discounts[done],
-            batch.offsets[done],
-            batch.priorities[done],
-        )
-        kept = int(batch.actions[mine].size)
-        self.inserted += kept
-        return kept
+        batch = batch.for_shard(self.shard_index, self.num_shards)  # a no-op for a batch already split
+        local = batch.lanes // self.num_shards
+        self.replay.write_steps(local, batch.first_position, batch.observations, batch.actions,
+                                batch.episode_starts, self.n_step)
+        self.replay.complete(batch.completed_lanes // self.num_shards, batch.completed_positions, batch.returns,
+                             batch.discounts, batch.offsets, batch.priorities)
+        self.inserted += batch.num_steps
+        return batch.num_steps
 
     def stats(self) -> dict[str, int]:
         return {"inserted": self.inserted, "sampled": self.sampled, "size": self.size()}
