@@ -155,3 +155,57 @@ def test_missing_minatar_is_a_clear_error(monkeypatch):
     monkeypatch.delitem(gym.registry, "MinAtar/Asterix-v1", raising=False)
     with pytest.raises(EnvError, match="needs the minatar extra"):
         make_env(EnvConfig(id="MinAtar/Asterix-v1"))
+
+
+def test_envpool_backend_matches_the_ale_py_path():
+    from distdqn.envs.envpool_backend import EnvPoolVectorEnv
+
+    # one no-op and no sticky actions make both emulators deterministic, so they must agree
+    config = EnvConfig(id="ALE/Pong-v5", preprocessing="atari", noop_max=1, kwargs={"repeat_action_probability": 0.0})
+    reference, pool = make_vector_env(config, 1), make_vector_env(config.model_copy(update={"backend": "envpool"}), 1)
+    assert isinstance(pool, EnvPoolVectorEnv)
+    assert pool.single_observation_space == reference.single_observation_space
+    assert pool.single_action_space == reference.single_action_space
+    frames_a, info_a = reference.reset(seed=0)
+    frames_b, info_b = pool.reset(seed=0)
+    assert frames_a.shape == frames_b.shape == (1, 84, 84) and frames_b.dtype == np.uint8
+    assert "lives" in info_b
+    rng = np.random.default_rng(0)
+    differences = []
+    for _ in range(600):
+        actions = rng.integers(6, size=1)
+        frames_a, reward_a, terminated_a, truncated_a, _ = reference.step(actions)
+        frames_b, reward_b, terminated_b, truncated_b, _ = pool.step(actions)
+        assert (reward_a[0], terminated_a[0], truncated_a[0]) == (reward_b[0], terminated_b[0], truncated_b[0])
+        differences.append(np.abs(frames_a.astype(int) - frames_b).mean())
+    assert np.mean(differences) < 0.05  # area resizes agree to within rounding
+    reference.close()
+    pool.close()
+
+
+def test_envpool_truncates_then_resets_on_the_next_step_like_gymnasium():
+    config = EnvConfig(id="ALE/Pong-v5", preprocessing="atari", backend="envpool", max_episode_steps=5)
+    pool = make_vector_env(config, 2)
+    pool.reset(seed=3)
+    for _ in range(4):
+        _, _, _, truncated, _ = pool.step(np.zeros(2, np.int64))
+        assert not truncated.any()
+    _, _, _, truncated, _ = pool.step(np.zeros(2, np.int64))
+    assert truncated.all()
+    _, rewards, terminated, truncated, _ = pool.step(np.zeros(2, np.int64))  # the reset step
+    assert rewards.tolist() == [0.0, 0.0] and not (terminated | truncated).any()
+    pool.close()
+
+
+def test_actor_collects_from_envpool():
+    config = resolve_config("ALE/Pong-v5", overrides=["env.backend=envpool", "env.num_envs=2", "replay.capacity=4000"])
+    frame_space, _ = env_spaces(config.env)
+    actor, shard = Actor(config, 0), ReplayShard(config, 0, frame_space)
+    for _ in range(8):
+        batch, steps = actor.collect(4)
+        shard.add(batch)
+    assert steps == 8 and batch.observations.shape == (2, 4, 84, 84)
+    (sample,) = shard.sample(8, beta=0.4)
+    assert sample.observations.shape == (8, 4, 84, 84)
+    with pytest.raises(Exception, match="noop_max >= 1"):
+        EnvConfig(id="ALE/Pong-v5", preprocessing="atari", backend="envpool", noop_max=0)

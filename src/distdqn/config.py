@@ -36,6 +36,8 @@ class EnvConfig(_Section):
     """Truncate episodes after this many steps; None keeps the env's registered limit."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra keyword arguments for `gymnasium.make`."""
+    backend: Literal["gymnasium", "envpool"] = "gymnasium"
+    """`envpool`: EnvPool's C++ Atari envs (same preprocessing, threads instead of a Python loop)."""
     preprocessing: Literal["none", "atari"] = "none"
     """`atari`: DeepMind preprocessing (no-op starts, frame skip with max-pooling, grayscale resize)."""
     frame_stack: int = Field(1, ge=1)
@@ -50,6 +52,13 @@ class EnvConfig(_Section):
     """Atari: emulator frames per agent step; the last two are max-pooled."""
     screen_size: int = Field(84, ge=8)
     """Atari: side of the square grayscale frame."""
+
+
+    @model_validator(mode="after")
+    def _envpool_runs_atari(self) -> EnvConfig:
+        if self.backend == "envpool" and (self.preprocessing != "atari" or self.noop_max < 1):
+            raise ValueError("backend 'envpool' needs preprocessing = 'atari' and noop_max >= 1")
+        return self
 
 
 class NetworkConfig(_Section):

@@ -8,7 +8,7 @@ bootstrap truncated episodes from their true final observation.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -16,6 +16,9 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from distdqn.config import EnvConfig, is_atari_id
 from distdqn.errors import EnvError
+
+if TYPE_CHECKING:
+    from distdqn.envs.envpool_backend import EnvPoolVectorEnv
 
 MAZE_ID = "distdqn/Maze-v0"
 
@@ -79,8 +82,13 @@ def make_env(config: EnvConfig) -> gym.Env:
     return env
 
 
-def make_vector_env(config: EnvConfig, num_envs: int) -> SyncVectorEnv:
-    """`num_envs` copies stepped in this process (one batched policy call per step)."""
+def make_vector_env(config: EnvConfig, num_envs: int) -> SyncVectorEnv | EnvPoolVectorEnv:
+    """`num_envs` copies stepped in this process (one batched policy call per step), or one
+    EnvPool batch of them with `backend = "envpool"`."""
+    if config.backend == "envpool":
+        from distdqn.envs.envpool_backend import EnvPoolVectorEnv
+
+        return EnvPoolVectorEnv(config, num_envs)
     make_env(config).close()  # fail early, with the clear error, before building copies
     factories: list[Callable[[], gym.Env]] = [lambda: make_env(config) for _ in range(num_envs)]
     return SyncVectorEnv(factories, autoreset_mode=AutoresetMode.NEXT_STEP)

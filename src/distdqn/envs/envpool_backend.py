@@ -1,0 +1,60 @@
+"""EnvPool's C++ Atari envs behind the part of gymnasium's VectorEnv API the roles use.
+
+EnvPool runs the same DeepMind preprocessing as our ale-py path (no-op starts, frame skip with
+max-pooling of the last two frames, grayscale, area resize) in threads, and, like gymnasium's
+next-step autoreset, resets an env on the step after its episode ended. We ask it for single
+frames (stack_num=1), raw rewards and no life-loss episodes: stacking, clipping and life loss
+stay with the actor, exactly as on the ale-py path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from distdqn.config import EnvConfig
+from distdqn.errors import EnvError
+
+
+def envpool_task(env_id: str) -> tuple[str, float]:
+    """EnvPool's task id for an ALE id, and the sticky-action probability that id implies."""
+    if env_id.startswith("ALE/") and env_id.endswith("-v5"):
+        return env_id.removeprefix("ALE/"), 0.25
+    if env_id.endswith("NoFrameskip-v4"):
+        return env_id.removesuffix("NoFrameskip-v4") + "-v5", 0.0
+    raise EnvError(f"env.backend = 'envpool' takes ALE/<Game>-v5 or <Game>NoFrameskip-v4 ids, got {env_id!r}")
+
+
+class EnvPoolVectorEnv:
+    def __init__(self, config: EnvConfig, num_envs: int) -> None:
+        try:
+            import envpool
+        except ImportError:
+            raise EnvError("env.backend = 'envpool' needs the envpool extra: pip install 'distdqn[envpool]'") from None
+        task, sticky = envpool_task(config.id)
+        self._make = lambda seed: envpool.make_gymnasium(
+            task, num_envs=num_envs, seed=seed, stack_num=1, episodic_life=False, reward_clip=False,
+            noop_max=config.noop_max, frame_skip=config.frame_skip, img_height=config.screen_size,
+            img_width=config.screen_size, gray_scale=True, use_inter_area_resize=True,
+            repeat_action_probability=config.kwargs.get("repeat_action_probability", sticky),
+            max_episode_steps=config.max_episode_steps or 27_000)
+        self._env = self._make(0)
+        self.num_envs = num_envs
+        self.single_observation_space = gym.spaces.Box(0, 255, (config.screen_size, config.screen_size), np.uint8)
+        self.single_action_space = gym.spaces.Discrete(int(self._env.action_space.n))
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:  # EnvPool takes its seed when it is made
+            self._env.close()
+            self._env = self._make(seed)
+        observations, info = self._env.reset()
+        return observations[:, 0], info
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        observations, rewards, terminated, truncated, info = self._env.step(np.asarray(actions, np.int32))
+        return observations[:, 0], rewards.astype(np.float64), terminated, truncated, info
+
+    def close(self) -> None:
+        self._env.close()
