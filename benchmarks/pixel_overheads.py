@@ -1,8 +1,8 @@
 """Our overhead on pixels: actor frames/s vs the raw env, learner updates/s vs bare PyTorch.
 
 Both pairs run in the same process, one after the other, on the same machine:
-- raw env: a gymnasium SyncVectorEnv of `num_envs` preprocessed Pong envs, random actions;
-  actor: distdqn's Actor on the same envs (frame stacks, Nature CNN forward, epsilon-greedy,
+- raw env: `num_envs` preprocessed Pong envs, random actions, with each backend (a gymnasium
+  SyncVectorEnv over ale-py, and EnvPool); actor: distdqn's Actor on the same envs (frame stacks, Nature CNN forward, epsilon-greedy,
   n-step folding, priorities), timed with and without the network forward.
 - bare loop: the DQN update written directly in PyTorch (Double DQN targets, Huber loss,
   Adam) on random uint8 batches; learner: distdqn's Learner on batches sampled from a shard.
@@ -111,20 +111,22 @@ def main() -> None:
     parser.add_argument("--env", default="ALE/Pong-v5")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = resolve_config(args.env, overrides=[f"env.num_envs={args.num_envs}", "replay.capacity=20000"])
+    report: dict[str, float | str | int] = {"env": args.env, "num_envs": args.num_envs, "torch_threads": 1}
+    for backend in ("gymnasium", "envpool"):
+        config = resolve_config(args.env, overrides=[f"env.num_envs={args.num_envs}", "replay.capacity=20000",
+                                                     f"env.backend={backend}"])
+        raw = raw_env_rate(config, args.seconds)
+        actor, forward_share = actor_rates(config, args.seconds)
+        report.update({
+            f"{backend}_raw_env_agent_steps_per_s": raw, f"{backend}_actor_agent_steps_per_s": actor,
+            f"{backend}_actor_vs_raw": actor / raw, f"{backend}_actor_forward_share": forward_share,
+            f"{backend}_actor_without_forward_vs_raw": actor / (1 - forward_share) / raw,
+        })
     frame_space, action_space = env_spaces(config.env)
     space = policy_space(config.env, frame_space)
-    raw = raw_env_rate(config, args.seconds)
-    actor, forward_share = actor_rates(config, args.seconds)
     bare = bare_update_rate(config, space, int(action_space.n), args.seconds)
     ours = learner_rate(config, frame_space, space, action_space, args.seconds)
-    report = {
-        "env": args.env, "num_envs": args.num_envs, "torch_threads": 1,
-        "raw_env_agent_steps_per_s": raw, "actor_agent_steps_per_s": actor,
-        "actor_vs_raw": actor / raw, "actor_forward_share": forward_share,
-        "actor_without_forward_vs_raw": actor / (1 - forward_share) / raw,
-        "bare_updates_per_s": bare, "learner_updates_per_s": ours, "learner_vs_bare": ours / bare,
-    }
+    report.update({"bare_updates_per_s": bare, "learner_updates_per_s": ours, "learner_vs_bare": ours / bare})
     print(json.dumps(report, indent=1))
 
 
