@@ -3,8 +3,9 @@
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from distdqn.config import (Config, config_to_toml, load_config_toml, override_config, preset_for,
+from distdqn.config import (Config, PlacementConfig, config_to_toml, load_config_toml, override_config, preset_for,
                             resolve_config)
 from distdqn.errors import ConfigError
 
@@ -90,3 +91,23 @@ def test_every_field_is_documented():
 
     undocumented = [name for name, doc in walk(Config) if not doc]
     assert undocumented == []
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            paths += _field_paths(type(default), f"{prefix}{name}.")
+        else:
+            paths.append(prefix + name)
+    return paths
+
+
+def test_readme_config_reference_lists_every_field_with_its_docstring():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    reference = readme[readme.index("## Config reference"):]
+    missing = [path for path in _field_paths(Config) if f"| `{path}` |" not in reference]
+    assert not missing, f"README config reference lacks {missing}"
+    runtime = PlacementConfig.model_fields["runtime"].description
+    assert " ".join(runtime.split()) in reference

@@ -10,6 +10,7 @@ from distdqn.checkpoint import load_checkpoint
 from distdqn.config import override_config, resolve_config
 from distdqn.errors import UserError
 from distdqn.metrics import TIMING_KEYS
+from distdqn.runtime import ThreadedRuntime
 from distdqn.train import resume, train
 
 FAST = [
@@ -63,6 +64,20 @@ def test_same_seed_same_metrics(tmp_path: Path):
     assert _without_timings(other) != _without_timings(first)
 
 
+def test_threads_runtime_reproduces_inline_exactly(tmp_path: Path):
+    """Roles on their own threads overlap in time but see inline's calls in inline's order."""
+    overrides = FAST + ["logging.tensorboard=false", "env.num_envs=2", "placement.actor_steps_per_call=4",
+                        "placement.num_actors=2", "placement.num_shards=2"]
+    inline = train(resolve_config("CartPole-v1", overrides=overrides), tmp_path / "inline")
+    threads = train(resolve_config("CartPole-v1", overrides=overrides + ["placement.runtime=threads"]),
+                    tmp_path / "threads")
+    assert threads.counters.updates == inline.counters.updates > 0
+    assert _without_timings(_metrics(threads.run_dir)) == _without_timings(_metrics(inline.run_dir))
+    weights = [load_checkpoint(run.run_dir / "checkpoints" / "latest").tensors for run in (inline, threads)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
 def test_existing_run_dir_is_not_overwritten(tmp_path: Path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -106,3 +121,25 @@ def test_resume_after_a_crash_drops_metrics_logged_after_the_checkpoint(tmp_path
     records = _metrics(run_dir)
     steps = [r["env_steps"] for r in records]
     assert all(r["updates"] >= 0 for r in records) and steps == sorted(steps) and steps[-1] == 3200
+
+
+def test_threads_runtime_surfaces_a_role_error_where_its_result_is_read():
+    class Failing:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def read(self) -> int:
+            return self.value
+
+        def fail(self, _: int) -> None:
+            raise ValueError("bad batch")
+
+    runtime = ThreadedRuntime()
+    role = runtime.spawn(Failing, 3, name="role")
+    value = runtime.call(role, "read")
+    failed = runtime.call(role, "fail", value)  # a future argument is resolved on the role's thread
+    assert runtime.wait([value, failed]) == [value, failed]
+    assert runtime.get(value) == 3
+    with pytest.raises(ValueError, match="bad batch"):
+        runtime.get(failed)
+    runtime.shutdown()

@@ -23,7 +23,7 @@ EXIT_USAGE = 2
 
 
 def _add_placement_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runtime", choices=["inline", "ray"], help="where roles run (placement.runtime)")
+    parser.add_argument("--runtime", choices=["inline", "threads", "ray"], help="where roles run (placement.runtime)")
     parser.add_argument("--address", metavar="HOST:PORT",
                         help="join this Ray cluster (placement.address; default: RAY_ADDRESS, else an embedded one)")
 
@@ -143,8 +143,8 @@ def _command_plan(args: argparse.Namespace) -> int:
 
     placement = resolve_config(args.env, args.config, args.overrides + _placement_overrides(args)).placement
     roles = role_demands(placement)
-    if placement.runtime == "inline":
-        placed = {role.name: "this process (inline)" for role in roles}
+    if placement.runtime != "ray":
+        placed = {role.name: f"this process ({placement.runtime})" for role in roles}
     elif placement.address is None:
         from distdqn.runtime.ray import embedded_cluster_cpus
 

@@ -133,8 +133,10 @@ class RoleResources(_Section):
 
 
 class PlacementConfig(_Section):
-    runtime: Literal["inline", "ray"] = "inline"
-    """Where roles run: `inline` puts every role in this process; `ray` makes each a Ray actor."""
+    runtime: Literal["inline", "threads", "ray"] = "inline"
+    """Where roles run: `inline` puts every role in this process and runs one call at a time;
+    `threads` gives each role its own thread in this process, so that acting, sampling and
+    updating overlap, with results identical to inline; `ray` makes each role a Ray actor."""
     address: str | None = None
     """Ray cluster to join (HOST:PORT, or `auto`); None starts an embedded local cluster."""
     num_actors: int = Field(1, ge=1)
@@ -145,6 +147,12 @@ class PlacementConfig(_Section):
     """Data-parallel learners that all-reduce gradients (more than 1 needs the ray runtime)."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     """Learner device; `auto` takes CUDA when present."""
+    learner_compile: bool = False
+    """Compile the learner's forward passes, TD target and loss with `torch.compile` (a one-time
+    compile of tens of seconds; off by default, see benchmarks/RESULTS.md)."""
+    learner_mixed_precision: bool = False
+    """Run the learner's networks in bfloat16 autocast (TD math stays float32); off by default,
+    see benchmarks/RESULTS.md."""
     actor_steps_per_call: int = Field(1, ge=1)
     """Vector-env steps an actor takes per collect call (more = fewer, larger messages)."""
     weight_refresh_steps: int = Field(1, ge=1)
@@ -167,8 +175,8 @@ class PlacementConfig(_Section):
 
     @model_validator(mode="after")
     def _check_runtime(self) -> PlacementConfig:
-        if self.runtime == "inline" and self.num_learners != 1:
-            raise ValueError(f"num_learners={self.num_learners} needs the ray runtime; inline has 1")
+        if self.runtime != "ray" and self.num_learners != 1:
+            raise ValueError(f"num_learners={self.num_learners} needs the ray runtime; {self.runtime} has 1")
         if self.num_shards % self.num_learners != 0:
             raise ValueError(f"num_shards={self.num_shards} must be a multiple of num_learners={self.num_learners}")
         return self

@@ -438,12 +438,13 @@ class TrainingRun:
         self._episode_returns, self._episode_lengths = [], []
 
     def _role_metrics(self, elapsed: float) -> dict[str, float]:
-        """Per-role throughput and weight lag; in the inline runtime only the epsilon is new."""
+        """Per-role throughput and weight lag; in one process only the epsilon is new (roles
+        there move in lockstep)."""
         actor_stats = self._stats(self.actors)
         record: dict[str, float] = {}
         if actor_stats[0] is not None:
             record["epsilon"] = round(actor_stats[0]["epsilon"], 5)
-        if self.config.placement.runtime == "inline":
+        if self.config.placement.runtime != "ray":
             return record
         learner_stats = self._stats(self.learners)
         for i, stats in enumerate(actor_stats):

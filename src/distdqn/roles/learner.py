@@ -50,6 +50,9 @@ class Learner:
         # fused Adam is one kernel for all parameters: small networks are bound by per-op overhead
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=self.config.lr, eps=self.config.adam_eps,
                                           fused=True)
+        self.mixed_precision = config.placement.learner_mixed_precision
+        # one compiled graph for both forwards, the target and the loss (backward is traced too)
+        self._compute_loss = torch.compile(self._loss) if config.placement.learner_compile else self._loss
         self.updates = 0
         self.world_size = config.placement.num_learners
         self._in_group = self.world_size == 1
@@ -112,36 +115,53 @@ class Learner:
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
 
+    def _to_device(self, batch: SampleBatch) -> tuple[torch.Tensor, ...]:
+        return tuple(self._tensor(array) for array in (batch.observations, batch.actions, batch.returns,
+                                                        batch.discounts, batch.next_observations, batch.weights))
+
+    def _loss(self, observations: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor,
+              discounts: torch.Tensor, next_observations: torch.Tensor,
+              weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, |TD errors|, Q(s, a)); the networks may run in bfloat16, the TD math runs in float32."""
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.mixed_precision):
+            q_values = self.online(observations)
+            with torch.no_grad():
+                next_q_online = self.online(next_observations) if self.config.double_dqn else None
+                next_q_target = self.target(next_observations)
+        q_taken = q_values.float().gather(1, actions.unsqueeze(1)).squeeze(1)
+        target = td_target(returns, discounts, next_q_target.float(),
+                           None if next_q_online is None else next_q_online.float())
+        loss, td = dqn_loss(q_taken, target, weights, self.config.loss)
+        return loss, td, q_taken.detach()
+
     def update(self, batches: list[SampleBatch]) -> UpdateResult:
-        """One gradient step per batch; returns their |TD errors| as new priorities, in order."""
-        results = [self._step(batch) for batch in batches]
+        """One gradient step per batch; returns their |TD errors| as new priorities, in order.
+
+        Every batch is handed to the device before the first step, and results are read back
+        once after the last, so on a GPU the copies and steps queue up without a stall between
+        steps (the host waits once per group, not once per step)."""
+        on_device = [self._to_device(batch) if len(batch.actions) else None for batch in batches]
+        outcomes = [self._step(tensors) for tensors in on_device]
+        td_parts = [td for td, _ in outcomes if td is not None]
+        priorities = torch.cat(td_parts).double().cpu().numpy() if td_parts else np.zeros(0)
+        last = next((stats for _, stats in reversed(outcomes) if stats is not None), None)
+        metrics = {} if last is None else {"loss": last[0].item(), "q_mean": last[1].mean().item()}
         indices = np.concatenate([batch.indices for batch in batches])
         stamps = np.concatenate([batch.stamps for batch in batches])
-        priorities = np.concatenate([td for td, _ in results])
-        metrics = next((m for _, m in reversed(results) if m), {})
         return UpdateResult(PriorityUpdate(indices, stamps, priorities), metrics)
 
-    def _step(self, batch: SampleBatch) -> tuple[np.ndarray, dict[str, float]]:
-        """One gradient step. An empty batch (a shard restarted empty) makes no step of its own
-        but still joins the all-reduce, so that the other learners can go on."""
+    def _step(self, tensors: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor | None, tuple | None]:
+        """One gradient step; returns (|TD errors|, (loss, Q(s, a))) as device tensors. An empty
+        batch (a shard restarted empty) makes no step of its own but still joins the all-reduce,
+        so that the other learners can go on."""
         algorithm = self.config
         self.optimizer.zero_grad(set_to_none=True)
-        has_data = len(batch.actions) > 0
-        metrics: dict[str, float] = {}
-        td_abs = np.zeros(0)
-        if has_data:
-            observations = self._tensor(batch.observations)
-            next_observations = self._tensor(batch.next_observations)
-            q_taken = self.online(observations).gather(1, self._tensor(batch.actions).unsqueeze(1)).squeeze(1)
-            with torch.no_grad():
-                next_q_online = self.online(next_observations) if algorithm.double_dqn else None
-                target = td_target(self._tensor(batch.returns), self._tensor(batch.discounts),
-                                   self.target(next_observations), next_q_online)
-            loss, td = dqn_loss(q_taken, target, self._tensor(batch.weights), algorithm.loss)
+        td, stats = None, None
+        if tensors is not None:
+            loss, td, q_taken = self._compute_loss(*tensors)
             loss.backward()
-            td_abs = td.cpu().numpy().astype(np.float64)
-            metrics = {"loss": loss.item(), "q_mean": q_taken.mean().item()}
-        step = has_data if self.world_size == 1 else self._average_gradients(has_data)
+            stats = (loss.detach(), q_taken)
+        step = tensors is not None if self.world_size == 1 else self._average_gradients(tensors is not None)
         if step:
             if algorithm.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.online.parameters(), algorithm.max_grad_norm, foreach=True)
@@ -149,7 +169,7 @@ class Learner:
             self.updates += 1
             if self.updates % algorithm.target_update_interval == 0:
                 update_target(self.target, self.online, algorithm.tau)
-        return td_abs, metrics
+        return td, stats
 
     def weights(self) -> Weights:
         """The online network as NumPy arrays, versioned by the update count."""

@@ -6,11 +6,14 @@ from distdqn.config import PlacementConfig
 from distdqn.errors import UserError
 from distdqn.runtime.base import Future, RoleFailed, Runtime
 from distdqn.runtime.inline import InlineRuntime
+from distdqn.runtime.threads import ThreadedRuntime
 
 
 def make_runtime(placement: PlacementConfig) -> Runtime:
     if placement.runtime == "inline":
         return InlineRuntime()
+    if placement.runtime == "threads":
+        return ThreadedRuntime()
     if placement.runtime == "ray":
         try:
             from distdqn.runtime.ray import RayRuntime
@@ -20,4 +23,4 @@ def make_runtime(placement: PlacementConfig) -> Runtime:
     raise ValueError(f"unknown runtime {placement.runtime!r}")
 
 
-__all__ = ["Future", "InlineRuntime", "RoleFailed", "Runtime", "make_runtime"]
+__all__ = ["Future", "InlineRuntime", "RoleFailed", "Runtime", "ThreadedRuntime", "make_runtime"]

@@ -48,8 +48,13 @@ class InlineRuntime:
         return future.value
 
     def shutdown(self) -> None:
-        for role in self._roles:
-            env = getattr(role, "env", None)
-            if env is not None:
-                env.close()
-        self._roles.clear()
+        close_roles(self._roles)
+
+
+def close_roles(roles: list[Any]) -> None:
+    """Close the environments of in-process roles and forget them."""
+    for role in roles:
+        env = getattr(role, "env", None)
+        if env is not None:
+            env.close()
+    roles.clear()

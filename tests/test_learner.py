@@ -1,0 +1,63 @@
+"""The learner's update paths: a group of batches, compiled, and in bfloat16."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from distdqn.config import resolve_config
+from distdqn.roles import Learner
+from distdqn.types import SampleBatch
+
+SPACE = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+ACTIONS = gym.spaces.Discrete(2)
+
+
+def _learner(*overrides: str) -> Learner:
+    config = resolve_config("CartPole-v1", overrides=["algorithm.target_update_interval=2", *overrides])
+    return Learner(config, SPACE, ACTIONS)
+
+
+def _batch(seed: int, size: int = 32) -> SampleBatch:
+    rng = np.random.default_rng(seed)
+    return SampleBatch(
+        indices=np.arange(size, dtype=np.int64) + 100 * seed, stamps=np.arange(size, dtype=np.int64),
+        observations=rng.uniform(-1, 1, (size, 4)).astype(np.float32), actions=rng.integers(2, size=size),
+        returns=rng.normal(size=size).astype(np.float32), discounts=np.full(size, 0.99, np.float32),
+        next_observations=rng.uniform(-1, 1, (size, 4)).astype(np.float32),
+        weights=rng.uniform(0.2, 1.0, size).astype(np.float32))
+
+
+def _state(learner: Learner) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in learner.state_dict()[0].items()}
+
+
+def test_a_group_of_batches_is_the_same_as_one_update_per_batch():
+    batches = [_batch(seed) for seed in range(5)]
+    grouped, one_by_one = _learner(), _learner()
+    result = grouped.update(batches)
+    parts = [one_by_one.update([batch]) for batch in batches]
+    assert grouped.updates == one_by_one.updates == 5
+    assert np.array_equal(result.priority_update.priorities, np.concatenate([p.priority_update.priorities for p in parts]))
+    assert np.array_equal(result.priority_update.indices, np.concatenate([b.indices for b in batches]))
+    assert result.metrics == parts[-1].metrics
+    assert all(torch.equal(a, b) for a, b in zip(_state(grouped).values(), _state(one_by_one).values()))
+
+
+def test_bfloat16_learner_tracks_the_float32_one():
+    batches = [_batch(seed) for seed in range(3)]
+    full, mixed = _learner().update(batches), _learner("placement.learner_mixed_precision=true").update(batches)
+    assert mixed.priority_update.priorities.dtype == np.float64
+    assert not np.array_equal(mixed.priority_update.priorities, full.priority_update.priorities)  # bf16 really ran
+    np.testing.assert_allclose(mixed.priority_update.priorities, full.priority_update.priorities, rtol=0.05, atol=0.02)
+    assert mixed.metrics["loss"] == pytest.approx(full.metrics["loss"], rel=0.05)
+
+
+def test_compiled_learner_matches_eager():
+    batches = [_batch(seed) for seed in range(4)]
+    eager, compiled = _learner(), _learner("placement.learner_compile=true")
+    first, second = eager.update(batches), compiled.update(batches)
+    np.testing.assert_allclose(second.priority_update.priorities, first.priority_update.priorities, rtol=1e-5, atol=1e-6)
+    for name, value in _state(eager).items():
+        torch.testing.assert_close(_state(compiled)[name], value, rtol=1e-5, atol=1e-6)
+    assert compiled.updates == 4 and compiled.online.training  # the module itself is not replaced
