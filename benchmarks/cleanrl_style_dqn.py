@@ -16,9 +16,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from sb3_cartpole import EVAL_EVERY, SOLVED_RETURN, GreedyEvaluator
+from torch import nn
 
 TOTAL_TIMESTEPS = 500_000
 LEARNING_RATE = 2.5e-4

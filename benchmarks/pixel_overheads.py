@@ -3,7 +3,8 @@
 Both pairs run in the same process, one after the other, on the same machine:
 - raw env: `num_envs` preprocessed Pong envs, random actions, with each backend (a gymnasium
   SyncVectorEnv over ale-py, and EnvPool); actor: distdqn's Actor on the same envs (frame stacks, Nature CNN forward, epsilon-greedy,
-  n-step folding, priorities), timed with and without the network forward.
+  n-step folding, priorities), timed with the network forward and with a free stand-in for it;
+  and two actors with half the envs each, on their own threads (the `threads` runtime).
 - bare loop: the DQN update written directly in PyTorch (Double DQN targets, Huber loss,
   Adam) on random uint8 batches; learner: distdqn's Learner on batches sampled from a shard.
 
@@ -22,9 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from distdqn.config import resolve_config
+from distdqn.config import override_config, resolve_config
 from distdqn.envs import env_spaces, make_vector_env, policy_space
 from distdqn.roles import Actor, Learner, ReplayShard
+from distdqn.runtime import ThreadedRuntime
 
 
 def rate(step, units: int, seconds: float) -> float:
@@ -46,8 +48,10 @@ def raw_env_rate(config, seconds: float) -> float:
     return result
 
 
-def actor_rates(config, seconds: float) -> tuple[float, float]:
-    """Agent steps/s of the actor, and the share of its time spent in the Q-network forward."""
+def actor_rates(config, seconds: float) -> tuple[float, float, float]:
+    """Agent steps/s of the actor; the share of its time spent in the Q-network forward; and
+    agent steps/s of the same actor with the forward replaced by a free stand-in (zero Q-values),
+    which is everything distdqn adds around the env besides the network."""
     actor = Actor(config, 0)
     forward_time = 0.0
     original = actor._q
@@ -59,13 +63,32 @@ def actor_rates(config, seconds: float) -> tuple[float, float]:
         forward_time += time.perf_counter() - started
         return values
 
-    actor._q = timed_q
     steps = 16
+    actor._q = timed_q
     started = time.perf_counter()
     measured = rate(lambda: actor.collect(steps), steps * config.env.num_envs, seconds)
-    elapsed = time.perf_counter() - started
+    share = forward_time / (time.perf_counter() - started)
+    actor._q = lambda observations: np.zeros((len(observations), actor.num_actions), np.float32)
+    without_forward = rate(lambda: actor.collect(steps), steps * config.env.num_envs, seconds)
     actor.env.close()
-    return measured, forward_time / elapsed
+    return measured, share, without_forward
+
+
+def threaded_actors_rate(config, seconds: float, num_actors: int = 2) -> float:
+    """Agent steps/s of `num_actors` actors sharing the envs, each on its own thread (the
+    `threads` runtime): one actor's network forward overlaps another's env stepping."""
+    per_actor = config.env.num_envs // num_actors
+    config = override_config(config, [f"env.num_envs={per_actor}", f"placement.num_actors={num_actors}"], "benchmark")
+    runtime = ThreadedRuntime()
+    actors = [runtime.spawn(Actor, config, index, name=f"actor-{index}") for index in range(num_actors)]
+    steps = 16
+
+    def collect_all() -> None:
+        runtime.wait([runtime.call(actor, "collect", steps, num_returns=2)[1] for actor in actors])
+
+    measured = rate(collect_all, steps * per_actor * num_actors, seconds)
+    runtime.shutdown()
+    return measured
 
 
 def bare_update_rate(config, space, num_actions: int, seconds: float) -> float:
@@ -116,12 +139,16 @@ def main() -> None:
         config = resolve_config(args.env, overrides=[f"env.num_envs={args.num_envs}", "replay.capacity=20000",
                                                      f"env.backend={backend}"])
         raw = raw_env_rate(config, args.seconds)
-        actor, forward_share = actor_rates(config, args.seconds)
+        actor, forward_share, without_forward = actor_rates(config, args.seconds)
         report.update({
             f"{backend}_raw_env_agent_steps_per_s": raw, f"{backend}_actor_agent_steps_per_s": actor,
             f"{backend}_actor_vs_raw": actor / raw, f"{backend}_actor_forward_share": forward_share,
-            f"{backend}_actor_without_forward_vs_raw": actor / (1 - forward_share) / raw,
+            f"{backend}_actor_without_forward_agent_steps_per_s": without_forward,
+            f"{backend}_actor_without_forward_vs_raw": without_forward / raw,
         })
+        threaded = threaded_actors_rate(config, args.seconds)
+        report.update({f"{backend}_2_threaded_actors_agent_steps_per_s": threaded,
+                       f"{backend}_2_threaded_actors_vs_raw": threaded / raw})
     frame_space, action_space = env_spaces(config.env)
     space = policy_space(config.env, frame_space)
     bare = bare_update_rate(config, space, int(action_space.n), args.seconds)

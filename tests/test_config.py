@@ -5,8 +5,15 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from distdqn.config import (Config, PlacementConfig, config_to_toml, load_config_toml, override_config, preset_for,
-                            resolve_config)
+from distdqn.config import (
+    Config,
+    PlacementConfig,
+    config_to_toml,
+    load_config_toml,
+    override_config,
+    preset_for,
+    resolve_config,
+)
 from distdqn.errors import ConfigError
 
 

@@ -9,7 +9,12 @@ from gymnasium.utils.env_checker import check_env
 
 from distdqn.config import EnvConfig
 from distdqn.envs import MAZE_ID, make_env, make_vector_env
-from distdqn.envs.maze import DEFAULT_LAYOUT, MazeEnv, random_layout, shortest_path_length
+from distdqn.envs.maze import (
+    DEFAULT_LAYOUT,
+    MazeEnv,
+    random_layout,
+    shortest_path_length,
+)
 from distdqn.errors import EnvError
 
 

@@ -126,7 +126,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     report = {
         "return_mean": float(np.mean(result.returns)),
         "return_std": float(np.std(result.returns)),
-        "episodes": int(len(result.returns)),
+        "episodes": len(result.returns),
         "length_mean": float(np.mean(result.lengths)),
         "returns": [float(r) for r in result.returns],
     }

@@ -36,6 +36,11 @@ from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 
 
+UPDATE_CHUNK = 8
+"""Batches per sample -> update call: small enough that a learner starts while the shard samples
+the next chunk, large enough that messages stay few."""
+
+
 @dataclass
 class Counters:
     """Progress a checkpoint carries so that `--resume` continues where the run stopped."""
@@ -225,21 +230,27 @@ class TrainingRun:
         return updates + int(algorithm.replay_ratio * (self.counters.env_steps - steps)) - self.counters.updates
 
     def _issue_updates(self) -> None:
-        """Send the owed updates as one group per learner: sample k batches, update on them,
-        write their priorities back. All three calls are chained futures."""
+        """Send the owed updates to each learner in chunks: sample a chunk of batches, update on
+        it, and, once every chunk is sent, write the priorities back. All calls are chained
+        futures. A shard sees its samples before any priority write, exactly as if the group
+        were one call, but a learner can start on the first chunk while the next is sampled."""
         owed = self._owed_updates()
         if owed <= 0:
             return
         replay = self.config.replay
         beta = linear_schedule(replay.beta_start, replay.beta_end, self.config.total_steps, self.counters.env_steps)
+        chunks = [min(UPDATE_CHUNK, owed - start) for start in range(0, owed, UPDATE_CHUNK)]
         num_learners = len(self.learners)
         for rank, learner in enumerate(self.learners):
             own_shards = self.shards[rank::num_learners]
             shard = own_shards[self._update_groups % len(own_shards)]
-            samples = self.runtime.call(shard, "sample", self.config.algorithm.batch_size, beta, owed)
-            result = self.runtime.call(learner, "update", samples)
-            self._fire(shard, "update_priorities", result)
-            self._updates[result] = owed
+            results = []
+            for size in chunks:
+                samples = self.runtime.call(shard, "sample", self.config.algorithm.batch_size, beta, size)
+                results.append(self.runtime.call(learner, "update", samples))
+                self._updates[results[-1]] = size
+            for result in results:
+                self._fire(shard, "update_priorities", result)
         self._update_groups += 1
         self.counters.updates += owed
         self._publish_weights()
@@ -374,7 +385,7 @@ class TrainingRun:
             "wall_s": round(wall_s, 3),
             "eval_return_mean": mean,
             "eval_return_std": float(result.returns.std()),
-            "eval_episodes": int(len(result.returns)),
+            "eval_episodes": len(result.returns),
             "eval_length_mean": float(result.lengths.mean()),
         })
         self.progress.show_eval(mean)

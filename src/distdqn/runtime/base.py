@@ -8,7 +8,8 @@ actor -> shard -> learner without passing through the loop.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
 
 RoleT = TypeVar("RoleT")
 

@@ -6,7 +6,8 @@ Deterministic for a given seed, so it is the reference other runtimes are checke
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from distdqn.runtime.base import RoleT
 

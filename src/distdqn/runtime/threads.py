@@ -11,9 +11,10 @@ Calls only ever wait on calls made before them, so no two roles can wait on each
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
-from typing import Any, Sequence
+from typing import Any
 
 from distdqn.runtime.base import RoleT
 from distdqn.runtime.inline import close_roles
