@@ -61,3 +61,19 @@ def test_compiled_learner_matches_eager():
     for name, value in _state(eager).items():
         torch.testing.assert_close(_state(compiled)[name], value, rtol=1e-5, atol=1e-6)
     assert compiled.updates == 4 and compiled.online.training  # the module itself is not replaced
+
+
+def test_compiled_cnn_learner_after_an_mlp_one_in_the_same_process():
+    """A second network shape in one process recompiles with static shapes (dynamic conv shapes
+    crash inductor); the compiled CNN learner matches eager."""
+    _learner("placement.learner_compile=true").update([_batch(0)])
+    space, actions = gym.spaces.Box(0, 1, (10, 10, 4), bool), gym.spaces.Discrete(3)
+    rng = np.random.default_rng(0)
+    frames = lambda: rng.random((32, 10, 10, 4)) < 0.2  # noqa: E731
+    batch = SampleBatch(np.arange(32), np.arange(32), frames(), rng.integers(3, size=32),
+                        rng.normal(size=32).astype(np.float32), np.full(32, 0.99, np.float32), frames(),
+                        np.ones(32, np.float32))
+    results = [Learner(resolve_config("MinAtar/Breakout-v1", overrides=overrides), space, actions).update([batch])
+               for overrides in ([], ["placement.learner_compile=true"])]
+    np.testing.assert_allclose(results[1].priority_update.priorities, results[0].priority_update.priorities,
+                               rtol=1e-4, atol=1e-5)

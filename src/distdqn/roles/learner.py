@@ -51,8 +51,10 @@ class Learner:
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=self.config.lr, eps=self.config.adam_eps,
                                           fused=True)
         self.mixed_precision = config.placement.learner_mixed_precision
-        # one compiled graph for both forwards, the target and the loss (backward is traced too)
-        self._compute_loss = torch.compile(self._loss) if config.placement.learner_compile else self._loss
+        # one compiled graph for both forwards, the target and the loss (backward is traced too);
+        # static shapes: a run has one batch shape, and inductor fails on some dynamic conv shapes
+        self._compute_loss = (torch.compile(self._loss, dynamic=False) if config.placement.learner_compile
+                              else self._loss)
         self.updates = 0
         self.world_size = config.placement.num_learners
         self._in_group = self.world_size == 1
