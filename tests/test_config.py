@@ -76,9 +76,12 @@ def test_bad_file_values_name_the_file(tmp_path: Path):
         resolve_config(None, tmp_path / "missing.toml")
 
 
-def test_inline_runtime_takes_one_learner():
-    with pytest.raises(ConfigError, match="num_learners=2"):
-        resolve_config(overrides=["placement.num_learners=2"])
+@pytest.mark.parametrize("runtime", ["inline", "threads"])
+def test_one_process_runtimes_take_one_learner(runtime: str):
+    with pytest.raises(ConfigError) as raised:
+        resolve_config(overrides=["placement.num_learners=2", f"placement.runtime={runtime}"])
+    # the section check names its values; the whole section is not echoed after it
+    assert str(raised.value) == f"config: placement: num_learners=2 needs the ray runtime; {runtime} has 1"
 
 
 def test_override_config_keeps_the_rest():

@@ -240,7 +240,8 @@ def _format_validation_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "config"
     message = first["msg"].removeprefix("Value error, ")
-    if "input" in first and first["type"] not in ("model_type",):
+    # a whole-section check names its values itself; echoing the section would bury the message
+    if "input" in first and first["type"] != "model_type" and not isinstance(first["input"], dict):
         return f"{origin}: {field}: {message} (got {first['input']!r})"
     return f"{origin}: {field}: {message}"
 
