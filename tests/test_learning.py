@@ -46,6 +46,15 @@ def test_maze_greedy_policy_takes_a_shortest_path_within_20k_steps(tmp_path: Pat
 
 
 @pytest.mark.learning
+@pytest.mark.parametrize("option", ["placement.learner_mixed_precision=true", "placement.runtime=threads"])
+def test_cartpole_solves_with_a_bfloat16_learner_and_on_threads(tmp_path: Path, option: str):
+    """The speed options must not cost learning: the preset still solves within 50k steps."""
+    config = resolve_config("CartPole-v1", overrides=QUIET + ["stop_return=475", option])
+    counters = train(config, tmp_path / "run").counters
+    assert counters.solved_at_env_steps is not None and counters.solved_at_env_steps <= 50_000
+
+
+@pytest.mark.learning
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cartpole_preset_solves_within_50k_steps(tmp_path: Path, seed: int):
     config = resolve_config("CartPole-v1", overrides=QUIET + [f"seed={seed}", "stop_return=475"])
