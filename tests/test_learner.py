@@ -69,9 +69,9 @@ def test_compiled_cnn_learner_after_an_mlp_one_in_the_same_process():
     _learner("placement.learner_compile=true").update([_batch(0)])
     space, actions = gym.spaces.Box(0, 1, (10, 10, 4), bool), gym.spaces.Discrete(3)
     rng = np.random.default_rng(0)
-    frames = lambda: rng.random((32, 10, 10, 4)) < 0.2  # noqa: E731
-    batch = SampleBatch(np.arange(32), np.arange(32), frames(), rng.integers(3, size=32),
-                        rng.normal(size=32).astype(np.float32), np.full(32, 0.99, np.float32), frames(),
+    frames, next_frames = rng.random((2, 32, 10, 10, 4)) < 0.2
+    batch = SampleBatch(np.arange(32), np.arange(32), frames, rng.integers(3, size=32),
+                        rng.normal(size=32).astype(np.float32), np.full(32, 0.99, np.float32), next_frames,
                         np.ones(32, np.float32))
     results = [Learner(resolve_config("MinAtar/Breakout-v1", overrides=overrides), space, actions).update([batch])
                for overrides in ([], ["placement.learner_compile=true"])]

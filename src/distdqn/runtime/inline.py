@@ -39,7 +39,7 @@ class InlineRuntime:
         return tuple(InlineFuture(part) for part in result)
 
     def where(self, handle: Any) -> InlineFuture:
-        return InlineFuture({"pid": os.getpid(), "node_id": "inline", "node_ip": "127.0.0.1", "restarted": False})
+        return InlineFuture(this_process("inline"))
 
     def wait(self, futures: Sequence[InlineFuture], num_returns: int = 1,
              timeout: float | None = None) -> list[InlineFuture]:
@@ -50,6 +50,11 @@ class InlineRuntime:
 
     def shutdown(self) -> None:
         close_roles(self._roles)
+
+
+def this_process(runtime: str) -> dict[str, Any]:
+    """`where` for a role that lives in this process."""
+    return {"pid": os.getpid(), "node_id": runtime, "node_ip": "127.0.0.1", "restarted": False}
 
 
 def close_roles(roles: list[Any]) -> None:

@@ -1,5 +1,6 @@
 """Every role in this process, each on a thread of its own, so that acting, sampling, updating
-and evaluating overlap (PyTorch, NumPy and the C++ envs release the GIL while they work).
+and evaluating overlap (PyTorch, NumPy and EnvPool release the GIL while they work; ale-py
+does not).
 
 A role runs its calls one at a time in the order they were made, and a call whose arguments are
 futures waits for them on the role's own thread. `wait` returns only once every future it was
@@ -10,14 +11,13 @@ Calls only ever wait on calls made before them, so no two roles can wait on each
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from typing import Any
 
 from distdqn.runtime.base import RoleT
-from distdqn.runtime.inline import close_roles
+from distdqn.runtime.inline import close_roles, this_process
 
 
 def _resolve(argument: Any) -> Any:
@@ -61,7 +61,7 @@ class ThreadedRuntime:
 
     def where(self, handle: Any) -> Future:
         done: Future = Future()
-        done.set_result({"pid": os.getpid(), "node_id": "threads", "node_ip": "127.0.0.1", "restarted": False})
+        done.set_result(this_process("threads"))
         return done
 
     def wait(self, futures: Sequence[Future], num_returns: int = 1, timeout: float | None = None) -> list[Future]:
