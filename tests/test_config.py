@@ -121,3 +121,17 @@ def test_readme_config_reference_lists_every_field_with_its_docstring():
     assert not missing, f"README config reference lacks {missing}"
     runtime = PlacementConfig.model_fields["runtime"].description
     assert " ".join(runtime.split()) in reference
+
+
+@pytest.mark.parametrize("runtime", ["inline", "threads"])
+def test_free_running_needs_roles_that_run_apart(runtime: str):
+    """In one process `unlimited` made max_update_lag (64) updates per env step; it is refused."""
+    with pytest.raises(ConfigError, match=r"placement: rate_limit='unlimited' needs the ray runtime"):
+        resolve_config("CartPole-v1", overrides=["placement.rate_limit=unlimited", f"placement.runtime={runtime}"])
+    assert resolve_config("CartPole-v1", overrides=["placement.rate_limit=unlimited",
+                                                    "placement.runtime=ray"]).placement.rate_limit == "unlimited"
+
+
+def test_atari_preset_warms_up_like_dopamine():
+    algorithm = resolve_config("ALE/Pong-v5").algorithm
+    assert algorithm.learning_starts == 20_000 and algorithm.eps_decay_start == 20_000

@@ -23,7 +23,7 @@ def _fill(config, calls=40, steps=3):
     shards = [ReplayShard(config, j, observation_space) for j in range(2)]
     for _ in range(calls):
         *batches, taken = actor.collect(steps)
-        assert taken == steps * config.env.num_envs
+        assert taken <= steps * config.env.num_envs  # autoreset steps are not agent steps
         for j, (shard, batch) in enumerate(zip(shards, batches)):
             assert set((batch.lanes % 2).tolist()) == {j}  # each shard gets only its own lanes
             shard.add(batch)
@@ -65,3 +65,28 @@ def test_every_step_lands_on_its_shard(counter_id):
     with pytest.raises(ValueError):
         ReplayShard(build_config({"env": {"id": counter_id, "num_envs": 1}, "placement": {"num_shards": 2}}),
                     1, env_spaces(config.env)[0])
+
+
+def test_autoreset_steps_are_not_counted_as_agent_steps(counter_id):
+    """Episodes of 5 agent steps: 12 vector steps of one env are 2 episodes, each followed by
+    gymnasium's autoreset step, which takes no action. Only the 10 agent steps count (for
+    total_steps, epsilon and the replay ratio); the autoreset steps are still stored."""
+    config = build_config({"env": {"id": counter_id, "num_envs": 1},
+                           "algorithm": {"eps_start": 1.0, "eps_end": 0.0, "eps_decay_steps": 100}})
+    actor = Actor(config, 0)
+    batch, taken = actor.collect(12)
+    assert taken == 10 and actor.env_steps == 10
+    assert batch.num_steps == 12
+    assert actor.current_epsilon() == pytest.approx(0.9)
+
+
+def test_epsilon_holds_through_the_warm_up_then_decays(counter_id):
+    config = build_config({"env": {"id": counter_id, "num_envs": 1},
+                           "algorithm": {"eps_start": 1.0, "eps_end": 0.1, "eps_decay_steps": 100,
+                                         "eps_decay_start": 50}})
+    actor = Actor(config, 0)
+    epsilons = []
+    for steps in (0, 50, 100, 150, 1000):
+        actor.set_progress(steps)
+        epsilons.append(actor.current_epsilon())
+    assert epsilons == pytest.approx([1.0, 1.0, 0.55, 0.1, 0.1])

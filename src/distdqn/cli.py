@@ -116,9 +116,9 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
     config = checkpoint.config
-    evaluator = Evaluator(config.env, config.network, args.episodes, args.seed, config.evaluation.epsilon)
+    evaluator = Evaluator(config.env, config.network, args.episodes, config.evaluation.epsilon)
     try:
-        result = evaluator.evaluate(Weights(0, online))
+        result = evaluator.evaluate(Weights(0, online), args.seed)
     except ValueError as error:
         raise CheckpointError(f"checkpoint {args.checkpoint}: {error}") from None
     finally:

@@ -46,6 +46,9 @@ class EnvConfig(_Section):
     """Learn from sign(reward); evaluation and episode returns still report the raw score."""
     terminal_on_life_loss: bool = False
     """Treat a lost life as terminal for learning (the game goes on; evaluation ignores lives)."""
+    restart_stack_on_life_loss: bool = True
+    """With terminal_on_life_loss, begin a new frame stack after a lost life, as SB3 and CleanRL
+    do (their life-loss wrapper ends the episode for the frame stacker); false stacks across lives."""
     noop_max: int = Field(30, ge=0)
     """Atari: up to this many no-op actions after each reset."""
     frame_skip: int = Field(4, ge=1)
@@ -102,6 +105,9 @@ class AlgorithmConfig(_Section):
     """Final epsilon of a single annealing actor."""
     eps_decay_steps: int = Field(10_000, ge=1)
     """Env steps over which epsilon falls linearly from eps_start to eps_end."""
+    eps_decay_start: int = Field(0, ge=0)
+    """Env steps at eps_start before the decay begins: 0 decays from the first step (SB3,
+    CleanRL); Dopamine holds epsilon at 1 through its 20k-step warm-up (the Atari preset does)."""
     apex_eps: float = Field(0.4, ge=0.0, le=1.0)
     """Ape-X base epsilon: with N > 1 actors, actor i keeps eps ** (1 + apex_alpha * i / (N - 1))."""
     apex_alpha: float = Field(7.0, ge=0.0)
@@ -161,7 +167,8 @@ class PlacementConfig(_Section):
     """Threads torch may use in each process that runs a network."""
     rate_limit: Literal["ratio", "unlimited"] = "ratio"
     """`ratio` holds algorithm.replay_ratio by pausing actors when the learner falls behind;
-    `unlimited` lets actors and learner run free (Ape-X)."""
+    `unlimited` lets actors and learner run free (Ape-X), which needs the ray runtime: in one
+    process the roles take turns, so "free" would mean max_update_lag updates per collect."""
     max_update_lag: int = Field(256, ge=1)
     """Updates the learner may fall behind the replay ratio before actors wait (the tolerance)."""
     actor: RoleResources = RoleResources(num_cpus=1.0)
@@ -177,6 +184,9 @@ class PlacementConfig(_Section):
     def _check_runtime(self) -> PlacementConfig:
         if self.runtime != "ray" and self.num_learners != 1:
             raise ValueError(f"num_learners={self.num_learners} needs the ray runtime; {self.runtime} has 1")
+        if self.runtime != "ray" and self.rate_limit == "unlimited":
+            raise ValueError(f"rate_limit='unlimited' needs the ray runtime: on {self.runtime} the roles take turns, "
+                             "so free-running actors and learner cannot exist; use 'ratio'")
         if self.num_shards % self.num_learners != 0:
             raise ValueError(f"num_shards={self.num_shards} must be a multiple of num_learners={self.num_learners}")
         return self
@@ -216,8 +226,9 @@ class Config(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     logging: LoggingConfig = LoggingConfig()
-    seed: int = 0
-    """Seeds every random number generator of the run."""
+    seed: int = Field(0, ge=0, lt=2**63)
+    """Seeds every random number generator of the run (each role's streams are derived from it,
+    see `distdqn.seeding`)."""
     total_steps: int = Field(100_000, ge=1)
     """Env steps to train for (all actors together)."""
     stop_return: float | None = None

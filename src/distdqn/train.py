@@ -34,6 +34,7 @@ from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
+from distdqn.seeding import stream_seed
 
 
 UPDATE_CHUNK = 8
@@ -90,7 +91,7 @@ class TrainingRun:
         self.actors = [runtime.spawn(Actor, config, i, self._actor_progress(), name=f"actor-{i}")
                        for i in range(placement.num_actors)]
         self.evaluator = runtime.spawn(Evaluator, config.env, config.network, config.evaluation.episodes,
-                                       config.seed * 10_000 + 9_000, config.evaluation.epsilon, name="evaluator")
+                                       config.evaluation.epsilon, name="evaluator")
         self._record_placement()
         if placement.num_learners > 1:
             self._form_learner_group()
@@ -101,7 +102,9 @@ class TrainingRun:
         self._updates: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
         self._update_groups = 0
         self._evaluation: Any | None = None
+        self._evaluated: tuple[Any, int] | None = None  # (weights future, seed) of the evaluation in flight
         self._weights: Any = None
+        self._collects_launched = [0] * len(self.actors)
         self._last_metrics: dict[str, float] = {}
         self._shard_sizes = [0] * len(self.shards)
         self._learning_origin: tuple[int, int] | None = None  # (env_steps, updates) when learning began
@@ -187,8 +190,11 @@ class TrainingRun:
 
     # -- collect and insert ---------------------------------------------------------------
     def _launch_collect(self, index: int) -> None:
+        """Relaunch actor `index`; it pulls the latest weights every `weight_refresh_steps` collects."""
         actor = self.actors[index]
-        self._fire(actor, "set_weights", self._weights)
+        if self._collects_launched[index] % self.config.placement.weight_refresh_steps == 0:
+            self._fire(actor, "set_weights", self._weights)
+        self._collects_launched[index] += 1
         *batches, steps = self.runtime.call(actor, "collect", self.config.placement.actor_steps_per_call,
                                             num_returns=len(self.shards) + 1)
         self._collects[steps] = (index, batches)
@@ -364,12 +370,18 @@ class TrainingRun:
         return (self.counters.env_steps // every + 1) * every
 
     def _start_evaluation(self) -> None:
-        self._evaluation = self.runtime.call(self.evaluator, "evaluate", self._weights)
+        """Score the latest published weights on episodes seeded by the env-step count, so that a
+        resumed run evaluates as the uninterrupted one would and any score can be reproduced."""
+        seed = stream_seed(self.config.seed, "evaluator", 1, self.counters.env_steps)
+        self._evaluation = self.runtime.call(self.evaluator, "evaluate", self._weights, seed)
+        self._evaluated = (self._weights, seed)
         self._evaluation_mark = (self.counters.env_steps, self.counters.updates, self.counters.wall_s)
 
     def _finish_evaluation(self) -> None:
         """Log the greedy policy's score; save `best` on a new high; stop at stop_return."""
         future, self._evaluation = self._evaluation, None
+        assert self._evaluated is not None
+        weights_future, seed = self._evaluated
         try:
             result = self.runtime.get(future)
         except RoleFailed:
@@ -391,7 +403,8 @@ class TrainingRun:
         self.progress.show_eval(mean)
         if self.config.checkpoint.keep_best and (counters.best_eval_return is None or mean > counters.best_eval_return):
             counters.best_eval_return = mean
-            self.save("best")
+            self._save_best(weights_future, {"eval_return_mean": mean, "eval_seed": seed,
+                                             "eval_episodes": len(result.returns), "env_steps": env_steps})
         stop = self.config.stop_return
         if stop is not None and mean >= stop and counters.solved_at_env_steps is None:
             counters.solved_at_env_steps = env_steps
@@ -472,6 +485,20 @@ class TrainingRun:
         if learner_stats[0] is not None and versions:
             record["weight_lag_max"] = learner_stats[0]["updates"] - min(versions)
         return record
+
+    def _save_best(self, weights_future: Any, evaluation: dict[str, Any]) -> None:
+        """`best` holds exactly the weights the evaluator scored, not the learner's weights when
+        the score arrived (on Ray the learner moved on meanwhile); its state names their version
+        and the evaluation's seed, so `distdqn evaluate best --seed S --episodes N` gives the score."""
+        try:
+            weights = self.runtime.get(weights_future)
+        except RoleFailed:
+            self._reconcile_restarts()
+            return
+        tensors = {f"online.{name}": torch.from_numpy(np.array(value)) for name, value in weights.tensors.items()}
+        state = {"counters": dataclasses.asdict(self.counters),
+                 "evaluation": {**evaluation, "weights_version": weights.version}}
+        save_checkpoint(self.run_dir / "checkpoints", "best", self.config, tensors, state)
 
     def save(self, name: str) -> None:
         try:

@@ -15,6 +15,7 @@ from distdqn.frames import FrameStacker
 from distdqn.networks import build_q_network, load_weights
 from distdqn.replay.nstep import Completed, NStepAccumulator
 from distdqn.schedules import apex_epsilon, linear_schedule
+from distdqn.seeding import env_seeds, role_rng
 from distdqn.types import TransitionBatch, Weights
 
 
@@ -36,13 +37,12 @@ class Actor:
         self.num_actions = int(self.env.single_action_space.n)
         self.weights_version = -1
         self.env_steps = start_env_steps
-        seed = config.seed * 10_000 + actor_index * 100
-        self._rng = np.random.default_rng(seed)
+        self._rng = role_rng(config.seed, "actor", actor_index)
         algorithm = config.algorithm
         self._accumulator = NStepAccumulator(self.num_envs, algorithm.n_step, algorithm.gamma)
         self._stacker = (FrameStacker(self.num_envs, frame_space.shape, frame_space.dtype, config.env.frame_stack)
                          if config.env.frame_stack > 1 else None)
-        self._frames, infos = self.env.reset(seed=seed)
+        self._frames, infos = self.env.reset(seed=env_seeds(config.seed, "actor", actor_index, self.num_envs))
         self._episode_start = np.zeros(self.num_envs, np.int64)
         self._lives = infos.get("lives")
         self._q_values = self._q(self._policy_input(self._frames, np.ones(self.num_envs, bool)))
@@ -83,7 +83,8 @@ class Actor:
         num_actors = self.config.placement.num_actors
         if num_actors > 1:
             return apex_epsilon(self.actor_index, num_actors, algorithm.apex_eps, algorithm.apex_alpha)
-        return linear_schedule(algorithm.eps_start, algorithm.eps_end, algorithm.eps_decay_steps, self.env_steps)
+        decayed = max(0, self.env_steps - algorithm.eps_decay_start)
+        return linear_schedule(algorithm.eps_start, algorithm.eps_end, algorithm.eps_decay_steps, decayed)
 
     def _q(self, observations: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -91,7 +92,10 @@ class Actor:
 
     def collect(self, num_steps: int) -> tuple:
         """Take `num_steps` vector steps; return them, with every n-step record they completed,
-        split into one batch per replay shard, then the env steps taken: `(*batches, steps)`.
+        split into one batch per replay shard, then the agent steps taken: `(*batches, steps)`.
+        An env's autoreset step (the reset after an episode ended) stores the new episode's
+        first frame but is no agent step: it does not count toward total_steps, epsilon or the
+        replay ratio.
         Each shard receives only its own lanes, and the loop reads the small last result alone.
 
         Learning sees clipped rewards and life losses as terminals when the env config asks for
@@ -105,6 +109,7 @@ class Actor:
         first_position = self._accumulator.position
         records, priorities = ([], []) if self._held is None else ([self._held[0]], [self._held[1]])
         env_index = np.arange(self.num_envs)
+        agent_steps = 0  # gymnasium's autoreset steps take no action: they are not counted
         for step in range(num_steps):
             position = self._accumulator.position
             explore = self._rng.random(self.num_envs) < self.current_epsilon()
@@ -115,12 +120,15 @@ class Actor:
             next_frames, rewards, terminated, truncated, infos = self.env.step(chosen)
             ended = terminated | truncated
             learn_terminated = terminated
+            new_stack = ~live  # an autoreset step returns the first frame of a new episode
             if env_config.terminal_on_life_loss:
-                learn_terminated = terminated | self._lost_life(infos, live, ended)
+                lost_life = self._lost_life(infos, live, ended)
+                learn_terminated = terminated | lost_life
+                if env_config.restart_stack_on_life_loss:
+                    new_stack |= lost_life
             learn_rewards = np.sign(rewards) if env_config.clip_rewards else rewards
-            new_episode = ~live  # an autoreset step returns the first frame of a new episode
-            self._episode_start[new_episode] = position + 1
-            next_q_values = self._q(self._policy_input(next_frames, new_episode))
+            self._episode_start[new_stack] = position + 1
+            next_q_values = self._q(self._policy_input(next_frames, new_stack))
             done = self._accumulator.step(self._q_values[env_index, chosen], learn_rewards, learn_terminated,
                                           truncated, resets=ended)
             bootstrap_values = next_q_values[done.lanes].max(axis=1)
@@ -132,7 +140,8 @@ class Actor:
                 self._held = (done, done_priorities)  # bootstraps from the next batch's first step
             self._track_episodes(rewards, live, ended & live)
             self._frames, self._q_values = next_frames, next_q_values
-            self.env_steps += self.num_envs
+            agent_steps += int(live.sum())
+            self.env_steps += int(live.sum())
         merged = _concat(records) if records else NStepAccumulator.nothing_completed()
         batch = TransitionBatch(
             lanes=self.lanes,
@@ -149,7 +158,7 @@ class Actor:
         )
         num_shards = self.config.placement.num_shards
         parts = [batch] if num_shards == 1 else [batch.for_shard(j, num_shards) for j in range(num_shards)]
-        return (*parts, num_steps * self.num_envs)
+        return (*parts, agent_steps)
 
     def _track_episodes(self, rewards: np.ndarray, live: np.ndarray, ended: np.ndarray) -> None:
         self._episode_returns += np.where(live, rewards, 0.0)

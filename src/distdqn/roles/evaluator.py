@@ -9,14 +9,15 @@ from distdqn.config import EnvConfig, NetworkConfig
 from distdqn.envs import make_vector_env, policy_space
 from distdqn.frames import FrameStacker
 from distdqn.networks import build_q_network, load_weights
+from distdqn.seeding import env_seeds, role_rng
 from distdqn.types import EvalResult, Weights
 
 
 class Evaluator:
-    """Runs `episodes` episodes side by side, one per env; the envs are seeded once, at the first
-    evaluation, so successive evaluations see fresh but reproducible episodes."""
+    """Runs `episodes` episodes side by side, one per env. Every evaluation is seeded by its
+    caller, so a recorded score can be reproduced from its seed (`distdqn evaluate --seed`)."""
 
-    def __init__(self, env: EnvConfig, network: NetworkConfig, episodes: int, seed: int, epsilon: float = 0.0) -> None:
+    def __init__(self, env: EnvConfig, network: NetworkConfig, episodes: int, epsilon: float = 0.0) -> None:
         self.env = make_vector_env(env, episodes)
         frame_space = self.env.single_observation_space
         self.q_network = build_q_network(network, policy_space(env, frame_space), self.env.single_action_space)
@@ -25,19 +26,18 @@ class Evaluator:
         self.epsilon = epsilon
         self._stacker = (FrameStacker(episodes, frame_space.shape, frame_space.dtype, env.frame_stack)
                          if env.frame_stack > 1 else None)
-        self._seed: int | None = seed
-        self._rng = np.random.default_rng(seed)
 
     def _policy_input(self, frames: np.ndarray, new_episode: bool) -> np.ndarray:
         if self._stacker is None:
             return frames
         return self._stacker.push(frames, np.full(self.episodes, new_episode))
 
-    def evaluate(self, weights: Weights) -> EvalResult:
-        """One episode per env with raw rewards: no clipping, and a lost life is not an end."""
+    def evaluate(self, weights: Weights, seed: int) -> EvalResult:
+        """One episode per env with raw rewards: no clipping, and a lost life is not an end.
+        Environment k and the epsilon draws take their own streams of `seed`."""
         load_weights(self.q_network, weights.tensors)
-        frames, _ = self.env.reset(seed=self._seed)
-        self._seed = None
+        rng = role_rng(seed, "evaluator", 0)
+        frames, _ = self.env.reset(seed=env_seeds(seed, "evaluator", 0, self.episodes))
         observations = self._policy_input(frames, new_episode=True)
         returns = np.zeros(self.episodes)
         lengths = np.zeros(self.episodes, np.int64)
@@ -47,8 +47,8 @@ class Evaluator:
             with torch.inference_mode():
                 actions = self.q_network(torch.as_tensor(observations)).numpy().argmax(axis=1)
             if self.epsilon > 0:
-                explore = self._rng.random(self.episodes) < self.epsilon
-                actions = np.where(explore, self._rng.integers(num_actions, size=self.episodes), actions)
+                explore = rng.random(self.episodes) < self.epsilon
+                actions = np.where(explore, rng.integers(num_actions, size=self.episodes), actions)
             frames, rewards, terminated, truncated, _ = self.env.step(actions)
             observations = self._policy_input(frames, new_episode=False)
             returns += np.where(running, rewards, 0.0)

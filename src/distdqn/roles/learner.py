@@ -22,6 +22,7 @@ from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config
 from distdqn.losses import dqn_loss, td_target, update_target
 from distdqn.networks import build_q_network
+from distdqn.seeding import stream_seed
 from distdqn.types import PriorityUpdate, SampleBatch, UpdateResult, Weights
 
 
@@ -44,7 +45,7 @@ class Learner:
         self.config = config.algorithm
         self.device = resolve_device(config.placement.device)
         torch.set_num_threads(config.placement.torch_threads)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(stream_seed(config.seed, "learner", 0))
         self.online = build_q_network(config.network, observation_space, action_space).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # fused Adam is one kernel for all parameters: small networks are bound by per-op overhead

@@ -10,6 +10,7 @@ import gymnasium as gym
 
 from distdqn.config import Config
 from distdqn.replay.buffer import PrioritizedReplay
+from distdqn.seeding import stream_seed
 from distdqn.types import SampleBatch, TransitionBatch, UpdateResult
 
 
@@ -31,7 +32,7 @@ class ReplayShard:
             obs_dtype=observation_space.dtype,
             alpha=config.replay.alpha,
             priority_eps=config.replay.priority_eps,
-            seed=config.seed * 10_000 + 5_000 + shard_index,
+            seed=stream_seed(config.seed, "shard", shard_index),
             frame_stack=config.env.frame_stack,
         )
         self.n_step = config.algorithm.n_step
