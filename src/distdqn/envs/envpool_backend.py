@@ -4,7 +4,10 @@ EnvPool runs the same DeepMind preprocessing as our ale-py path (no-op starts, f
 max-pooling of the last two frames, grayscale, area resize) in threads, and, like gymnasium's
 next-step autoreset, resets an env on the step after its episode ended. We ask it for single
 frames (stack_num=1), raw rewards and no life-loss episodes: stacking, clipping and life loss
-stay with the actor, exactly as on the ale-py path.
+stay with the actor, exactly as on the ale-py path. EnvPool presses FIRE at every reset by
+default (baselines' FireResetEnv, spending one of the no-op frames on it); gymnasium's
+preprocessing does not, and neither did the DQN papers nor Dopamine, so we turn it off: in
+Breakout the agent must learn to launch the ball on both backends.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ class EnvPoolVectorEnv:
         task, sticky = envpool_task(config.id)
         self._make = lambda seed: envpool.make_gymnasium(
             task, num_envs=num_envs, seed=seed, stack_num=1, episodic_life=False, reward_clip=False,
-            noop_max=config.noop_max, frame_skip=config.frame_skip, img_height=config.screen_size,
-            img_width=config.screen_size, gray_scale=True, use_inter_area_resize=True,
+            use_fire_reset=False, noop_max=config.noop_max, frame_skip=config.frame_skip,
+            img_height=config.screen_size, img_width=config.screen_size, gray_scale=True, use_inter_area_resize=True,
             repeat_action_probability=config.kwargs.get("repeat_action_probability", sticky),
             max_episode_steps=config.max_episode_steps or 27_000)
         self._env = self._make(0)
