@@ -186,6 +186,30 @@ def test_envpool_backend_matches_the_ale_py_path(game):
     pool.close()
 
 
+def test_envpool_takes_the_ale_options_of_the_ale_py_path():
+    from distdqn.errors import EnvError
+
+    # all 18 actions, and ale-py's frame limit (40 frames: 10 agent steps) below env.max_episode_steps
+    config = EnvConfig(id="BreakoutNoFrameskip-v4", preprocessing="atari", noop_max=1, max_episode_steps=100,
+                       kwargs={"full_action_space": True, "max_num_frames_per_episode": 40})
+    reference, pool = make_vector_env(config, 1), make_vector_env(config.model_copy(update={"backend": "envpool"}), 1)
+    assert pool.single_action_space == reference.single_action_space == gym.spaces.Discrete(18)
+    reference.reset(seed=0)
+    pool.reset(seed=0)
+    truncations = []
+    for action in [17] * 11:  # DOWNLEFTFIRE, an action only the full set has
+        frames_a, _, _, truncated_a, _ = reference.step(np.array([action]))
+        frames_b, _, _, truncated_b, _ = pool.step(np.array([action]))
+        truncations.append((truncated_a[0], truncated_b[0]))
+        if not truncated_a[0]:  # ale-py's frame count includes the no-op, so its last step is a frame short
+            assert np.abs(frames_a.astype(int) - frames_b).mean() < 0.05
+    assert truncations == [(False, False)] * 9 + [(True, True), (False, False)]
+    reference.close()
+    pool.close()
+    with pytest.raises(EnvError, match=r"no counterpart for env.kwargs \['obs_type'\]"):
+        make_vector_env(config.model_copy(update={"backend": "envpool", "kwargs": {"obs_type": "ram"}}), 1)
+
+
 def test_envpool_truncates_then_resets_on_the_next_step_like_gymnasium():
     config = EnvConfig(id="ALE/Pong-v5", preprocessing="atari", backend="envpool", max_episode_steps=5)
     pool = make_vector_env(config, 2)
