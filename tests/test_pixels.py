@@ -167,11 +167,13 @@ def test_missing_minatar_is_a_clear_error(monkeypatch):
         make_env(EnvConfig(id="MinAtar/Asterix-v1"))
 
 
-def test_envpool_backend_matches_the_ale_py_path():
+@pytest.mark.parametrize("game", ["Pong", "Breakout"])  # Breakout's ball waits for FIRE: neither backend presses it
+def test_envpool_backend_matches_the_ale_py_path(game):
     from distdqn.envs.envpool_backend import EnvPoolVectorEnv
 
     # one no-op and no sticky actions make both emulators deterministic, so they must agree
-    config = EnvConfig(id="ALE/Pong-v5", preprocessing="atari", noop_max=1, kwargs={"repeat_action_probability": 0.0})
+    config = EnvConfig(id=f"ALE/{game}-v5", preprocessing="atari", noop_max=1,
+                       kwargs={"repeat_action_probability": 0.0})
     reference, pool = make_vector_env(config, 1), make_vector_env(config.model_copy(update={"backend": "envpool"}), 1)
     assert isinstance(pool, EnvPoolVectorEnv)
     assert pool.single_observation_space == reference.single_observation_space
@@ -180,10 +182,11 @@ def test_envpool_backend_matches_the_ale_py_path():
     frames_b, info_b = pool.reset(seed=0)
     assert frames_a.shape == frames_b.shape == (1, 84, 84) and frames_b.dtype == np.uint8
     assert "lives" in info_b
+    assert np.abs(frames_a.astype(int) - frames_b).mean() < 0.05
     rng = np.random.default_rng(0)
     differences = []
     for _ in range(600):
-        actions = rng.integers(6, size=1)
+        actions = rng.integers(pool.single_action_space.n, size=1)
         frames_a, reward_a, terminated_a, truncated_a, _ = reference.step(actions)
         frames_b, reward_b, terminated_b, truncated_b, _ = pool.step(actions)
         assert (reward_a[0], terminated_a[0], truncated_a[0]) == (reward_b[0], terminated_b[0], truncated_b[0])
@@ -191,6 +194,30 @@ def test_envpool_backend_matches_the_ale_py_path():
     assert np.mean(differences) < 0.05  # area resizes agree to within rounding
     reference.close()
     pool.close()
+
+
+def test_envpool_takes_the_ale_options_of_the_ale_py_path():
+    from distdqn.errors import EnvError
+
+    # all 18 actions, and ale-py's frame limit (40 frames: 10 agent steps) below env.max_episode_steps
+    config = EnvConfig(id="BreakoutNoFrameskip-v4", preprocessing="atari", noop_max=1, max_episode_steps=100,
+                       kwargs={"full_action_space": True, "max_num_frames_per_episode": 40})
+    reference, pool = make_vector_env(config, 1), make_vector_env(config.model_copy(update={"backend": "envpool"}), 1)
+    assert pool.single_action_space == reference.single_action_space == gym.spaces.Discrete(18)
+    reference.reset(seed=0)
+    pool.reset(seed=0)
+    truncations = []
+    for action in [17] * 11:  # DOWNLEFTFIRE, an action only the full set has
+        frames_a, _, _, truncated_a, _ = reference.step(np.array([action]))
+        frames_b, _, _, truncated_b, _ = pool.step(np.array([action]))
+        truncations.append((truncated_a[0], truncated_b[0]))
+        if not truncated_a[0]:  # ale-py's frame count includes the no-op, so its last step is a frame short
+            assert np.abs(frames_a.astype(int) - frames_b).mean() < 0.05
+    assert truncations == [(False, False)] * 9 + [(True, True), (False, False)]
+    reference.close()
+    pool.close()
+    with pytest.raises(EnvError, match=r"no counterpart for env.kwargs \['obs_type'\]"):
+        make_vector_env(config.model_copy(update={"backend": "envpool", "kwargs": {"obs_type": "ram"}}), 1)
 
 
 def test_envpool_truncates_then_resets_on_the_next_step_like_gymnasium():
