@@ -64,6 +64,21 @@ def test_roles_pinned_to_nodes_run_there_and_learn(cluster, tmp_path: Path):
     training = [r for r in records if "learner_0_updates_per_s" in r]
     assert training and all("actor_1_env_steps_per_s" in r and "shard_0_inserts_per_s" in r for r in training)
     assert all("weight_lag_max" in r for r in training)
+    _assert_best_reproduces_its_score(tmp_path / "run", config)
+
+
+def _assert_best_reproduces_its_score(run_dir: Path, config) -> None:
+    """On Ray updates go on while an evaluation runs: `best` must hold the evaluated weights, not
+    the learner's when the score arrived. Evaluated again with the recorded seed, it scores the same."""
+    from distdqn.roles import Evaluator
+    from distdqn.types import Weights
+
+    best = load_checkpoint(run_dir / "checkpoints" / "best")
+    evaluation = best.state["evaluation"]
+    online = {k.removeprefix("online."): v.numpy() for k, v in best.tensors.items()}
+    evaluator = Evaluator(config.env, config.network, evaluation["eval_episodes"], config.evaluation.epsilon)
+    result = evaluator.evaluate(Weights(0, online), evaluation["eval_seed"])
+    assert float(result.returns.mean()) == evaluation["eval_return_mean"] == best.state["counters"]["best_eval_return"]
 
 
 def test_plan_reads_the_cluster_and_refuses_what_it_cannot_hold(cluster, tmp_path: Path):
