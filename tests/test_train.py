@@ -12,6 +12,7 @@ from distdqn.errors import UserError
 from distdqn.metrics import TIMING_KEYS
 from distdqn.runtime import ThreadedRuntime
 from distdqn.train import resume, train
+from distdqn.types import Weights
 
 FAST = [
     "total_steps=2400",
@@ -184,3 +185,14 @@ def test_best_holds_the_evaluated_weights_and_reproduces_its_score(tmp_path: Pat
     evaluator = Evaluator(config.env, config.network, evaluation["eval_episodes"], config.evaluation.epsilon)
     result = evaluator.evaluate(Weights(0, online), evaluation["eval_seed"])
     assert float(result.returns.mean()) == evaluation["eval_return_mean"]
+
+
+def test_evaluation_of_an_env_without_time_limit_ends(counter_id):
+    """An env without a time limit (CliffWalking is one) whose episodes the policy never ends."""
+    from distdqn.roles import Evaluator
+
+    config = resolve_config(counter_id, overrides=["env.kwargs={length: 1000000000}", "network.hidden_sizes=[4]"])
+    evaluator = Evaluator(config.env, config.network, 2, max_episode_steps=300)
+    weights = {k: v.numpy() for k, v in evaluator.q_network.state_dict().items()}
+    result = evaluator.evaluate(Weights(0, weights), seed=0)
+    assert result.lengths.tolist() == [300, 300]

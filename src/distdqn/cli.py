@@ -116,7 +116,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
     config = checkpoint.config
-    evaluator = Evaluator(config.env, config.network, args.episodes, config.evaluation.epsilon)
+    evaluator = Evaluator(config.env, config.network, args.episodes, config.evaluation.epsilon,
+                          config.evaluation.max_episode_steps)
     try:
         result = evaluator.evaluate(Weights(0, online), args.seed)
     except ValueError as error:

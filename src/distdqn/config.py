@@ -199,6 +199,9 @@ class EvaluationConfig(_Section):
     """Episodes per evaluation, run side by side on separately seeded envs."""
     epsilon: float = Field(0.0, ge=0.0, le=1.0)
     """Epsilon of the evaluation policy (0 is greedy)."""
+    max_episode_steps: int = Field(27_000, ge=1)
+    """Evaluation episodes end after this many steps, so that a policy that never finishes an
+    episode of an env without a time limit (CliffWalking) cannot stall the run."""
 
 
 class CheckpointConfig(_Section):

@@ -54,8 +54,8 @@ def dqn_loss(
 @torch.no_grad()
 def update_target(target: nn.Module, online: nn.Module, tau: float) -> None:
     """target <- tau * online + (1 - tau) * target; tau = 1 is the hard copy."""
-    target_params = list(target.parameters())
-    online_params = list(online.parameters())
+    target_params: list[torch.Tensor] = list(target.parameters())
+    online_params: list[torch.Tensor] = list(online.parameters())
     if tau >= 1.0:
         torch._foreach_copy_(target_params, online_params)
     else:

@@ -90,8 +90,9 @@ class TrainingRun:
                        for j in range(placement.num_shards)]
         self.actors = [runtime.spawn(Actor, config, i, self._actor_progress(), name=f"actor-{i}")
                        for i in range(placement.num_actors)]
-        self.evaluator = runtime.spawn(Evaluator, config.env, config.network, config.evaluation.episodes,
-                                       config.evaluation.epsilon, name="evaluator")
+        evaluation = config.evaluation
+        self.evaluator = runtime.spawn(Evaluator, config.env, config.network, evaluation.episodes, evaluation.epsilon,
+                                       evaluation.max_episode_steps, name="evaluator")
         self._record_placement()
         if placement.num_learners > 1:
             self._form_learner_group()

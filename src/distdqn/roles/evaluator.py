@@ -17,13 +17,17 @@ class Evaluator:
     """Runs `episodes` episodes side by side, one per env. Every evaluation is seeded by its
     caller, so a recorded score can be reproduced from its seed (`distdqn evaluate --seed`)."""
 
-    def __init__(self, env: EnvConfig, network: NetworkConfig, episodes: int, epsilon: float = 0.0) -> None:
+    def __init__(self, env: EnvConfig, network: NetworkConfig, episodes: int, epsilon: float = 0.0,
+                 max_episode_steps: int = 27_000) -> None:
+        """Episodes are cut after `max_episode_steps`: an env without a time limit (CliffWalking)
+        and a policy that never reaches an end would otherwise evaluate forever."""
         self.env = make_vector_env(env, episodes)
         frame_space = self.env.single_observation_space
         self.q_network = build_q_network(network, policy_space(env, frame_space), self.env.single_action_space)
         self.q_network.requires_grad_(False)
         self.episodes = episodes
         self.epsilon = epsilon
+        self.max_episode_steps = max_episode_steps
         self._stacker = (FrameStacker(episodes, frame_space.shape, frame_space.dtype, env.frame_stack)
                          if env.frame_stack > 1 else None)
 
@@ -53,5 +57,5 @@ class Evaluator:
             observations = self._policy_input(frames, new_episode=False)
             returns += np.where(running, rewards, 0.0)
             lengths += running
-            running &= ~(terminated | truncated)
+            running &= ~(terminated | truncated) & (lengths < self.max_episode_steps)
         return EvalResult(returns, lengths)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from distdqn.config import PlacementConfig
 from distdqn.errors import UserError
-from distdqn.runtime.base import Future, RoleFailed, Runtime
+from distdqn.runtime.base import RoleFailed, Runtime
 from distdqn.runtime.inline import InlineRuntime
 from distdqn.runtime.threads import ThreadedRuntime
 
@@ -23,4 +23,4 @@ def make_runtime(placement: PlacementConfig) -> Runtime:
     raise ValueError(f"unknown runtime {placement.runtime!r}")
 
 
-__all__ = ["Future", "InlineRuntime", "RoleFailed", "Runtime", "ThreadedRuntime", "make_runtime"]
+__all__ = ["InlineRuntime", "RoleFailed", "Runtime", "ThreadedRuntime", "make_runtime"]

@@ -26,10 +26,6 @@ class RoleFailed(Exception):
         self.restarting = restarting
 
 
-class Future(Protocol):
-    """An opaque handle to the result of a call."""
-
-
 class Runtime(Protocol):
     def spawn(self, role: type[RoleT], *args: Any, name: str) -> Any:
         """Create a role instance wherever the placement puts `name` (e.g. `actor-0`); return a handle."""
@@ -40,13 +36,13 @@ class Runtime(Protocol):
         With `num_returns` > 1 the method returns a tuple and the call one future per element,
         so a small part can be read without fetching a large one."""
 
-    def where(self, handle: Any) -> Future:
+    def where(self, handle: Any) -> Any:
         """Where the role runs: {pid, node_id, node_ip, restarted}."""
 
-    def wait(self, futures: Sequence[Future], num_returns: int = 1, timeout: float | None = None) -> list[Future]:
+    def wait(self, futures: Sequence[Any], num_returns: int = 1, timeout: float | None = None) -> list[Any]:
         """Block until `num_returns` of `futures` are done or `timeout` passes; return the done ones."""
 
-    def get(self, future: Future) -> Any:
+    def get(self, future: Any) -> Any:
         """The value of a finished call; raises `RoleFailed` if its role died."""
 
     def shutdown(self) -> None:

@@ -103,7 +103,7 @@ class RayRuntime:
 
     def spawn(self, role: type[RoleT], *args: Any, name: str) -> RayRole:
         resources = self._resources(name)
-        actor = ray.remote(RoleHost).options(
+        actor: Any = ray.remote(RoleHost).options(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,
             resources=dict(resources.resources),
