@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,6 +23,9 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def ray_environment() -> dict[str, str]:
+    """The environment of every Ray process a test starts, and of the test's own driver: one
+    token for all of them, handed over in the environment (a fresh machine has no token file)."""
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
