@@ -12,7 +12,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.spaces import Box, Dict, Discrete, MultiBinary, MultiDiscrete, Text, Tuple
+from gymnasium.spaces import (
+    Box,
+    Dict,
+    Discrete,
+    MultiBinary,
+    MultiDiscrete,
+    Text,
+    Tuple,
+)
 
 from distdqn.cli import main
 from distdqn.config import EnvConfig, NetworkConfig, resolve_config
@@ -127,8 +135,9 @@ def test_unsupported_spaces_are_refused_with_one_line_naming_the_space():
 def test_cli_refuses_an_unsupported_space_in_one_line(tmp_path: Path):
     tests, src = Path(__file__).parent, Path(__file__).parent.parent / "src"
     result = subprocess.run(
-        [sys.executable, "-m", "distdqn", "train", "--env", "test_spaces:distdqn_tests/Text-v0", "--total-steps", "100",
-         "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "distdqn", "train", "--env", "test_spaces:distdqn_tests/Text-v0",
+         "--total-steps", "100", "--run-dir", str(tmp_path / "run")], check=False, capture_output=True, text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(tests)]), "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import reduce
+from operator import getitem
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -72,6 +73,12 @@ class _Leaf(NamedTuple):
     """Subtracted before storing, so that Discrete values are stored as indices from 0."""
 
 
+class _UnsupportedLeaf(Exception):
+    def __init__(self, name: str, space: gym.Space) -> None:
+        super().__init__(name, space)
+        self.name, self.space = name, space
+
+
 class EncodedBox(Box):
     """The Box of encoded observations (one frame, or a stack of them on a first axis), with their layout."""
 
@@ -98,11 +105,12 @@ def _leaf(path: tuple[Any, ...], space: gym.Space) -> _Leaf:
     if isinstance(space, Box):
         part = Part(name, tuple(space.shape), scale=1 / 255 if space.dtype == np.uint8 else 1.0)
         return _Leaf(path, space, part, space.low.ravel(), space.high.ravel(), np.zeros(part.size))
-    raise ValueError(f" whose part {name!r} is {space}" if path else "")
+    raise _UnsupportedLeaf(name, space)
 
 
 def _leaves(space: gym.Space, path: tuple[Any, ...] = ()) -> Iterator[_Leaf]:
-    """The leaves of `space` in the fixed order of the encoding; ValueError naming an unsupported one."""
+    """The leaves of `space` in the fixed order of the encoding (Dict keys in the space's order, which
+    gymnasium sorts; Tuple positions in order)."""
     if isinstance(space, (Dict, Tuple)):
         keys = space.spaces.keys() if isinstance(space, Dict) else range(len(space.spaces))
         for key in keys:
@@ -124,8 +132,9 @@ def observation_layout(space: gym.Space) -> ObservationLayout:
     cannot take: a Text, Graph, Sequence or OneOf space, or a Dict or Tuple without leaves."""
     try:
         leaves = list(_leaves(space))
-    except ValueError as error:
-        raise ValueError(f"observation space {space}{error}") from None
+    except _UnsupportedLeaf as leaf:
+        part = f" whose part {leaf.name!r} is {leaf.space}" if leaf.name else ""
+        raise ValueError(f"observation space {space}{part}") from None
     if not any(leaf.part.size for leaf in leaves):
         raise ValueError(f"observation space {space}, which holds no values")
     return ObservationLayout(tuple(leaf.part for leaf in leaves), _storage_dtype(leaves))
@@ -145,5 +154,5 @@ class EncodeObservations(gym.ObservationWrapper):
         self.observation_space = EncodedBox(layout, low, high)
 
     def observation(self, observation: Any) -> np.ndarray:
-        values = [np.ravel(reduce(lambda value, key: value[key], path, observation)) for path in self._paths]
+        values = [np.ravel(reduce(getitem, path, observation)) for path in self._paths]
         return (np.concatenate(values) - self._start).astype(self.observation_space.dtype)
