@@ -44,3 +44,14 @@ def test_load_weights_copies_by_name_and_checks_shapes():
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
     with pytest.raises(ValueError):
         load_weights(build_q_network(NetworkConfig(hidden_sizes=(9,)), OBS, ACTIONS), arrays)
+
+
+def test_image_torsos_read_channels_first_or_last_and_keep_their_weight_names():
+    atari = build_q_network(NetworkConfig(), gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), ACTIONS)
+    assert {"torso.0.0.weight", "torso.2.weight", "head.weight"} <= set(atari.state_dict())
+    minatar = build_q_network(NetworkConfig(torso="minatar_cnn"), gym.spaces.Box(0, 1, (10, 10, 4), bool), ACTIONS)
+    assert {"torso.0.1.weight", "torso.2.weight"} <= set(minatar.state_dict())
+    rgb = build_q_network(NetworkConfig(), gym.spaces.Box(0, 255, (2, 40, 40, 3), np.uint8), ACTIONS)
+    assert rgb.torso[0][1].in_channels == 6 and rgb(torch.zeros(1, 2, 40, 40, 3, dtype=torch.uint8)).shape == (1, 5)
+    small = build_q_network(NetworkConfig(), gym.spaces.Box(0, 255, (4, 3, 2), np.uint8), ACTIONS)
+    assert small(torch.zeros(1, 4, 3, 2, dtype=torch.uint8)).shape == (1, 5)  # too small for the CNN: an MLP

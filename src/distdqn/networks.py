@@ -1,4 +1,5 @@
-"""Q-networks built from the env's spaces: an MLP torso with a plain or dueling head."""
+"""Q-networks built from the env's spaces: an MLP torso, after convolutions for images or one encoder
+per part of an encoded observation, with a plain or dueling head."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import torch
 from torch import nn
 
 from distdqn.config import NetworkConfig
+from distdqn.envs.observations import EncodedBox, ObservationLayout, Part
+
+NATURE_CNN_MIN_SIDE = 36
+"""The smallest image side the Nature CNN's three convolutions fit (8 stride 4, 4 stride 2, 3)."""
 
 
 def nature_cnn(channels: int) -> nn.Sequential:
-    """The convolutions of Mnih et al. 2015 for 84x84 inputs."""
+    """The convolutions of Mnih et al. 2015, for 84x84 inputs; any side of at least 36 pixels fits."""
     return nn.Sequential(
         nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
         nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
@@ -20,30 +25,115 @@ def nature_cnn(channels: int) -> nn.Sequential:
 
 
 def minatar_cnn(channels: int) -> nn.Sequential:
-    """MinAtar's network (Young and Tian 2019): one 16-filter 3x3 convolution on 10x10 inputs,
-    which arrive channels last."""
-    return nn.Sequential(ChannelsFirst(), nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU())
+    """MinAtar's network (Young and Tian 2019): one 16-filter 3x3 convolution on 10x10 inputs
+    (which arrive channels last: see `image_convolutions`)."""
+    return nn.Sequential(nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU())
+
+
+def channels_last(shape: tuple[int, ...]) -> bool:
+    """Whether images of `shape` (one frame, or frames stacked on leading axes) hold their channels
+    last, as gymnasium's HxWxC frames do (1 to 4 channels after two longer sides), rather than first
+    (CxHxW, as Atari's preprocessed stacks)."""
+    return len(shape) >= 3 and shape[-1] <= 4 < min(shape[-3], shape[-2])
 
 
 class ChannelsFirst(nn.Module):
+    """[B, *stack, H, W, C] (or [B, *stack, C, H, W] with `channels_last` False) -> [B, channels, H, W]:
+    frames stacked on leading axes become channels, so a stack of 4 RGB frames is 12 channels."""
+
+    def __init__(self, channels_last: bool = True) -> None:
+        super().__init__()
+        self.channels_last = channels_last
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return inputs.permute(0, 3, 1, 2)
+        if self.channels_last:
+            inputs = inputs.movedim(-1, -3)
+        return inputs.flatten(1, -3)
+
+
+def image_convolutions(torso: str, shape: tuple[int, ...]) -> nn.Sequential:
+    """`torso`'s convolutions for images of `shape`: channels first or last, stacked or not.
+    MinAtar's frames always come channels last; a single channels-first image goes in as it is."""
+    if len(shape) < 3:
+        raise ValueError(f"network.torso = {torso!r} needs observations of 3 or more dimensions, got {shape}")
+    last = torso == "minatar_cnn" or channels_last(shape)
+    channels = int(np.prod(shape[:-3])) * shape[-1] if last else int(np.prod(shape[:-2]))
+    convolutions = {"nature_cnn": nature_cnn, "minatar_cnn": minatar_cnn}[torso](channels)
+    if not last and len(shape) == 3:
+        return convolutions
+    return nn.Sequential(ChannelsFirst(last), *convolutions)
+
+
+def auto_torso(shape: tuple[int, ...]) -> str:
+    """`network.torso = "auto"`: the Nature CNN for images it fits, an MLP for anything else."""
+    if len(shape) < 3:
+        return "mlp"
+    sides = shape[-3:-1] if channels_last(shape) else shape[-2:]
+    return "nature_cnn" if min(sides) >= NATURE_CNN_MIN_SIDE else "mlp"
+
+
+class OneHot(nn.Module):
+    """[..., k] category indices (as floats) -> [..., sum(categories)]: each value one-hot over its own count."""
+
+    def __init__(self, categories: tuple[int, ...]) -> None:
+        super().__init__()
+        self.total = sum(categories)
+        self.register_buffer("offsets", torch.tensor(np.cumsum((0, *categories[:-1]))), persistent=False)
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(indices.long() + self.offsets, self.total).sum(-2).float()
+
+
+class PartsEncoder(nn.Module):
+    """Reads encoded observations ([B, *stack, size], see `distdqn.envs.observations`) part by part:
+    discrete parts one-hot, Box parts as values or, when they are images and the torso is a CNN,
+    through their own convolutions; the features of all parts are concatenated."""
+
+    def __init__(self, layout: ObservationLayout, stack: tuple[int, ...], torso: str) -> None:
+        super().__init__()
+        self.stack = stack
+        self.parts = layout.parts
+        self.bounds = np.cumsum((0, *(part.size for part in layout.parts))).tolist()
+        if torso not in ("auto", "mlp") and not any(self._image(part) for part in layout.parts):
+            raise ValueError(f"network.torso = {torso!r} needs an image part (a 3-dimensional Box), "
+                             f"got parts of shapes {[part.shape for part in layout.parts]}")
+        self.encoders = nn.ModuleList(self._encoder(part, torso) for part in layout.parts)
+
+    @staticmethod
+    def _image(part: Part) -> bool:
+        return not part.categories and len(part.shape) == 3
+
+    def _encoder(self, part: Part, torso: str) -> nn.Module:
+        if part.categories:
+            return OneHot(part.categories)
+        shape = (*self.stack, *part.shape)
+        torso = auto_torso(shape) if torso == "auto" else torso
+        return image_convolutions(torso, shape) if self._image(part) and torso != "mlp" else nn.Identity()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        batch = inputs.shape[:1 + len(self.stack)]
+        features = []
+        for part, start, stop, encoder in zip(self.parts, self.bounds, self.bounds[1:], self.encoders):
+            values = inputs[..., start:stop].reshape(*batch, *part.shape)
+            features.append(encoder(values * part.scale if part.scale != 1.0 else values).flatten(1))
+        return torch.cat(features, dim=1)
 
 
 class QNetwork(nn.Module):
     """Maps a batch of observations to one Q-value per action.
 
     Observations are cast to float inside (uint8 frames are scaled to [0, 1]), so replay can
-    hand over its own compact dtype.
+    hand over its own compact dtype. `features` (convolutions, or a `PartsEncoder`) comes first
+    in the torso when given.
     """
 
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden_sizes: tuple[int, ...],
-                 dueling: bool, convolutions: nn.Module | None = None, input_scale: float = 1.0) -> None:
+                 dueling: bool, features: nn.Module | None = None, input_scale: float = 1.0) -> None:
         super().__init__()
         self.input_scale = input_scale
         layers: list[nn.Module] = []
-        if convolutions is not None:
-            layers.append(convolutions)
+        if features is not None:
+            layers.append(features)
             with torch.no_grad():
                 width = int(np.prod(layers[0](torch.zeros(1, *obs_shape)).shape))
         else:
@@ -85,16 +175,14 @@ def load_weights(network: nn.Module, tensors: dict[str, np.ndarray]) -> None:
 
 
 def build_q_network(config: NetworkConfig, observation_space: gym.Space, action_space: gym.Space) -> QNetwork:
-    """A Q-network sized for the spaces (the action space must be Discrete)."""
+    """A Q-network sized for the spaces (the action space must be Discrete). An `EncodedBox` is read
+    by its layout, any other Box as one array: images through the torso's CNN, the rest flattened."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise TypeError(f"DQN needs a Discrete action space, got {action_space}")
     shape = tuple(observation_space.shape)
-    torso = config.torso
-    if torso == "auto":
-        torso = "nature_cnn" if len(shape) == 3 else "mlp"
-    if torso != "mlp" and len(shape) != 3:
-        raise ValueError(f"network.torso = {torso!r} needs 3-dimensional observations, got {shape}")
-    convolutions = {"mlp": lambda: None, "nature_cnn": lambda: nature_cnn(shape[0]),
-                    "minatar_cnn": lambda: minatar_cnn(shape[-1])}[torso]()
+    args = (shape, int(action_space.n), tuple(config.hidden_sizes), config.dueling)
+    if isinstance(observation_space, EncodedBox):
+        return QNetwork(*args, PartsEncoder(observation_space.layout, shape[:-1], config.torso))
+    torso = auto_torso(shape) if config.torso == "auto" else config.torso
     scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
-    return QNetwork(shape, int(action_space.n), tuple(config.hidden_sizes), config.dueling, convolutions, scale)
+    return QNetwork(*args, None if torso == "mlp" else image_convolutions(torso, shape), scale)

@@ -1,4 +1,5 @@
-"""Making environments from config: any Gymnasium id with a Discrete action space.
+"""Making environments from config: any Gymnasium id with a Discrete action space, and observations
+of a Box, or of the spaces `distdqn.envs.observations` encodes into one.
 
 Vector envs use gymnasium's next-step autoreset: the step that ends an episode returns the final
 observation, and the following step resets. The n-step accumulator relies on exactly this to
@@ -16,6 +17,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from distdqn.config import EnvConfig, is_atari_id
+from distdqn.envs.observations import SUPPORTED_SPACES, EncodedBox, EncodeObservations
 from distdqn.errors import EnvError
 
 if TYPE_CHECKING:
@@ -80,7 +82,13 @@ def make_env(config: EnvConfig) -> gym.Env:
     if not isinstance(env.action_space, gym.spaces.Discrete):
         env.close()
         raise EnvError(f"env {config.id!r} has action space {env.action_space}; DQN needs Discrete actions")
-    return env
+    if isinstance(env.observation_space, gym.spaces.Box):
+        return env
+    try:
+        return EncodeObservations(env)
+    except ValueError as error:
+        env.close()
+        raise EnvError(f"env {config.id!r} has {error}; distdqn supports {SUPPORTED_SPACES}") from None
 
 
 def make_vector_env(config: EnvConfig, num_envs: int) -> SyncVectorEnv | EnvPoolVectorEnv:
@@ -105,9 +113,12 @@ def env_spaces(config: EnvConfig) -> tuple[gym.Space, gym.Space]:
 
 
 def policy_space(config: EnvConfig, frame_space: gym.Space) -> gym.Space:
-    """What the Q-network sees: `frame_stack` frames stacked on a new first axis."""
+    """What the Q-network sees: `frame_stack` frames stacked on a new first axis (encoded observations
+    keep their layout; an HxWxC image's stack becomes its channels in the network)."""
     if config.frame_stack == 1:
         return frame_space
     low = np.repeat(frame_space.low[None], config.frame_stack, axis=0)
     high = np.repeat(frame_space.high[None], config.frame_stack, axis=0)
+    if isinstance(frame_space, EncodedBox):
+        return EncodedBox(frame_space.layout, low, high)
     return gym.spaces.Box(low, high, dtype=frame_space.dtype)
