@@ -75,6 +75,8 @@ def auto_torso(shape: tuple[int, ...]) -> str:
 class OneHot(nn.Module):
     """[..., k] category indices (as floats) -> [..., sum(categories)]: each value one-hot over its own count."""
 
+    offsets: torch.Tensor
+
     def __init__(self, categories: tuple[int, ...]) -> None:
         super().__init__()
         self.total = sum(categories)
@@ -179,6 +181,8 @@ def build_q_network(config: NetworkConfig, observation_space: gym.Space, action_
     by its layout, any other Box as one array: images through the torso's CNN, the rest flattened."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise TypeError(f"DQN needs a Discrete action space, got {action_space}")
+    if observation_space.shape is None:
+        raise TypeError(f"a Q-network needs an observation space with a shape, got {observation_space}")
     shape = tuple(observation_space.shape)
     args = (shape, int(action_space.n), tuple(config.hidden_sizes), config.dueling)
     if isinstance(observation_space, EncodedBox):

@@ -112,13 +112,28 @@ def env_spaces(config: EnvConfig) -> tuple[gym.Space, gym.Space]:
         env.close()
 
 
+def frame_box(space: gym.Space) -> gym.spaces.Box:
+    """The Box of one env's frames: every env `make_env` builds observes one (see observations)."""
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(f"expected the Box of encoded frames, got {space}")
+    return space
+
+
+def num_actions(space: gym.Space) -> int:
+    """Actions of a Discrete action space (`make_env` refuses any other)."""
+    if not isinstance(space, gym.spaces.Discrete):
+        raise TypeError(f"DQN needs a Discrete action space, got {space}")
+    return int(space.n)
+
+
 def policy_space(config: EnvConfig, frame_space: gym.Space) -> gym.Space:
     """What the Q-network sees: `frame_stack` frames stacked on a new first axis (encoded observations
     keep their layout; an HxWxC image's stack becomes its channels in the network)."""
     if config.frame_stack == 1:
         return frame_space
-    low = np.repeat(frame_space.low[None], config.frame_stack, axis=0)
-    high = np.repeat(frame_space.high[None], config.frame_stack, axis=0)
-    if isinstance(frame_space, EncodedBox):
-        return EncodedBox(frame_space.layout, low, high)
-    return gym.spaces.Box(low, high, dtype=frame_space.dtype)
+    frames = frame_box(frame_space)
+    low = np.repeat(frames.low[None], config.frame_stack, axis=0)
+    high = np.repeat(frames.high[None], config.frame_stack, axis=0)
+    if isinstance(frames, EncodedBox):
+        return EncodedBox(frames.layout, low, high)
+    return gym.spaces.Box(low, high, dtype=frames.dtype.type)

@@ -79,12 +79,13 @@ class EnvPoolVectorEnv:
         self.single_observation_space = gym.spaces.Box(0, 255, (config.screen_size, config.screen_size), np.uint8)
         self.single_action_space = gym.spaces.Discrete(int(self._env.action_space.n))
 
-    def reset(self, seed: int | list[int] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(self, seed: int | list[int | None] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Like gymnasium's: one seed for all envs, or one per env. EnvPool takes one seed when it
         is made and seeds env k with seed + k, so of a list only the first (as int32) is used."""
-        if seed is not None:
+        first = seed[0] if isinstance(seed, list) else seed
+        if first is not None:
             self._env.close()
-            self._env = self._make((seed[0] if isinstance(seed, list) else seed) % 2**31)
+            self._env = self._make(first % 2**31)
         observations, info = self._env.reset()
         return observations[:, 0], info
 

@@ -111,10 +111,12 @@ def _leaf(path: tuple[Any, ...], space: gym.Space) -> _Leaf:
 def _leaves(space: gym.Space, path: tuple[Any, ...] = ()) -> Iterator[_Leaf]:
     """The leaves of `space` in the fixed order of the encoding (Dict keys in the space's order, which
     gymnasium sorts; Tuple positions in order)."""
-    if isinstance(space, (Dict, Tuple)):
-        keys = space.spaces.keys() if isinstance(space, Dict) else range(len(space.spaces))
-        for key in keys:
-            yield from _leaves(space.spaces[key], (*path, key))
+    if isinstance(space, Dict):
+        for key, child in space.spaces.items():
+            yield from _leaves(child, (*path, key))
+    elif isinstance(space, Tuple):
+        for index, child in enumerate(space.spaces):
+            yield from _leaves(child, (*path, index))
     else:
         yield _leaf(path, space)
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from distdqn.config import Config
-from distdqn.envs import make_vector_env, policy_space
+from distdqn.envs import frame_box, make_vector_env, num_actions, policy_space
 from distdqn.frames import FrameStacker
 from distdqn.networks import build_q_network, load_weights
 from distdqn.replay.nstep import Completed, NStepAccumulator
@@ -20,7 +20,7 @@ from distdqn.types import TransitionBatch, Weights
 
 
 def _concat(parts: list[Completed]) -> Completed:
-    return Completed(*(np.concatenate(field) for field in zip(*parts)))
+    return Completed._make(np.concatenate(field) for field in zip(*parts, strict=True))
 
 
 class Actor:
@@ -30,11 +30,12 @@ class Actor:
         self.num_envs = config.env.num_envs
         self.lanes = actor_index * self.num_envs + np.arange(self.num_envs)
         self.env = make_vector_env(config.env, self.num_envs)
-        frame_space = self.env.single_observation_space
+        frame_space = frame_box(self.env.single_observation_space)
+        self._frame_shape = frame_space.shape
         self.q_network = build_q_network(config.network, policy_space(config.env, frame_space),
                                           self.env.single_action_space)
         self.q_network.requires_grad_(False)
-        self.num_actions = int(self.env.single_action_space.n)
+        self.num_actions = num_actions(self.env.single_action_space)
         self.weights_version = -1
         self.env_steps = start_env_steps
         self._rng = role_rng(config.seed, "actor", actor_index)
@@ -42,7 +43,9 @@ class Actor:
         self._accumulator = NStepAccumulator(self.num_envs, algorithm.n_step, algorithm.gamma)
         self._stacker = (FrameStacker(self.num_envs, frame_space.shape, frame_space.dtype, config.env.frame_stack)
                          if config.env.frame_stack > 1 else None)
-        self._frames, infos = self.env.reset(seed=env_seeds(config.seed, "actor", actor_index, self.num_envs))
+        seeds: list[int | None] = [*env_seeds(config.seed, "actor", actor_index, self.num_envs)]
+        self._frames: np.ndarray
+        self._frames, infos = self.env.reset(seed=seeds)
         self._episode_start = np.zeros(self.num_envs, np.int64)
         self._lives = infos.get("lives")
         self._q_values = self._q(self._policy_input(self._frames, np.ones(self.num_envs, bool)))
@@ -102,8 +105,7 @@ class Actor:
         them; episode returns are always the raw score.
         """
         env_config = self.config.env
-        frame_shape = self.env.single_observation_space.shape
-        frames = np.empty((num_steps, self.num_envs, *frame_shape), self._frames.dtype)
+        frames = np.empty((num_steps, self.num_envs, *self._frame_shape), self._frames.dtype)
         actions = np.empty((num_steps, self.num_envs), np.int64)
         episode_starts = np.empty((num_steps, self.num_envs), np.int64)
         first_position = self._accumulator.position
@@ -169,8 +171,9 @@ class Actor:
             self._episode_returns[env] = 0.0
             self._episode_lengths[env] = 0
 
-    def episode_stats(self) -> dict[str, list]:
+    def episode_stats(self) -> dict[str, list[float] | list[int]]:
         """Returns and lengths of training episodes finished since the last call."""
-        stats = {"returns": self._finished_returns, "lengths": self._finished_lengths}
+        stats: dict[str, list[float] | list[int]] = {"returns": self._finished_returns,
+                                                     "lengths": self._finished_lengths}
         self._finished_returns, self._finished_lengths = [], []
         return stats

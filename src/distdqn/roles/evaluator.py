@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from distdqn.config import EnvConfig, NetworkConfig
-from distdqn.envs import make_vector_env, policy_space
+from distdqn.envs import frame_box, make_vector_env, num_actions, policy_space
 from distdqn.frames import FrameStacker
 from distdqn.networks import build_q_network, load_weights
 from distdqn.seeding import env_seeds, role_rng
@@ -22,7 +22,7 @@ class Evaluator:
         """Episodes are cut after `max_episode_steps`: an env without a time limit (CliffWalking)
         and a policy that never reaches an end would otherwise evaluate forever."""
         self.env = make_vector_env(env, episodes)
-        frame_space = self.env.single_observation_space
+        frame_space = frame_box(self.env.single_observation_space)
         self.q_network = build_q_network(network, policy_space(env, frame_space), self.env.single_action_space)
         self.q_network.requires_grad_(False)
         self.episodes = episodes
@@ -41,18 +41,19 @@ class Evaluator:
         Environment k and the epsilon draws take their own streams of `seed`."""
         load_weights(self.q_network, weights.tensors)
         rng = role_rng(seed, "evaluator", 0)
-        frames, _ = self.env.reset(seed=env_seeds(seed, "evaluator", 0, self.episodes))
+        seeds: list[int | None] = [*env_seeds(seed, "evaluator", 0, self.episodes)]
+        frames, _ = self.env.reset(seed=seeds)
         observations = self._policy_input(frames, new_episode=True)
         returns = np.zeros(self.episodes)
         lengths = np.zeros(self.episodes, np.int64)
         running = np.ones(self.episodes, bool)
-        num_actions = int(self.env.single_action_space.n)
+        actions_count = num_actions(self.env.single_action_space)
         while running.any():
             with torch.inference_mode():
                 actions = self.q_network(torch.as_tensor(observations)).numpy().argmax(axis=1)
             if self.epsilon > 0:
                 explore = rng.random(self.episodes) < self.epsilon
-                actions = np.where(explore, rng.integers(num_actions, size=self.episodes), actions)
+                actions = np.where(explore, rng.integers(actions_count, size=self.episodes), actions)
             frames, rewards, terminated, truncated, _ = self.env.step(actions)
             observations = self._policy_input(frames, new_episode=False)
             returns += np.where(running, rewards, 0.0)
