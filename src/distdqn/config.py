@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.resources
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
 import yaml
@@ -23,8 +23,23 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+_NUMBERS = {int, float, int | None, float | None}
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # numbers are finite: inf or nan is no learning rate, and a run of them trains to NaN
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """YAML's `true` would pass as the integer 1 (a replay of capacity 1)."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                if isinstance(value, bool) and field is not None and field.annotation in _NUMBERS:
+                    raise ValueError(f"{name} must be a number, got {value!r}")
+        return data
 
 
 class EnvConfig(_Section):
@@ -68,7 +83,7 @@ class NetworkConfig(_Section):
     torso: Literal["auto", "mlp", "nature_cnn", "minatar_cnn"] = "auto"
     """`auto`: the Nature DQN convolutions for (channels, height, width) observations, else an MLP;
     `minatar_cnn`: MinAtar's one 3x3 convolution for (10, 10, channels) observations."""
-    hidden_sizes: tuple[int, ...] = (128, 128)
+    hidden_sizes: tuple[Annotated[int, Field(ge=1)], ...] = (128, 128)
     """Widths of the fully connected layers (after the convolutions, if any)."""
     dueling: bool = False
     """Split the head into state value and action advantages (Wang et al. 2016)."""
@@ -83,7 +98,7 @@ class AlgorithmConfig(_Section):
     """Pick the bootstrap action with the online network and value it with the target network."""
     loss: Literal["huber", "mse"] = "huber"
     """TD loss; Huber is the DQN paper's clipped error."""
-    lr: float = Field(1e-3, gt=0.0)
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
     """Adam learning rate."""
     adam_eps: float = Field(1e-8, gt=0.0)
     """Adam epsilon (1.5e-4 in Rainbow/Ape-X for Atari)."""
@@ -250,14 +265,21 @@ class Config(_Section):
         return self
 
 
+def short_repr(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters: an error line must stay one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _format_validation_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "config"
+    field = ".".join(str(part) for part in first["loc"])
+    where = f"{origin}: {field}" if field else origin
     message = first["msg"].removeprefix("Value error, ")
     # a whole-section check names its values itself; echoing the section would bury the message
     if "input" in first and first["type"] != "model_type" and not isinstance(first["input"], dict):
-        return f"{origin}: {field}: {message} (got {first['input']!r})"
-    return f"{origin}: {field}: {message}"
+        return f"{where}: {message} (got {short_repr(first['input'])})"
+    return f"{where}: {message}"
 
 
 def build_config(data: dict[str, Any], origin: str = "config") -> Config:
@@ -332,7 +354,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         fields = annotation.model_fields
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of more digits than Python converts
         value = raw
     node[parts[-1]] = value
 

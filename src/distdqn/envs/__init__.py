@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from distdqn.config import EnvConfig, is_atari_id
+from distdqn.config import EnvConfig, is_atari_id, short_repr
 from distdqn.envs.observations import SUPPORTED_SPACES, EncodedBox, EncodeObservations
 from distdqn.errors import EnvError
 
@@ -77,8 +77,10 @@ def make_env(config: EnvConfig) -> gym.Env:
     except (gym.error.Error, ModuleNotFoundError, ImportError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise EnvError(f"cannot make env {config.id!r}: {message}") from None
-    except TypeError as error:
-        raise EnvError(f"env {config.id!r} rejected env.kwargs: {error}") from None
+    except (TypeError, ValueError, AttributeError, AssertionError) as error:
+        # an env's constructor checks its arguments its own way (a render_mode of 5 fails on `.endswith`)
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise EnvError(f"env {config.id!r} rejected env.kwargs {short_repr(config.kwargs)}: {message}") from None
     if not isinstance(env.action_space, gym.spaces.Discrete):
         env.close()
         raise EnvError(f"env {config.id!r} has action space {env.action_space}; DQN needs Discrete actions")
