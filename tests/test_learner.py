@@ -22,6 +22,7 @@ def _batch(seed: int, size: int = 32) -> SampleBatch:
     rng = np.random.default_rng(seed)
     return SampleBatch(
         indices=np.arange(size, dtype=np.int64) + 100 * seed, stamps=np.arange(size, dtype=np.int64),
+        shards=np.zeros(size, np.int64),
         observations=rng.uniform(-1, 1, (size, 4)).astype(np.float32), actions=rng.integers(2, size=size),
         returns=rng.normal(size=size).astype(np.float32), discounts=np.full(size, 0.99, np.float32),
         next_observations=rng.uniform(-1, 1, (size, 4)).astype(np.float32),
@@ -70,7 +71,7 @@ def test_compiled_cnn_learner_after_an_mlp_one_in_the_same_process():
     space, actions = gym.spaces.Box(0, 1, (10, 10, 4), bool), gym.spaces.Discrete(3)
     rng = np.random.default_rng(0)
     frames, next_frames = rng.random((2, 32, 10, 10, 4)) < 0.2
-    batch = SampleBatch(np.arange(32), np.arange(32), frames, rng.integers(3, size=32),
+    batch = SampleBatch(np.arange(32), np.arange(32), np.zeros(32, np.int64), frames, rng.integers(3, size=32),
                         rng.normal(size=32).astype(np.float32), np.full(32, 0.99, np.float32), next_frames,
                         np.ones(32, np.float32))
     results = [Learner(resolve_config("MinAtar/Breakout-v1", overrides=overrides), space, actions).update([batch])
