@@ -45,6 +45,20 @@ def test_a_group_of_batches_is_the_same_as_one_update_per_batch():
     assert all(torch.equal(a, b) for a, b in zip(_state(grouped).values(), _state(one_by_one).values()))
 
 
+def test_rows_from_several_shards_make_one_batch_with_weights_over_its_max():
+    """update(*per_shard): batch b is every shard's rows b together; weights / the batch's max."""
+    whole = [_batch(seed)._replace(weights=np.linspace(1.0, 4.0, 32)) for seed in range(3)]
+    split = [[batch._replace(**{f: getattr(batch, f)[rows] for f in SampleBatch._fields}) for batch in whole]
+             for rows in (slice(0, 20), slice(20, 32))]
+    split[1] = [batch._replace(shards=np.ones(12, np.int64)) for batch in split[1]]
+    from_shards, from_one = _learner(), _learner()
+    result = from_shards.update(*split)
+    expected = from_one.update([batch._replace(weights=batch.weights / 4.0) for batch in whole])
+    assert np.array_equal(result.priority_update.priorities, expected.priority_update.priorities)
+    assert np.array_equal(result.priority_update.shards, np.tile(np.repeat([0, 1], [20, 12]), 3))
+    assert all(torch.equal(a, b) for a, b in zip(_state(from_shards).values(), _state(from_one).values()))
+
+
 def test_bfloat16_learner_tracks_the_float32_one():
     batches = [_batch(seed) for seed in range(3)]
     full, mixed = _learner().update(batches), _learner("placement.learner_mixed_precision=true").update(batches)

@@ -224,8 +224,9 @@ class Config(_Section):
     @model_validator(mode="after")
     def _capacity_fits_lanes(self) -> Config:
         """Shard 0 holds the most lanes (lane l is on shard l % num_shards), so its lanes are the
-        shortest: they must hold a write of `actor_steps_per_call` steps, the n-step records still
-        waiting for rewards and a whole frame stack, twice over, or nothing ever becomes sampleable."""
+        shortest. A lane needs room for a write of `actor_steps_per_call` steps and the n-step
+        records still waiting for rewards, twice over, plus the frames before its oldest record's
+        that the record's stack is rebuilt from."""
         per_lane = lane_capacity(self, 0)
         algorithm, placement = self.algorithm, self.placement
         needed = 2 * (algorithm.n_step + placement.actor_steps_per_call) + self.env.frame_stack - 1
@@ -269,7 +270,7 @@ def reachable_replay_size(config: Config) -> int:
     reach into overwritten frames. Final observations of episodes lower it further.
     """
     unsampleable = config.algorithm.n_step + config.env.frame_stack - 1
-    return sum(shard_lanes(config, j) * max(0, lane_capacity(config, j) - unsampleable)
+    return sum(shard_lanes(config, j) * (lane_capacity(config, j) - unsampleable)
                for j in range(config.placement.num_shards) if shard_lanes(config, j))
 
 

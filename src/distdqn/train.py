@@ -380,8 +380,9 @@ class TrainingRun:
         return self._shard_sizes
 
     def _ask_shard_contents(self) -> None:
-        """Ask every shard for its size and mass; the answers are read when next needed, so the
-        loop does not wait on a shard still busy sampling."""
+        """Ask every shard for its size and mass. Asked right after a group of updates is sent and
+        read when the next one is planned, an answer is queued behind that group's samples only,
+        so it is normally ready by then and the loop does not wait on a busy shard."""
         self._asked = [self.runtime.call(shard, "size_and_mass") for shard in self.shards]
 
     def _read_shard_contents(self) -> None:

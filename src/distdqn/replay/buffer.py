@@ -153,7 +153,8 @@ class PrioritizedReplay:
         """Priority mass of the sampleable slots: the sum of their priority ** alpha."""
         return self._tree.total
 
-    def sample(self, batch_size: int, beta: float, total_size: int | None = None, share: float = 1.0) -> SampleBatch:
+    def sample(self, batch_size: int, beta: float, total_size: int | None = None,
+               share: float = 1.0) -> SampleBatch:
         """Draw `batch_size` slots with probability proportional to priority ** alpha.
 
         Stratified: one draw from each of `batch_size` equal slices of the mass, as in the PER
