@@ -75,9 +75,10 @@ def random_batches(config, count: int) -> list[SampleBatch]:
             return rng.integers(0, 256, (size, *space.shape), dtype=np.uint8)
         return rng.uniform(-1, 1, (size, *space.shape)).astype(space.dtype)
 
-    return [SampleBatch(np.arange(size), np.arange(size), observations(), rng.integers(action_space.n, size=size),
-                        rng.normal(size=size).astype(np.float32), np.full(size, 0.97, np.float32), observations(),
-                        np.ones(size, np.float32)) for _ in range(count)]
+    return [SampleBatch(np.arange(size), np.arange(size), np.zeros(size, np.int64), observations(),
+                        rng.integers(action_space.n, size=size), rng.normal(size=size).astype(np.float32),
+                        np.full(size, 0.97, np.float32), observations(), np.ones(size, np.float32))
+            for _ in range(count)]
 
 
 def update_rate(learner: Learner, batches: list[SampleBatch], seconds: float) -> float:

@@ -123,8 +123,8 @@ def learner_rate(config, frame_space, space, action_space, seconds: float) -> fl
     actor.env.close()
     learner = Learner(config, space, action_space)
     groups = 8
-    return rate(lambda: shard.update_priorities(learner.update(shard.sample(config.algorithm.batch_size, 0.4, groups))),
-                groups, seconds)
+    rows = [config.algorithm.batch_size] * groups
+    return rate(lambda: shard.update_priorities(learner.update(shard.sample(rows, 0.4))), groups, seconds)
 
 
 def main() -> None:

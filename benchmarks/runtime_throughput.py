@@ -102,8 +102,8 @@ def role_rates(seconds: float = 3.0) -> dict[str, float]:
 
     actor_rate = rate(lambda: shard.add(actor.collect(16)[0]), 16 * config.env.num_envs)
     batch_size = config.algorithm.batch_size
-    sample_rate = rate(lambda: shard.sample(batch_size, 0.4, 16), 16)
-    batches = shard.sample(batch_size, 0.4, 16)
+    sample_rate = rate(lambda: shard.sample([batch_size] * 16, 0.4), 16)
+    batches = shard.sample([batch_size] * 16, 0.4)
     update_rate = rate(lambda: shard.update_priorities(learner.update(batches)), 16)
     return {"actor_env_steps_per_s": actor_rate, "shard_batches_per_s": sample_rate,
             "learner_updates_per_s": update_rate}

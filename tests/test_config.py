@@ -135,3 +135,27 @@ def test_free_running_needs_roles_that_run_apart(runtime: str):
 def test_atari_preset_warms_up_like_dopamine():
     algorithm = resolve_config("ALE/Pong-v5").algorithm
     assert algorithm.learning_starts == 20_000 and algorithm.eps_decay_start == 20_000
+
+
+@pytest.mark.parametrize("overrides", [
+    # one environment, a stack of 4, 1-step returns: 4 slots hold no whole stack with its bootstrap
+    ["replay.capacity=4", "env.num_envs=1"],
+    # 3 lanes over 2 shards: shard 0's two lanes get 24 // 2 // 2 = 6 slots each, not 24 // 3 = 8
+    ["replay.capacity=24", "env.num_envs=3", "placement.num_shards=2"],
+])
+def test_capacity_check_counts_the_frame_stack_and_the_shortest_lanes(overrides):
+    common = ["env.frame_stack=4", "algorithm.n_step=1", "placement.actor_steps_per_call=1",
+              "algorithm.learning_starts=0"]
+    with pytest.raises(ConfigError, match="slots per environment on shard 0"):
+        resolve_config("CartPole-v1", overrides=common + overrides)
+
+
+def test_learning_starts_the_replay_can_never_hold_is_refused():
+    """CartPole with a 1,000 replay and 1,000 learning_starts ran 4,000 env steps and 0 updates."""
+    with pytest.raises(ConfigError) as error:
+        resolve_config("CartPole-v1", overrides=["replay.capacity=1000"])
+    # 4 lanes of 250 slots; 3-step returns leave 3 records a lane pending: at most 988 sampleable
+    message = str(error.value)
+    assert "algorithm.learning_starts=1000" in message and "replay.capacity=1000" in message
+    assert "at most 988 sampleable" in message and "\n" not in message
+    assert resolve_config("CartPole-v1", overrides=["replay.capacity=1000", "algorithm.learning_starts=988"])

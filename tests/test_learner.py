@@ -22,6 +22,7 @@ def _batch(seed: int, size: int = 32) -> SampleBatch:
     rng = np.random.default_rng(seed)
     return SampleBatch(
         indices=np.arange(size, dtype=np.int64) + 100 * seed, stamps=np.arange(size, dtype=np.int64),
+        shards=np.zeros(size, np.int64),
         observations=rng.uniform(-1, 1, (size, 4)).astype(np.float32), actions=rng.integers(2, size=size),
         returns=rng.normal(size=size).astype(np.float32), discounts=np.full(size, 0.99, np.float32),
         next_observations=rng.uniform(-1, 1, (size, 4)).astype(np.float32),
@@ -42,6 +43,20 @@ def test_a_group_of_batches_is_the_same_as_one_update_per_batch():
     assert np.array_equal(result.priority_update.indices, np.concatenate([b.indices for b in batches]))
     assert result.metrics == parts[-1].metrics
     assert all(torch.equal(a, b) for a, b in zip(_state(grouped).values(), _state(one_by_one).values()))
+
+
+def test_rows_from_several_shards_make_one_batch_with_weights_over_its_max():
+    """update(*per_shard): batch b is every shard's rows b together; weights / the batch's max."""
+    whole = [_batch(seed)._replace(weights=np.linspace(1.0, 4.0, 32)) for seed in range(3)]
+    split = [[batch._replace(**{f: getattr(batch, f)[rows] for f in SampleBatch._fields}) for batch in whole]
+             for rows in (slice(0, 20), slice(20, 32))]
+    split[1] = [batch._replace(shards=np.ones(12, np.int64)) for batch in split[1]]
+    from_shards, from_one = _learner(), _learner()
+    result = from_shards.update(*split)
+    expected = from_one.update([batch._replace(weights=batch.weights / 4.0) for batch in whole])
+    assert np.array_equal(result.priority_update.priorities, expected.priority_update.priorities)
+    assert np.array_equal(result.priority_update.shards, np.tile(np.repeat([0, 1], [20, 12]), 3))
+    assert all(torch.equal(a, b) for a, b in zip(_state(from_shards).values(), _state(from_one).values()))
 
 
 def test_bfloat16_learner_tracks_the_float32_one():
@@ -70,7 +85,7 @@ def test_compiled_cnn_learner_after_an_mlp_one_in_the_same_process():
     space, actions = gym.spaces.Box(0, 1, (10, 10, 4), bool), gym.spaces.Discrete(3)
     rng = np.random.default_rng(0)
     frames, next_frames = rng.random((2, 32, 10, 10, 4)) < 0.2
-    batch = SampleBatch(np.arange(32), np.arange(32), frames, rng.integers(3, size=32),
+    batch = SampleBatch(np.arange(32), np.arange(32), np.zeros(32, np.int64), frames, rng.integers(3, size=32),
                         rng.normal(size=32).astype(np.float32), np.full(32, 0.99, np.float32), next_frames,
                         np.ones(32, np.float32))
     results = [Learner(resolve_config("MinAtar/Breakout-v1", overrides=overrides), space, actions).update([batch])

@@ -19,7 +19,7 @@ def _config(frames_id, lane_capacity_steps=40, **env):
     return build_config({
         "env": {"id": frames_id, "num_envs": 2, "frame_stack": 4, **env},
         "network": {"torso": "mlp", "hidden_sizes": [8]},
-        "algorithm": {"n_step": 2, "gamma": 0.5, "eps_start": 0.0, "eps_end": 0.0},
+        "algorithm": {"n_step": 2, "gamma": 0.5, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 32},
         "replay": {"capacity": 2 * lane_capacity_steps},
     })
 
@@ -40,7 +40,7 @@ def test_stacks_rebuilt_from_single_frames_equal_the_actors_across_episodes_and_
         batch, _ = actor.collect(3)
         assert batch.observations.shape[2:] == (3, 2)  # single frames go to replay
         shard.add(batch)
-    (sample,) = shard.sample(512, beta=0.4)
+    (sample,) = shard.sample([512], beta=0.4)
     assert sample.observations.shape == (512, 4, 3, 2) and sample.observations.dtype == np.uint8
     t = sample.observations[:, -1, 0, 0].astype(np.int64)
     assert np.array_equal(sample.observations[:, :, 0, 0], _expected_stack(t))
@@ -60,7 +60,7 @@ def test_clipping_and_life_loss_shape_learning_only(frames_id, restart_stack: bo
     actor, shard = Actor(config, 0), ReplayShard(config, 0, frame_space)
     for _ in range(30):
         shard.add(actor.collect(2)[0])
-    (sample,) = shard.sample(512, beta=0.4)
+    (sample,) = shard.sample([512], beta=0.4)
     t = sample.observations[:, -1, 0, 0].astype(np.int64)
     # rewards +5 / -3 become +1 / -1: a 2-step return is 1 - 0.5 or -1 + 0.5
     assert set(np.round(np.abs(sample.returns), 6).tolist()) <= {0.5, 1.0}
@@ -235,14 +235,15 @@ def test_envpool_truncates_then_resets_on_the_next_step_like_gymnasium():
 
 
 def test_actor_collects_from_envpool():
-    config = resolve_config("ALE/Pong-v5", overrides=["env.backend=envpool", "env.num_envs=2", "replay.capacity=4000"])
+    config = resolve_config("ALE/Pong-v5", overrides=["env.backend=envpool", "env.num_envs=2", "replay.capacity=4000",
+                                                          "algorithm.learning_starts=100"])
     frame_space, _ = env_spaces(config.env)
     actor, shard = Actor(config, 0), ReplayShard(config, 0, frame_space)
     for _ in range(8):
         batch, steps = actor.collect(4)
         shard.add(batch)
     assert steps == 8 and batch.observations.shape == (2, 4, 84, 84)
-    (sample,) = shard.sample(8, beta=0.4)
+    (sample,) = shard.sample([8], beta=0.4)
     assert sample.observations.shape == (8, 4, 84, 84)
     with pytest.raises(Exception, match="noop_max >= 1"):
         EnvConfig(id="ALE/Pong-v5", preprocessing="atari", backend="envpool", noop_max=0)

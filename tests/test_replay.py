@@ -68,9 +68,11 @@ def test_importance_weights_by_hand():
     _write(replay, 0, 0, 3)
     _complete(replay, 0, [0, 1], [1.0, 3.0])
     batch = replay.sample(64, beta=1.0)
-    # P = [0.25, 0.75], N = 2: w = (N P)^-1 = [2, 2/3], divided by the max 2 -> [1, 1/3]
-    expected = np.where(batch.indices == 0, 1.0, 1.0 / 3.0)
-    assert np.allclose(batch.weights, expected)
+    # P = [0.25, 0.75], N = 2: w = (N P)^-1 = [2, 2/3] (the learner divides by the batch's max)
+    assert np.allclose(batch.weights, np.where(batch.indices == 0, 2.0, 2.0 / 3.0))
+    # as one shard, drawn with share 0.4, of a replay of 10: P = 0.4 [0.25, 0.75], w = (10 P)^-1
+    batch = replay.sample(64, beta=1.0, total_size=10, share=0.4)
+    assert np.allclose(batch.weights, np.where(batch.indices == 0, 1.0, 1.0 / 3.0))
 
 
 def test_sample_rebuilds_bootstrap_observation_from_the_lane():
@@ -115,10 +117,11 @@ def test_priority_updates_apply_and_stale_ones_are_ignored():
     _write(replay, 0, 0, 3)
     _complete(replay, 0, [0, 1], [1.0, 1.0])
     batch = replay.sample(2, beta=0.4)
-    replay.update_priorities(PriorityUpdate(np.array([0, 1]), np.array([0, 1]), np.array([0.0, 9.0])))
+    replay.update_priorities(PriorityUpdate(np.array([0, 1]), np.array([0, 1]), np.zeros(2, np.int64),
+                                            np.array([0.0, 9.0])))
     assert replay._tree.values(np.array([0, 1])).tolist() == [0.0, 9.0]
     _write(replay, 0, 3, 2)  # position 4 now lives in slot 0
-    replay.update_priorities(PriorityUpdate(np.array([0]), np.array([0]), np.array([5.0])))
+    replay.update_priorities(PriorityUpdate(np.array([0]), np.array([0]), np.zeros(1, np.int64), np.array([5.0])))
     assert replay._tree.values(np.array([0])).tolist() == [0.0]
     assert batch.indices.dtype == np.int64
 
@@ -141,3 +144,38 @@ def test_a_lane_restarting_from_zero_invalidates_records_that_would_bootstrap_ac
     _write(replay, 0, 0, 2)  # the actor restarted: positions 0, 1 go to slots 0, 1
     # 104 (slot 0) is overwritten; 101..103 (slots 5..7) bootstrap into slots 0..2: no longer valid
     assert set(replay.sample(500, beta=0.4).stamps.tolist()) == {100}
+
+
+def _expected_stacks(positions: np.ndarray, first: int) -> np.ndarray:
+    """Stacks of 4 for `positions`, clamped at `first` (an episode start, or the first frame held)."""
+    return np.maximum(positions[:, None] - np.arange(3, -1, -1)[None, :], first).astype(np.float32)
+
+
+@pytest.mark.parametrize(("lane_capacity", "steps_per_write"), [(4, 1), (5, 2)])
+def test_a_record_is_sampled_only_while_its_whole_stack_is_stored(lane_capacity, steps_per_write):
+    """One lane, 1-step records that complete as an actor delivers them: with the write that holds
+    their bootstrap observation, the last step's one write later. By then the oldest frame of the
+    stack may be gone: step 18 of capacity 4 came back as [19, 16, 17, 18]."""
+    replay = _replay(lane_capacity=lane_capacity, alpha=0.0, frame_stack=4)
+    for first in range(0, 20, steps_per_write):
+        _write(replay, 0, first, steps_per_write)
+        records = np.arange(max(first - 1, 0), first + steps_per_write - 1)
+        _complete(replay, 0, records, np.ones(len(records)))
+    batch = replay.sample(200, beta=0.4)
+    assert np.array_equal(batch.observations[:, :, 0], _expected_stacks(batch.stamps, 0))
+    assert np.array_equal(batch.next_observations[:, :, 0], _expected_stacks(batch.stamps + 1, 0))
+    assert replay.num_sampleable == lane_capacity - 4  # all but the pending record and the 3 oldest
+
+
+def test_a_lane_new_to_the_buffer_stacks_only_frames_it_received():
+    """A fresh shard (restarted, or joined mid-episode) gets a lane at position 20 of an episode
+    that began at 0: its stacks start at 20, never at frames it never held (zeros)."""
+    replay = _replay(lane_capacity=16, alpha=0.0, frame_stack=4)
+    for first in (20, 23):
+        _write(replay, 0, first, 3, episode_start=0)
+        records = np.arange(max(first - 1, 20), first + 2)
+        _complete(replay, 0, records, np.ones(len(records)))
+    batch = replay.sample(200, beta=0.4)
+    assert set(batch.stamps.tolist()) == set(range(20, 25))
+    assert np.array_equal(batch.observations[:, :, 0], _expected_stacks(batch.stamps, 20))
+    assert np.array_equal(batch.next_observations[:, :, 0], _expected_stacks(batch.stamps + 1, 20))

@@ -10,8 +10,10 @@ from distdqn.checkpoint import load_checkpoint
 from distdqn.config import override_config, resolve_config
 from distdqn.errors import UserError
 from distdqn.metrics import TIMING_KEYS
-from distdqn.runtime import ThreadedRuntime
-from distdqn.train import resume, train
+from distdqn import train as train_module
+from distdqn.roles import ReplayShard
+from distdqn.runtime import InlineRuntime, ThreadedRuntime
+from distdqn.train import Counters, TrainingRun, prepare_run_dir, resume, train
 from distdqn.types import Weights
 
 FAST = [
@@ -196,3 +198,54 @@ def test_evaluation_of_an_env_without_time_limit_ends(counter_id):
     weights = {k: v.numpy() for k, v in evaluator.q_network.state_dict().items()}
     result = evaluator.evaluate(Weights(0, weights), seed=0)
     assert result.lengths.tolist() == [300, 300]
+
+
+UNEVEN_SHARDS = FAST + ["logging.tensorboard=false", "replay.alpha=0", "env.num_envs=3", "placement.num_shards=2"]
+"""3 lanes over 2 shards: shard 0 holds lanes 0 and 2, shard 1 lane 1, so shard 0 holds twice as much."""
+
+
+def _inline_run(overrides: list[str], run_dir: Path) -> TrainingRun:
+    """A finished inline run whose roles (plain objects here) the test can still inspect."""
+    config = resolve_config("CartPole-v1", overrides=overrides)
+    prepare_run_dir(run_dir, config)
+    runtime = InlineRuntime()
+    run = TrainingRun(config, run_dir, runtime, Counters())
+    run.run()
+    runtime.shutdown()
+    return run
+
+
+def test_updates_draw_from_each_shard_in_proportion_to_its_size(tmp_path: Path):
+    """Uniform replay over all transitions: shard 0 must give twice the rows of shard 1 (taking
+    the shards in turn gave each half)."""
+    run = _inline_run(UNEVEN_SHARDS, tmp_path / "run")
+    sizes = [shard.size() for shard in run.shards]
+    sampled = [shard.sampled for shard in run.shards]
+    assert sizes[0] / sizes[1] == pytest.approx(2.0, rel=0.05)
+    assert sampled[0] / sampled[1] == pytest.approx(2.0, rel=0.05)
+    assert sum(sampled) == run.counters.updates * run.config.algorithm.batch_size
+
+
+class _RestartingShard(ReplayShard):
+    """Shard 1 comes back empty at its 200th batch and loses the 20 after it (as if in flight)."""
+
+    def __init__(self, config, shard_index, observation_space) -> None:
+        super().__init__(config, shard_index, observation_space)
+        self._empty = lambda: ReplayShard(config, shard_index, observation_space).replay
+        self.adds = 0
+
+    def add(self, batch):
+        self.adds += 1
+        if self.shard_index == 1 and 200 <= self.adds < 220:
+            self.replay = self._empty()
+            return 0
+        return super().add(batch)
+
+
+def test_an_emptied_shard_gets_no_rows_and_only_real_steps_are_counted(tmp_path: Path, monkeypatch):
+    """While a shard is empty, batches draw only from the others: every counted update is a
+    gradient step the learner really took (an empty shard's turn used to count as one)."""
+    monkeypatch.setattr(train_module, "ReplayShard", _RestartingShard)
+    run = _inline_run(UNEVEN_SHARDS, tmp_path / "run")
+    assert run.shards[1].adds > 220 and run.counters.updates > 400
+    assert run.learners[0].updates == run.counters.updates

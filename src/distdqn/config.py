@@ -202,8 +202,6 @@ class PlacementConfig(_Section):
         if self.runtime != "ray" and self.rate_limit == "unlimited":
             raise ValueError(f"rate_limit='unlimited' needs the ray runtime: on {self.runtime} the roles take turns, "
                              "so free-running actors and learner cannot exist; use 'ratio'")
-        if self.num_shards % self.num_learners != 0:
-            raise ValueError(f"num_shards={self.num_shards} must be a multiple of num_learners={self.num_learners}")
         return self
 
 
@@ -254,15 +252,55 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _capacity_fits_lanes(self) -> Config:
-        lanes = self.placement.num_actors * self.env.num_envs
-        per_lane = self.replay.capacity // lanes
-        needed = 2 * (self.algorithm.n_step + self.placement.actor_steps_per_call)
+        """Shard 0 holds the most lanes (lane l is on shard l % num_shards), so its lanes are the
+        shortest. A lane needs room for a write of `actor_steps_per_call` steps and the n-step
+        records still waiting for rewards, twice over, plus the frames before its oldest record's
+        that the record's stack is rebuilt from."""
+        per_lane = lane_capacity(self, 0)
+        algorithm, placement = self.algorithm, self.placement
+        needed = 2 * (algorithm.n_step + placement.actor_steps_per_call) + self.env.frame_stack - 1
         if per_lane < needed:
             raise ValueError(
-                f"replay.capacity={self.replay.capacity} leaves {per_lane} slots per environment; "
-                f"at least {needed} are needed"
+                f"replay.capacity={self.replay.capacity} leaves {per_lane} slots per environment on shard 0 "
+                f"(of {placement.num_shards}); at least {needed} are needed"
             )
         return self
+
+    @model_validator(mode="after")
+    def _learning_starts_reachable(self) -> Config:
+        reachable = reachable_replay_size(self)
+        if self.algorithm.learning_starts > reachable:
+            raise ValueError(
+                f"algorithm.learning_starts={self.algorithm.learning_starts} is never reached: "
+                f"replay.capacity={self.replay.capacity} with env.frame_stack={self.env.frame_stack} and "
+                f"algorithm.n_step={self.algorithm.n_step} holds at most {reachable} sampleable transitions"
+            )
+        return self
+
+
+def shard_lanes(config: Config, shard: int) -> int:
+    """Actor environments (lanes) stored on `shard`: lane l lives on shard l % num_shards."""
+    total = config.placement.num_actors * config.env.num_envs
+    return len(range(shard, total, config.placement.num_shards))
+
+
+def lane_capacity(config: Config, shard: int) -> int:
+    """Slots of each lane on `shard`: its share of replay.capacity split over its lanes. Shards
+    with more lanes have shorter lanes when lanes do not divide evenly over shards."""
+    return config.replay.capacity // config.placement.num_shards // shard_lanes(config, shard)
+
+
+def reachable_replay_size(config: Config) -> int:
+    """The most sampleable transitions the replay can ever hold, over all shards.
+
+    After each write a lane of C slots holds n_step records that cannot be sampled yet (n_step - 1
+    wait for rewards, and the actor holds the completions of its last step until its next call
+    brings their bootstrap observation), and its frame_stack - 1 oldest records, whose stacks
+    reach into overwritten frames. Final observations of episodes lower it further.
+    """
+    unsampleable = config.algorithm.n_step + config.env.frame_stack - 1
+    return sum(shard_lanes(config, j) * (lane_capacity(config, j) - unsampleable)
+               for j in range(config.placement.num_shards) if shard_lanes(config, j))
 
 
 def short_repr(value: Any, limit: int = 80) -> str:

@@ -34,12 +34,20 @@ from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
-from distdqn.seeding import stream_seed
+from distdqn.seeding import role_rng, stream_seed
 
 
 UPDATE_CHUNK = 8
 """Batches per sample -> update call: small enough that a learner starts while the shard samples
 the next chunk, large enough that messages stay few."""
+
+
+def plan_rows(rng: np.random.Generator, masses: list[float], batch_size: int, num_batches: int) -> np.ndarray:
+    """[num_batches, num_shards] rows each batch draws from each shard: a multinomial over the
+    shards' priority masses (their sizes under uniform replay), so that a row comes from a shard
+    with the probability one buffer holding all of them would give."""
+    shares = np.asarray(masses, np.float64)
+    return rng.multinomial(batch_size, shares / shares.sum(), size=num_batches)
 
 
 @dataclass
@@ -101,13 +109,15 @@ class TrainingRun:
         self._collects: dict[Any, tuple[int, list]] = {}  # steps future -> (actor index, per-shard batches)
         self._background: list[Any] = []  # calls whose results are only checked for failures
         self._updates: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
-        self._update_groups = 0
         self._evaluation: Any | None = None
         self._evaluated: tuple[Any, int] | None = None  # (weights future, seed) of the evaluation in flight
         self._weights: Any = None
         self._collects_launched = [0] * len(self.actors)
         self._last_metrics: dict[str, float] = {}
-        self._shard_sizes = [0] * len(self.shards)
+        self._shard_sizes = [0] * len(self.shards)  # latest known sampleable transitions per shard
+        self._shard_masses = [0.0] * len(self.shards)  # and their priority masses
+        self._asked: list[Any] = []  # (size, mass) calls issued after the last group of updates
+        self._plan_rng = role_rng(config.seed, "loop", 0)
         self._learning_origin: tuple[int, int] | None = None  # (env_steps, updates) when learning began
         self._log_mark = (counters.env_steps, counters.updates, counters.wall_s)
         self._role_marks: dict[str, float] = {}
@@ -237,30 +247,43 @@ class TrainingRun:
         return updates + int(algorithm.replay_ratio * (self.counters.env_steps - steps)) - self.counters.updates
 
     def _issue_updates(self) -> None:
-        """Send the owed updates to each learner in chunks: sample a chunk of batches, update on
-        it, and, once every chunk is sent, write the priorities back. All calls are chained
-        futures. A shard sees its samples before any priority write, exactly as if the group
-        were one call, but a learner can start on the first chunk while the next is sampled."""
+        """Send the owed updates to each learner in chunks. Every batch draws its rows from all
+        shards, as many from each as a multinomial over their priority masses gives, so that replay
+        is sampled as one buffer however the shards differ in size; masses are those the shards
+        reported after the previous group (one group stale where shards run apart). Once every
+        learner's chunks are sent the priorities are written back, so a shard sees all of a
+        group's samples before any priority write, exactly as if the group were one call, while a
+        learner can start on its first chunk as the next is sampled. All calls are chained futures."""
         owed = self._owed_updates()
         if owed <= 0:
             return
+        self._read_shard_contents()
+        if sum(self._shard_masses) <= 0:  # nothing to draw from (shards restarted empty): ask again
+            self._ask_shard_contents()
+            return
         replay = self.config.replay
         beta = linear_schedule(replay.beta_start, replay.beta_end, self.config.total_steps, self.counters.env_steps)
-        chunks = [min(UPDATE_CHUNK, owed - start) for start in range(0, owed, UPDATE_CHUNK)]
-        num_learners = len(self.learners)
-        for rank, learner in enumerate(self.learners):
-            own_shards = self.shards[rank::num_learners]
-            shard = own_shards[self._update_groups % len(own_shards)]
-            results = []
-            for size in chunks:
-                samples = self.runtime.call(shard, "sample", self.config.algorithm.batch_size, beta, size)
-                results.append(self.runtime.call(learner, "update", samples))
-                self._updates[results[-1]] = size
-            for result in results:
-                self._fire(shard, "update_priorities", result)
-        self._update_groups += 1
+        writes = []
+        for learner in self.learners:
+            rows = plan_rows(self._plan_rng, self._shard_masses, self.config.algorithm.batch_size, owed)
+            for start in range(0, owed, UPDATE_CHUNK):
+                writes += self._send_chunk(learner, rows[start:start + UPDATE_CHUNK], beta)
+        for shard, result in writes:
+            self._fire(shard, "update_priorities", result)
         self.counters.updates += owed
         self._publish_weights()
+        self._ask_shard_contents()
+
+    def _send_chunk(self, learner: Any, rows: np.ndarray, beta: float) -> list[tuple[Any, Any]]:
+        """One update call on the batches whose rows per shard are `rows` ([batches, shards]): one
+        sample call per shard that gives rows. Returns (shard, update future) for priority writes."""
+        total_size, total_mass = sum(self._shard_sizes), sum(self._shard_masses)
+        used = [j for j in range(len(self.shards)) if rows[:, j].any()]
+        samples = [self.runtime.call(self.shards[j], "sample", rows[:, j].tolist(), beta, total_size,
+                                     self._shard_masses[j] / total_mass) for j in used]
+        result = self.runtime.call(learner, "update", *samples)
+        self._updates[result] = len(rows)
+        return [(self.shards[j], result) for j in used]
 
     def _finish_update(self, future: Any) -> None:
         self._updates.pop(future)
@@ -326,7 +349,7 @@ class TrainingRun:
             self.counters.restarts[kind] = self.counters.restarts.get(kind, 0) + 1
             if kind == "shard":
                 self.counters.replay_lost += self._shard_sizes[int(index)]
-                self._shard_sizes[int(index)] = 0
+                self._shard_sizes[int(index)], self._shard_masses[int(index)] = 0, 0.0
             if kind == "actor":
                 self._background.append(self.runtime.call(self._handles[name], "set_progress", self._actor_progress()))
         self._write_placement()
@@ -358,13 +381,25 @@ class TrainingRun:
                 pass  # priorities of an update the broken group never made
 
     def _refresh_shard_sizes(self) -> list[int]:
-        sizes = [self.runtime.call(shard, "size") for shard in self.shards]
-        for index, size in enumerate(sizes):
+        """Every shard's sampleable size (and mass) now, waiting for the answers."""
+        self._ask_shard_contents()
+        self._read_shard_contents()
+        return self._shard_sizes
+
+    def _ask_shard_contents(self) -> None:
+        """Ask every shard for its size and mass. Asked right after a group of updates is sent and
+        read when the next one is planned, an answer is queued behind that group's samples only,
+        so it is normally ready by then and the loop does not wait on a busy shard."""
+        self._asked = [self.runtime.call(shard, "size_and_mass") for shard in self.shards]
+
+    def _read_shard_contents(self) -> None:
+        """Take in the answers to the last ask, if not yet read."""
+        asked, self._asked = self._asked, []
+        for index, future in enumerate(asked):
             try:
-                self._shard_sizes[index] = self.runtime.get(size)
+                self._shard_sizes[index], self._shard_masses[index] = self.runtime.get(future)
             except RoleFailed:
                 self._reconcile_restarts()
-        return self._shard_sizes
 
     # -- evaluation, logs, checkpoints --------------------------------------------------------
     def _next_multiple(self, every: int) -> int:

@@ -46,23 +46,25 @@ class TransitionBatch(NamedTuple):
 
 
 class SampleBatch(NamedTuple):
-    """A training batch drawn from one replay shard."""
+    """A training batch, or one replay shard's rows of one."""
 
-    indices: np.ndarray  # [B] int64 flat storage indices, for priority updates
+    indices: np.ndarray  # [B] int64 flat storage indices in their shard, for priority updates
     stamps: np.ndarray  # [B] int64 stream positions held by those slots when sampled
+    shards: np.ndarray  # [B] int64 the shard each row came from
     observations: np.ndarray  # [B, *obs_shape]
     actions: np.ndarray  # [B] int64
     returns: np.ndarray  # [B] float32
     discounts: np.ndarray  # [B] float32
     next_observations: np.ndarray  # [B, *obs_shape] bootstrap observations
-    weights: np.ndarray  # [B] float32 importance-sampling weights, max 1
+    weights: np.ndarray  # [B] importance weights: (N P(i)) ** -beta from a shard; max 1 once merged
 
 
 class PriorityUpdate(NamedTuple):
-    """New priorities for sampled transitions, from the learner back to their shard."""
+    """New priorities for sampled transitions, from the learner back to their shards."""
 
     indices: np.ndarray  # [B] int64
     stamps: np.ndarray  # [B] int64 from the SampleBatch; a rewritten slot ignores the update
+    shards: np.ndarray  # [B] int64 from the SampleBatch; each shard applies only its own rows
     priorities: np.ndarray  # [B] float64 |TD error|
 
 

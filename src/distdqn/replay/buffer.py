@@ -5,8 +5,11 @@ single frame when frames are stacked), the action taken from it, the position wh
 began and, once known, its folded n-step return, bootstrap discount and the offset of its
 bootstrap observation in the same lane. Observations are stored once, in the env's own dtype
 (uint8 for frames); stacks and bootstrap observations are rebuilt from positions on sample.
-A slot is sampleable only once its n-step record has completed; final-observation slots and
-slots still waiting for rewards have no priority and are never drawn.
+A slot is sampleable only once its n-step record has completed, and only while every frame its
+stack and its bootstrap observation are rebuilt from is still stored; final-observation slots and
+slots still waiting for rewards have no priority and are never drawn. A lane's first steps in
+this buffer (a fresh or restarted shard, or an actor that restarted) start their stacks at the first
+frame the buffer holds, as at an episode start, so a stack never holds a frame it never received.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import numpy as np
 from distdqn.frames import stack_positions
 from distdqn.replay.sum_tree import SumTree
 from distdqn.types import PriorityUpdate, SampleBatch
+
+_UNWRITTEN = -(2**62)
+"""The position of a slot never written: no stream position, nor one computed from it, equals it."""
 
 
 class PrioritizedReplay:
@@ -29,20 +35,24 @@ class PrioritizedReplay:
         priority_eps: float,
         seed: int,
         frame_stack: int = 1,
+        shard: int = 0,
     ) -> None:
+        """`shard` tags the rows this buffer hands out, so that priorities find their way back."""
         self.num_lanes = num_lanes
         self.lane_capacity = lane_capacity
         self.alpha = alpha
         self.priority_eps = priority_eps
         self.frame_stack = frame_stack
+        self.shard = shard
         size = num_lanes * lane_capacity
         self._observations = np.zeros((size, *obs_shape), obs_dtype)
         self._actions = np.zeros(size, np.int64)
         self._returns = np.zeros(size, np.float32)
         self._discounts = np.zeros(size, np.float32)
         self._offsets = np.zeros(size, np.int64)
-        self._positions = np.full(size, -1, np.int64)
+        self._positions = np.full(size, _UNWRITTEN, np.int64)
         self._episode_starts = np.zeros(size, np.int64)
+        self._origins = np.zeros(num_lanes, np.int64)  # first position of each lane's current stream here
         self._sampleable = np.zeros(size, bool)
         self._tree = SumTree(size)
         self._rng = np.random.default_rng(seed)
@@ -51,7 +61,7 @@ class PrioritizedReplay:
     @property
     def nbytes(self) -> int:
         arrays = (self._observations, self._actions, self._returns, self._discounts, self._offsets,
-                  self._positions, self._episode_starts, self._sampleable)
+                  self._positions, self._episode_starts, self._origins, self._sampleable)
         return sum(a.nbytes for a in arrays) + self._tree.nbytes
 
     def _slots(self, lanes: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -77,14 +87,16 @@ class PrioritizedReplay:
         them whose positions do not run on into the new steps (the lane's actor restarted and
         counts from 0 again, so they would bootstrap from a foreign observation), and the
         `frame_stack - 1` oldest survivors after them, whose stacks reach into overwritten frames.
+        Stored episode starts are clamped at the lane's origin: see `_track_origins`.
         """
         steps = actions.shape[1]
+        self._track_origins(lanes, first_positions)
         positions = first_positions[:, None] + np.arange(steps)[None, :]
         slots = self._slots(lanes[:, None], positions).ravel()
         self._observations[slots] = observations.reshape(len(slots), *observations.shape[2:])
         self._actions[slots] = actions.ravel()
         self._positions[slots] = positions.ravel()
-        self._episode_starts[slots] = episode_starts.ravel()
+        self._episode_starts[slots] = np.maximum(episode_starts, self._origins[lanes][:, None]).ravel()
         before = first_positions[:, None] - np.arange(1, max_offset + 1)[None, :]
         before_slots = self._slots(lanes[:, None], before).ravel()
         foreign = before_slots[self._positions[before_slots] != before.ravel()]
@@ -92,6 +104,14 @@ class PrioritizedReplay:
         stale = np.concatenate([slots, foreign, self._slots(lanes[:, None], oldest).ravel()])
         self._set_sampleable(stale, False)
         self._tree.update(stale, np.zeros(len(stale)))
+
+    def _track_origins(self, lanes: np.ndarray, first_positions: np.ndarray) -> None:
+        """A lane whose new steps do not follow the step this buffer holds before them (its first
+        write here, or its actor restarted) starts a new stream at `first_positions`: its frames
+        from before were never received, so its stacks start there, as at an episode start."""
+        previous = self._positions[self._slots(lanes, first_positions - 1)]
+        restarted = previous != first_positions - 1
+        self._origins[lanes[restarted]] = first_positions[restarted]
 
     def complete(
         self,
@@ -104,11 +124,11 @@ class PrioritizedReplay:
     ) -> None:
         """Attach n-step returns to stored steps and make them sampleable with a priority.
 
-        Records whose slot or bootstrap slot no longer holds the expected step are dropped.
+        Records are dropped unless every step from their stack's first frame to their bootstrap
+        observation is still stored (the oldest records of a lane may already have lost frames).
         """
         slots = self._slots(lanes, positions)
-        bootstrap = self._slots(lanes, positions + offsets)
-        present = (self._positions[slots] == positions) & (self._positions[bootstrap] == positions + offsets)
+        present = self._live(lanes, positions, positions + offsets)
         slots = slots[present]
         self._returns[slots] = returns[present]
         self._discounts[slots] = discounts[present]
@@ -116,35 +136,54 @@ class PrioritizedReplay:
         self._set_sampleable(slots, True)
         self._tree.update(slots, self._priority_mass(priorities[present]))
 
+    def _live(self, lanes: np.ndarray, positions: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Whether each lane's slots still hold every position from the stack of `positions`
+        (clamped at its episode start) through `ends`."""
+        held_starts = self._episode_starts[self._slots(lanes, positions)]
+        firsts = np.minimum(np.maximum(positions - (self.frame_stack - 1), held_starts), positions)
+        width = self.frame_stack + int(np.max(ends - positions, initial=0))
+        wanted = np.minimum(firsts[:, None] + np.arange(width)[None, :], ends[:, None])
+        return (self._positions[self._slots(lanes[:, None], wanted)] == wanted).all(axis=1)
+
     def _priority_mass(self, priorities: np.ndarray) -> np.ndarray:
         return (np.abs(priorities) + self.priority_eps) ** self.alpha
 
-    def sample(self, batch_size: int, beta: float) -> SampleBatch:
+    @property
+    def mass(self) -> float:
+        """Priority mass of the sampleable slots: the sum of their priority ** alpha."""
+        return self._tree.total
+
+    def sample(self, batch_size: int, beta: float, total_size: int | None = None,
+               share: float = 1.0) -> SampleBatch:
         """Draw `batch_size` slots with probability proportional to priority ** alpha.
 
-        Stratified: one draw from each of `batch_size` equal slices of the total mass, as in
-        the PER paper. Importance weights (N * P(i)) ** -beta are divided by the batch's
-        largest, so the biggest weight is 1 and weights only ever scale updates down.
+        Stratified: one draw from each of `batch_size` equal slices of the mass, as in the PER
+        paper. The buffer may be one shard of a logical replay of `total_size` transitions (default:
+        just this buffer) that draws each row from this shard with probability `share`; then slot i
+        is drawn with P(i) = share * p_i / mass, and its importance weight is (N * P(i)) ** -beta.
+        Weights are left unnormalized: the batch's largest is known only once every shard's rows
+        are together (the learner divides by it).
         """
-        if self.num_sampleable == 0:
+        if self.num_sampleable == 0 or batch_size == 0:
             return self._empty_sample()
-        total = self._tree.total
-        targets = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
+        total_size = self.num_sampleable if total_size is None else total_size
+        mass = self._tree.total
+        targets = (np.arange(batch_size) + self._rng.random(batch_size)) * (mass / batch_size)
         slots = self._tree.find(targets)
-        probabilities = self._tree.values(slots) / total
-        weights = (self.num_sampleable * probabilities) ** (-beta)
-        weights /= weights.max()
+        probabilities = share * self._tree.values(slots) / mass
+        weights = (total_size * probabilities) ** (-beta)
         lanes = slots // self.lane_capacity
         bootstrap = self._slots(lanes, self._positions[slots] + self._offsets[slots])
         return SampleBatch(
             indices=slots,
             stamps=self._positions[slots].copy(),
+            shards=np.full(len(slots), self.shard, np.int64),
             observations=self._stacked(lanes, slots),
             actions=self._actions[slots],
             returns=self._returns[slots],
             discounts=self._discounts[slots],
             next_observations=self._stacked(lanes, bootstrap),
-            weights=weights.astype(np.float32),
+            weights=weights,
         )
 
     def _stacked(self, lanes: np.ndarray, slots: np.ndarray) -> np.ndarray:
@@ -158,10 +197,13 @@ class PrioritizedReplay:
         """What sampling an empty replay gives (a shard restarted after a crash): no rows."""
         nothing = np.zeros(0, np.int64)
         observations = self._stacked(nothing, nothing)
-        return SampleBatch(nothing, nothing, observations, nothing, np.zeros(0, np.float32),
-                           np.zeros(0, np.float32), observations, np.zeros(0, np.float32))
+        return SampleBatch(nothing, nothing, nothing, observations, nothing, np.zeros(0, np.float32),
+                           np.zeros(0, np.float32), observations, np.zeros(0))
 
     def update_priorities(self, update: PriorityUpdate) -> None:
-        """Set new priorities, skipping slots rewritten since they were sampled."""
-        current = (self._positions[update.indices] == update.stamps) & self._sampleable[update.indices]
-        self._tree.update(update.indices[current], self._priority_mass(update.priorities[current]))
+        """Set new priorities of this buffer's rows (an update may carry other shards' rows too),
+        skipping slots rewritten since they were sampled."""
+        mine = update.shards == self.shard
+        indices = update.indices[mine]
+        current = (self._positions[indices] == update.stamps[mine]) & self._sampleable[indices]
+        self._tree.update(indices[current], self._priority_mass(update.priorities[mine][current]))

@@ -1,7 +1,7 @@
 """The learner: online and target networks and the only optimizer in the system.
 
-With several learners, each samples its own shards and they average gradients with one
-all-reduce per update (torch.distributed: gloo on CPU, nccl on GPU). Identical initial weights,
+With several learners, each draws its batches from all shards and they average gradients with
+one all-reduce per update (torch.distributed: gloo on CPU, nccl on GPU). Identical initial weights,
 identical averaged gradients and identical optimizer state keep every replica bit-identical.
 """
 
@@ -34,6 +34,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def merge_shard_rows(parts: tuple[SampleBatch, ...]) -> SampleBatch:
+    """One training batch from every shard's rows of it. Importance weights are divided by the
+    batch's largest only here, where all its rows are together, so that they only ever scale
+    updates down (with one shard: exactly the weights one buffer would give)."""
+    batch = parts[0] if len(parts) == 1 else SampleBatch(*(np.concatenate(column) for column in zip(*parts)))
+    if not len(batch.weights):
+        return batch
+    return batch._replace(weights=(batch.weights / batch.weights.max()).astype(np.float32))
 
 
 class Learner:
@@ -137,12 +147,15 @@ class Learner:
         loss, td = dqn_loss(q_taken, target, weights, self.config.loss)
         return loss, td, q_taken.detach()
 
-    def update(self, batches: list[SampleBatch]) -> UpdateResult:
+    def update(self, *per_shard: list[SampleBatch]) -> UpdateResult:
         """One gradient step per batch; returns their |TD errors| as new priorities, in order.
 
+        Each argument is one shard's rows of every batch of the chunk (the rows the loop planned
+        to draw from it); batch b is the rows b of all of them, its weights divided by its largest.
         Every batch is handed to the device before the first step, and results are read back
         once after the last, so on a GPU the copies and steps queue up without a stall between
         steps (the host waits once per group, not once per step)."""
+        batches = [merge_shard_rows(parts) for parts in zip(*per_shard)]
         on_device = [self._to_device(batch) if len(batch.actions) else None for batch in batches]
         outcomes = [self._step(tensors) for tensors in on_device]
         td_parts = [td for td, _ in outcomes if td is not None]
@@ -151,7 +164,8 @@ class Learner:
         metrics = {} if last is None else {"loss": last[0].item(), "q_mean": last[1].mean().item()}
         indices = np.concatenate([batch.indices for batch in batches])
         stamps = np.concatenate([batch.stamps for batch in batches])
-        return UpdateResult(PriorityUpdate(indices, stamps, priorities), metrics)
+        shards = np.concatenate([batch.shards for batch in batches])
+        return UpdateResult(PriorityUpdate(indices, stamps, shards, priorities), metrics)
 
     def _step(self, tensors: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor | None, tuple | None]:
         """One gradient step; returns (|TD errors|, (loss, Q(s, a))) as device tensors. An empty

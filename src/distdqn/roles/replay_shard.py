@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from distdqn.config import Config
+from distdqn.config import Config, lane_capacity, shard_lanes
 from distdqn.replay.buffer import PrioritizedReplay
 from distdqn.seeding import stream_seed
 from distdqn.types import SampleBatch, TransitionBatch, UpdateResult
@@ -20,20 +20,20 @@ class ReplayShard:
         placement = config.placement
         self.shard_index = shard_index
         self.num_shards = placement.num_shards
-        total_lanes = placement.num_actors * config.env.num_envs
-        local_lanes = len(range(shard_index, total_lanes, self.num_shards))
+        local_lanes = shard_lanes(config, shard_index)
         if local_lanes == 0:
+            total_lanes = placement.num_actors * config.env.num_envs
             raise ValueError(f"shard {shard_index} gets no lanes: {total_lanes} lanes over {self.num_shards} shards")
-        lane_capacity = config.replay.capacity // self.num_shards // local_lanes
         self.replay = PrioritizedReplay(
             num_lanes=local_lanes,
-            lane_capacity=lane_capacity,
+            lane_capacity=lane_capacity(config, shard_index),
             obs_shape=observation_space.shape,
             obs_dtype=observation_space.dtype,
             alpha=config.replay.alpha,
             priority_eps=config.replay.priority_eps,
             seed=stream_seed(config.seed, "shard", shard_index),
             frame_stack=config.env.frame_stack,
+            shard=shard_index,
         )
         self.n_step = config.algorithm.n_step
         self.inserted = 0
@@ -57,10 +57,19 @@ class ReplayShard:
         """Sampleable transitions held."""
         return self.replay.num_sampleable
 
-    def sample(self, batch_size: int, beta: float, count: int = 1) -> list[SampleBatch]:
-        """`count` batches in one call: one message per group of updates, not per update."""
-        self.sampled += batch_size * count
-        return [self.replay.sample(batch_size, beta) for _ in range(count)]
+    def size_and_mass(self) -> tuple[int, float]:
+        """Sampleable transitions held and their priority mass: what the loop plans draws over
+        all shards from (a shard's share of every batch is its share of the total mass)."""
+        return self.replay.num_sampleable, self.replay.mass
+
+    def sample(self, rows: list[int], beta: float, total_size: int | None = None,
+               share: float = 1.0) -> list[SampleBatch]:
+        """This shard's `rows[b]` rows of each batch b, in one call: one message per chunk of
+        updates, not per update. `total_size` and `share` place the shard in the logical replay
+        (see `PrioritizedReplay.sample`); by default the shard is all of it."""
+        self.sampled += sum(rows)
+        return [self.replay.sample(count, beta, total_size, share) for count in rows]
 
     def update_priorities(self, result: UpdateResult) -> None:
+        """Apply the update's rows from this shard (it may carry other shards' rows too)."""
         self.replay.update_priorities(result.priority_update)
