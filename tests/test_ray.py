@@ -251,3 +251,38 @@ def test_driver_killed_mid_run_leaves_a_checkpoint_that_resume_continues(tmp_pat
     assert final_steps_line(resumed.stdout) >= target
     steps = [r["env_steps"] for r in _metrics(run_dir)]
     assert max(steps) >= target and any(saved["env_steps"] < step < target for step in steps)
+
+
+_CONNECT = "import ray; ray.init(address='{address}'); print(ray.cluster_resources())"
+
+
+@pytest.mark.parametrize("token", [None, "0" * 64])
+def test_a_client_without_the_token_or_with_a_wrong_one_is_refused(cluster, tmp_path: Path, token):
+    env = {k: v for k, v in ray_environment().items() if k != "RAY_AUTH_TOKEN"}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token to fall back on
+    if token is not None:
+        env["RAY_AUTH_TOKEN"] = token
+    client = subprocess.run([sys.executable, "-c", _CONNECT.format(address=cluster.address)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert client.returncode != 0
+    assert "CPU" not in client.stdout  # it never saw the cluster
+    assert "auth" in client.stderr.lower() or "token" in client.stderr.lower()
+
+
+def test_the_embedded_cluster_token_is_readable_by_its_owner_only(tmp_path: Path, monkeypatch):
+    env = {k: v for k, v in ray_environment().items() if k != "RAY_AUTH_TOKEN"}
+    env["HOME"] = str(tmp_path)
+    script = ("from distdqn.config import PlacementConfig\n"
+              "from distdqn.runtime.ray import RayRuntime\n"
+              "RayRuntime(PlacementConfig(runtime='ray')).shutdown()\n")
+    started = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr[-2000:]
+    token = tmp_path / ".ray" / "auth_token"
+    assert token.stat().st_mode & 0o777 == 0o600
+    token.chmod(0o644)  # as Ray 2.60 writes the token it generates
+    from distdqn.runtime.ray import ensure_private_token
+
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ensure_private_token()
+    assert token.stat().st_mode & 0o777 == 0o600

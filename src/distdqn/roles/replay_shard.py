@@ -9,6 +9,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from distdqn.config import Config, lane_capacity, shard_lanes
+from distdqn.envs import frame_box
 from distdqn.replay.buffer import PrioritizedReplay
 from distdqn.seeding import stream_seed
 from distdqn.types import SampleBatch, TransitionBatch, UpdateResult
@@ -24,11 +25,12 @@ class ReplayShard:
         if local_lanes == 0:
             total_lanes = placement.num_actors * config.env.num_envs
             raise ValueError(f"shard {shard_index} gets no lanes: {total_lanes} lanes over {self.num_shards} shards")
+        frames = frame_box(observation_space)
         self.replay = PrioritizedReplay(
             num_lanes=local_lanes,
             lane_capacity=lane_capacity(config, shard_index),
-            obs_shape=observation_space.shape,
-            obs_dtype=observation_space.dtype,
+            obs_shape=frames.shape,
+            obs_dtype=frames.dtype,
             alpha=config.replay.alpha,
             priority_eps=config.replay.priority_eps,
             seed=stream_seed(config.seed, "shard", shard_index),

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from distdqn.config import PlacementConfig, RoleResources
@@ -71,6 +73,24 @@ def embedded_cluster_cpus(placement: PlacementConfig) -> int:
     return max(1, math.ceil(total))
 
 
+def ensure_private_token() -> None:
+    """Give token authentication a token only this user can read. Ray 2.60 writes the token it
+    generates to `~/.ray/auth_token` world-readable (0644), and whoever reads it can run code on
+    the cluster; so we write one ourselves, 0600, and tighten an existing one. A token handed over
+    in the environment (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH) is left alone."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    path = Path.home() / ".ray" / "auth_token"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as token:
+        token.write(secrets.token_hex(32))
+
+
 class RayRuntime:
     def __init__(self, placement: PlacementConfig) -> None:
         self.placement = placement
@@ -85,6 +105,7 @@ class RayRuntime:
                 ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
                 self._connected = True
             else:
+                ensure_private_token()
                 ray.init(num_cpus=embedded_cluster_cpus(placement), include_dashboard=False,
                          _node_ip_address="127.0.0.1", log_to_driver=True, logging_level=logging.WARNING)
                 self._connected = True
