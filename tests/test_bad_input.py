@@ -42,3 +42,27 @@ def test_a_huge_bad_value_is_echoed_as_a_short_prefix(tmp_path: Path, capsys):
     code = main(["train", "--set", "algorithm.lr=" + "9" * 5000, "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err) < 300, err
+
+
+IMPORTING_ID = "gymnasium.envs.classic_control:CartPole-v1"  # gymnasium imports the module part first
+QUICK = ["--total-steps", "8", "--set", "logging.progress=false", "--set", "logging.tensorboard=false",
+         "--set", "algorithm.learning_starts=0", "--set", "evaluation.episodes=1"]
+
+
+def test_an_env_id_that_imports_a_module_needs_consent_when_it_comes_from_a_file(tmp_path: Path, capsys):
+    """A run's files must not run code: `this:CartPole-v1` in a checkpoint printed the Zen of Python."""
+    config_file = tmp_path / "shared.toml"
+    config_file.write_text(f'[env]\nid = "{IMPORTING_ID}"\n')
+    assert main(["train", "--config", str(config_file), "--run-dir", str(tmp_path / "refused"), *QUICK]) == 2
+    assert "--allow-import gymnasium.envs.classic_control" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+    run_dir = tmp_path / "run"  # typed on the command line, the id is the user's own choice
+    assert main(["train", "--env", IMPORTING_ID, "--run-dir", str(run_dir), *QUICK]) == 0
+    latest = str(run_dir / "checkpoints" / "latest")
+    capsys.readouterr()
+    for command in (["evaluate", latest, "--episodes", "1"], ["train", "--resume", str(run_dir)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("distdqn: error: env.id") and "would import module" in err and "\n" not in err
+    assert main(["evaluate", latest, "--episodes", "1", "--allow-import", "gymnasium.envs.classic_control"]) == 0

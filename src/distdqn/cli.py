@@ -51,6 +51,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
     train.add_argument("--total-steps", type=int, help="env steps to train for")
     _add_placement_flags(train)
+    train.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
+                       help="let an env id `MODULE:Name` read from a file import MODULE (repeatable)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue RUN_DIR from checkpoints/latest (counters, weights, optimizer, schedules)")
 
@@ -66,6 +68,8 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
+                          help="let the checkpoint's env id `MODULE:Name` import MODULE (repeatable)")
     return parser
 
 
@@ -85,6 +89,20 @@ def _default_run_dir(config: Config) -> Path:
     return Path("runs") / f"{name}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin: str) -> None:
+    """An env id `module:Name` makes gymnasium import `module`. Typed on the command line that is
+    the user's choice; read from a file (a downloaded run, a shared config) it would let the
+    file's author run code, so it needs `--allow-import module`."""
+    module, sep, _ = config.env.id.rpartition(":")
+    if not sep or module in args.allow_import:
+        return
+    typed = [getattr(args, "env", None)] + [o.partition("=")[2].strip() for o in getattr(args, "overrides", [])
+                                            if o.partition("=")[0].strip() == "env.id"]
+    if config.env.id not in typed:
+        raise UserError(f"env.id {config.env.id!r} from {origin} would import module {module!r}; "
+                        f"pass --allow-import {module} if you trust it")
+
+
 def _command_train(args: argparse.Namespace) -> int:
     from distdqn.train import resume, train
 
@@ -94,9 +112,11 @@ def _command_train(args: argparse.Namespace) -> int:
                             "--runtime and --address may change it")
         checkpoint = load_checkpoint(args.resume / "checkpoints" / "latest")
         config = override_config(checkpoint.config, _overrides(args), origin="--resume")
+        _refuse_unrequested_imports(config, args, origin=f"{args.resume}/checkpoints/latest")
         result = resume(args.resume, config)
     else:
         config = resolve_config(args.env, args.config, _overrides(args))
+        _refuse_unrequested_imports(config, args, origin=str(args.config))
         result = train(config, args.run_dir or _default_run_dir(config))
     counters = result.counters
     summary = f"run {result.run_dir}: {counters.env_steps} env steps, {counters.updates} updates, {counters.wall_s:.1f} s"
@@ -116,6 +136,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
     config = checkpoint.config
+    _refuse_unrequested_imports(config, args, origin=str(args.checkpoint))
     evaluator = Evaluator(config.env, config.network, args.episodes, config.evaluation.epsilon,
                           config.evaluation.max_episode_steps)
     try:
