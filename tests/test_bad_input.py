@@ -66,3 +66,41 @@ def test_an_env_id_that_imports_a_module_needs_consent_when_it_comes_from_a_file
         err = capsys.readouterr().err.strip()
         assert err.startswith("distdqn: error: env.id") and "would import module" in err and "\n" not in err
     assert main(["evaluate", latest, "--episodes", "1", "--allow-import", "gymnasium.envs.classic_control"]) == 0
+
+
+@pytest.mark.parametrize("run_dir", ["a_file", "a_file/sub", "/dev/null", "/proc/distdqn-run"])
+def test_a_run_dir_that_cannot_be_one_is_one_line(tmp_path: Path, capsys, monkeypatch, run_dir: str):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("mine")
+    assert main(["train", "--run-dir", run_dir, "--total-steps", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distdqn: error: ") and run_dir in err and "\n" not in err
+    assert (tmp_path / "a_file").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_argparse_errors_are_one_line_with_a_hint(capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["evaluate", "somewhere", "--episodes", "abc"])
+    err = capsys.readouterr().err.strip()
+    assert exit_code.value.code == 2 and "\n" not in err
+    assert err == "distdqn: error: argument --episodes: invalid int value: 'abc' (see distdqn evaluate --help)"
+
+
+@pytest.mark.parametrize("kwargs", ["{layout_seed: 1, wall_fraction: 1.0}", "{layout_seed: 1, wall_fraction: 0.95}"])
+def test_a_maze_without_a_path_is_refused_not_searched_forever(tmp_path: Path, capsys, kwargs: str):
+    assert main(["train", "--env", "distdqn/Maze-v0", "--set", f"env.kwargs={kwargs}",
+                 "--run-dir", str(tmp_path / "run")]) == 2
+    assert "wall_fraction" in capsys.readouterr().err
+
+
+def test_resume_survives_what_a_crash_leaves_in_metrics(tmp_path: Path, capsys):
+    """kill -9 during a write leaves a partial last line; a line may also lack env_steps."""
+    run_dir = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run_dir), *QUICK]) == 0
+    metrics = run_dir / "metrics.jsonl"
+    complete = metrics.read_text()
+    metrics.write_text(complete + '{"updates": 3}\n{"env_steps": 9, "upda')
+    assert main(["train", "--resume", str(run_dir), "--total-steps", "16"]) == 0
+    lines = metrics.read_text().splitlines()
+    assert lines[: len(complete.splitlines())] == complete.splitlines()
+    assert all('"env_steps"' in line and line.endswith("}") for line in lines)

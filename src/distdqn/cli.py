@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -37,8 +38,16 @@ def _placement_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in our one-line form (its own prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"distdqn: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distdqn", description="Train and evaluate DQN agents.")
+    parser = _Parser(prog="distdqn", description="Train and evaluate DQN agents.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train an agent (or resume a run)")

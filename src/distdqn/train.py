@@ -73,11 +73,16 @@ class TrainResult:
 
 
 def prepare_run_dir(run_dir: Path, config: Config) -> None:
-    """Create a fresh run directory; refuse one that already holds a run."""
+    """Create a fresh run directory; refuse one that already holds a run, or that cannot be one."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir} exists and is not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"run directory {run_dir} is not empty; use --resume {run_dir} or another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(config_to_toml(config))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(config_to_toml(config))
+    except OSError as error:
+        raise UserError(f"cannot create run directory {run_dir}: {error.strerror or error}") from None
 
 
 class TrainingRun:
@@ -569,13 +574,27 @@ def truncate_metrics(path: Path, env_steps: int) -> None:
     its last checkpoint), so that metrics.jsonl reads as one run. Rewritten atomically."""
     if not path.exists():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["env_steps"] <= env_steps]
-    if len(kept) == len(lines):
+    if not path.is_file():
+        raise UserError(f"cannot resume: {path} is not a file")
+    lines = path.read_text(errors="replace").splitlines(keepends=True)
+    kept = [line.rstrip("\n") + "\n" for line in lines
+            if (steps := _logged_at(line)) is not None and steps <= env_steps]
+    if kept == lines:
         return
     temporary = path.with_suffix(".jsonl.tmp")
     temporary.write_text("".join(kept))
     os.replace(temporary, path)
+
+
+def _logged_at(line: str) -> int | None:
+    """The env steps of a metrics line, or None for a line that is no record: the partial last
+    line a crash leaves, or anything else that is not a JSON object with integer `env_steps`."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    steps = record.get("env_steps") if isinstance(record, dict) else None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
 
 
 def _execute(config: Config, run_dir: Path, counters: Counters) -> TrainResult:

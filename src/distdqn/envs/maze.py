@@ -29,10 +29,16 @@ DEFAULT_LAYOUT = (
 MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])
 
 
+LAYOUT_TRIES = 1000
+"""Random layouts drawn before giving up: a wall fraction near 1 may never leave a path."""
+
+
 def random_layout(size: int, wall_fraction: float, rng: np.random.Generator) -> tuple[str, ...]:
     """A size x size layout with start at the top left, goal at the bottom right, and random
-    walls, redrawn until the goal is reachable."""
-    while True:
+    walls, redrawn until the goal is reachable (ValueError after LAYOUT_TRIES draws)."""
+    if size < 2 or not 0.0 <= wall_fraction < 1.0:
+        raise ValueError(f"a random maze needs size >= 2 and 0 <= wall_fraction < 1, got {size} and {wall_fraction}")
+    for _ in range(LAYOUT_TRIES):
         walls = rng.random((size, size)) < wall_fraction
         walls[0, 0] = walls[-1, -1] = False
         rows = ["".join("#" if wall else "." for wall in row) for row in walls]
@@ -41,6 +47,8 @@ def random_layout(size: int, wall_fraction: float, rng: np.random.Generator) -> 
         layout = tuple(rows)
         if shortest_path_length(layout) is not None:
             return layout
+    raise ValueError(f"no {size}x{size} layout with wall_fraction={wall_fraction} in {LAYOUT_TRIES} draws "
+                     "has a path from start to goal")
 
 
 def _parse(layout: tuple[str, ...]) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
