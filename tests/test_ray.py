@@ -286,3 +286,20 @@ def test_the_embedded_cluster_token_is_readable_by_its_owner_only(tmp_path: Path
     monkeypatch.setenv("HOME", str(tmp_path))
     ensure_private_token()
     assert token.stat().st_mode & 0o777 == 0o600
+
+
+def test_sigterm_to_the_ray_driver_writes_latest_and_exits_0(cluster, tmp_path: Path):
+    """Ray's driver installs a SIGTERM handler of its own (exit 1 and a stack dump); ours must win."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "distdqn", "train", "--run-dir", str(run_dir), "--total-steps", "1000000",
+               "--runtime", "ray", "--address", cluster.address, "--set", "placement.num_actors=2",
+               "--set", "logging.progress=false", "--set", "logging.every_steps=500"]
+    driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    metrics = run_dir / "metrics.jsonl"
+    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, timeout=120)
+    driver.send_signal(signal.SIGTERM)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 0, err[-2000:]
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"] > 0

@@ -134,6 +134,8 @@ def _command_train(args: argparse.Namespace) -> int:
     if counters.solved_at_env_steps is not None:
         summary += f", reached {config.stop_return} at {counters.solved_at_env_steps} env steps ({counters.solved_at_wall_s:.1f} s)"
     print(summary)
+    if result.stopped_by is not None:
+        print(f"stopped by {result.stopped_by}; `distdqn train --resume {result.run_dir}` continues", file=sys.stderr)
     return 0
 
 

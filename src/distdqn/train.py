@@ -35,6 +35,7 @@ from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 from distdqn.seeding import role_rng, stream_seed
+from distdqn.stopping import StopSignals
 
 
 UPDATE_CHUNK = 8
@@ -70,6 +71,7 @@ class Counters:
 class TrainResult:
     run_dir: Path
     counters: Counters
+    stopped_by: str | None = None  # the signal that ended the run early (SIGTERM, SIGINT)
 
 
 def prepare_run_dir(run_dir: Path, config: Config) -> None:
@@ -88,11 +90,14 @@ def prepare_run_dir(run_dir: Path, config: Config) -> None:
 class TrainingRun:
     """One run's roles, counters and outputs. `run()` is the loop."""
 
-    def __init__(self, config: Config, run_dir: Path, runtime: Runtime, counters: Counters) -> None:
+    def __init__(self, config: Config, run_dir: Path, runtime: Runtime, counters: Counters,
+                 stop_signals: StopSignals | None = None) -> None:
+        """`stop_signals`: a SIGTERM or SIGINT it records ends the loop at its next turn."""
         self.config = config
         self.run_dir = run_dir
         self.runtime = runtime
         self.counters = counters
+        self.stop_signals = stop_signals
         placement = config.placement
         frame_space, action_space = env_spaces(config.env)
         latest = str(run_dir / "checkpoints" / "latest")
@@ -159,6 +164,9 @@ class TrainingRun:
             runtime.get(join)
 
     # -- the loop ---------------------------------------------------------------------------
+    def _stop_requested(self) -> bool:
+        return self.stop_signals is not None and self.stop_signals.requested is not None
+
     def run(self) -> Counters:
         config, counters = self.config, self.counters
         next_eval = self._next_multiple(config.evaluation.every_steps)
@@ -169,7 +177,7 @@ class TrainingRun:
         for index in range(len(self.actors)):
             self._launch_collect(index)
 
-        while counters.env_steps < config.total_steps and not self._stop:
+        while counters.env_steps < config.total_steps and not self._stop and not self._stop_requested():
             in_flight = [*self._collects, *self._updates, *([self._evaluation] if self._evaluation else [])]
             for future in self.runtime.wait(in_flight, num_returns=1):
                 if future in self._collects:
@@ -192,9 +200,9 @@ class TrainingRun:
                 self.save("latest")
 
         self._drain()
-        if self._evaluation is not None:
+        if self._evaluation is not None and not self._stop_requested():
             self._finish_evaluation()
-        if not self._stop and self._evaluation_mark[0] != counters.env_steps:
+        if not self._stop and not self._stop_requested() and self._evaluation_mark[0] != counters.env_steps:
             self._start_evaluation()
             self._finish_evaluation()
         if self._log_mark[0] != counters.env_steps:
@@ -598,14 +606,13 @@ def _logged_at(line: str) -> int | None:
 
 
 def _execute(config: Config, run_dir: Path, counters: Counters) -> TrainResult:
+    """Run the loop; a SIGTERM or SIGINT ends it with `latest` written (see distdqn.stopping)."""
     torch.set_num_threads(config.placement.torch_threads)
-    runtime = make_runtime(config.placement)
-    try:
-        run = TrainingRun(config, run_dir, runtime, counters)
+    with StopSignals() as stop_signals:
+        runtime = make_runtime(config.placement)
+        stop_signals.install()
         try:
-            return TrainResult(run_dir, run.run())
-        except KeyboardInterrupt:
-            run.save("latest")  # so that --resume continues from the moment of the interrupt
-            raise
-    finally:
-        runtime.shutdown()
+            run = TrainingRun(config, run_dir, runtime, counters, stop_signals)
+            return TrainResult(run_dir, run.run(), stop_signals.requested)
+        finally:
+            runtime.shutdown()

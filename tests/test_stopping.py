@@ -1,0 +1,68 @@
+"""SIGTERM (Kubernetes, spot VMs) and Ctrl-C end a run with `latest` written and exit 0; a second
+Ctrl-C exits at once, with no traceback and the last checkpoint intact."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distdqn.checkpoint import load_checkpoint
+
+LONG_RUN = ["--total-steps", "1000000", "--set", "logging.progress=false", "--set", "logging.tensorboard=false",
+            "--set", "logging.every_steps=200", "--set", "checkpoint.every_steps=1000000"]
+
+
+def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "distdqn", "train", "--run-dir", str(run_dir), *LONG_RUN, *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def _wait_for_training(run_dir: Path, lines: int = 3, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    metrics = run_dir / "metrics.jsonl"
+    while time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= lines:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the run did not start training")
+
+
+@pytest.mark.parametrize("which", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_writes_latest_and_exits_0_and_resume_continues(tmp_path: Path, which: signal.Signals):
+    run_dir = tmp_path / "run"
+    process = _start(run_dir)
+    _wait_for_training(run_dir)  # no checkpoint was due yet: only the signal writes one
+    sent = time.monotonic()
+    process.send_signal(which)
+    _, err = process.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert process.returncode == 0, err
+    assert f"stopped by {which.name}" in err and "Traceback" not in err
+    assert took < 30  # Kubernetes' default grace period
+    stopped_at = load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"]
+    logged = [json.loads(line)["env_steps"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert stopped_at >= max(logged) > 0
+
+    resumed = subprocess.run([sys.executable, "-m", "distdqn", "train", "--resume", str(run_dir),
+                              "--total-steps", str(stopped_at + 400)], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"] >= stopped_at + 400
+
+
+def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    process = _start(run_dir, "--set", "checkpoint.every_steps=400")
+    _wait_for_training(run_dir, lines=4)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode in (0, 130)  # 0 if the first stop finished before the second came
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    load_checkpoint(run_dir / "checkpoints" / "latest")  # intact
