@@ -66,3 +66,19 @@ def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path: Path):
     assert process.returncode in (0, 130)  # 0 if the first stop finished before the second came
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
     load_checkpoint(run_dir / "checkpoints" / "latest")  # intact
+
+
+def test_a_run_directory_in_use_is_refused_and_a_dead_owners_lock_is_taken_over(tmp_path: Path, capsys):
+    from distdqn.cli import main
+
+    run_dir = tmp_path / "run"
+    process = _start(run_dir, "--set", "checkpoint.every_steps=200")
+    _wait_for_training(run_dir)
+    assert main(["train", "--resume", str(run_dir), "--total-steps", "100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"run directory {run_dir} is in use by pid {process.pid}" in err and "\n" not in err
+    process.kill()  # no chance to clean up: the lock file stays, but the kernel drops the lock
+    process.communicate()
+    assert (run_dir / ".lock").exists()
+    steps = load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"]
+    assert main(["train", "--resume", str(run_dir), "--total-steps", str(steps + 200)]) == 0

@@ -39,8 +39,11 @@ class StopSignals:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
+        """Give the signals back, unless a stop was asked for: the process is then on its way out,
+        and a Ctrl-C during its exit must still end it quietly, not in an atexit traceback."""
+        if self.requested is None:
+            for number, handler in self._previous.items():
+                signal.signal(number, handler)
         self._previous.clear()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:

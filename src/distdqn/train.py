@@ -32,6 +32,7 @@ from distdqn.errors import UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
+from distdqn.run_lock import RunLock
 from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 from distdqn.seeding import role_rng, stream_seed
@@ -563,7 +564,8 @@ def train(config: Config, run_dir: Path) -> TrainResult:
     """Train a fresh run in `run_dir` (which must be new or empty)."""
     env_spaces(config.env)  # an env that cannot be made fails here, before anything is written
     prepare_run_dir(run_dir, config)
-    return _execute(config, run_dir, Counters())
+    with RunLock(run_dir):
+        return _execute(config, run_dir, Counters())
 
 
 def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
@@ -571,10 +573,11 @@ def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
 
     Replay starts empty and refills to `learning_starts` before updates resume.
     """
-    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest")
-    counters = Counters(**checkpoint.state["counters"])
-    truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps)
-    return _execute(config or checkpoint.config, run_dir, counters)
+    with RunLock(run_dir):
+        checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest")
+        counters = Counters(**checkpoint.state["counters"])
+        truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps)
+        return _execute(config or checkpoint.config, run_dir, counters)
 
 
 def truncate_metrics(path: Path, env_steps: int) -> None:
