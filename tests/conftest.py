@@ -10,12 +10,13 @@ COUNTER_ID = "distdqn_tests/Counter-v0"
 
 
 class CounterEnv(gym.Env):
-    """Observation = steps taken in this episode; the step from observation t pays t + 1;
-    terminates after
+    """Observation = steps taken in this episode; the step from observation t pays
+    (t + 1) * reward_scale; terminates after
     `length` steps. With a TimeLimit shorter than `length`, episodes are truncated instead."""
 
-    def __init__(self, length: int = 5) -> None:
+    def __init__(self, length: int = 5, reward_scale: float = 1.0) -> None:
         self.length = length
+        self.reward_scale = reward_scale
         self.observation_space = gym.spaces.Box(0, 1000, (1,), np.float32)
         self.action_space = gym.spaces.Discrete(2)
         self._t = 0
@@ -27,7 +28,7 @@ class CounterEnv(gym.Env):
 
     def step(self, action):
         self._t += 1
-        return np.array([self._t], np.float32), float(self._t), self._t >= self.length, False, {}
+        return np.array([self._t], np.float32), self.reward_scale * self._t, self._t >= self.length, False, {}
 
 
 class FrameCounterEnv(gym.Env):

@@ -1,10 +1,12 @@
 """Bad input, thrown as a hostile but realistic user would: every case is one line
 `distdqn: error: ...` naming the bad value, exit code 2, no traceback, nothing written."""
 
+import json
 from pathlib import Path
 
 import pytest
 
+from distdqn.checkpoint import load_checkpoint
 from distdqn.cli import main
 
 BAD_SETTINGS = [
@@ -104,3 +106,112 @@ def test_resume_survives_what_a_crash_leaves_in_metrics(tmp_path: Path, capsys):
     lines = metrics.read_text().splitlines()
     assert lines[: len(complete.splitlines())] == complete.splitlines()
     assert all('"env_steps"' in line and line.endswith("}") for line in lines)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["train", "--run-dir", str(run_dir), *QUICK, "--total-steps", "64",
+                 "--set", "network.hidden_sizes=[16]"]) == 0
+    assert "optimizer.0.exp_avg" in load_checkpoint(run_dir / "checkpoints" / "latest").tensors  # it learned
+    return run_dir
+
+
+def _damaged_copy(run_dir: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the run whose latest checkpoint `edit` changes; the manifest is rewritten so that
+    only the content check can catch it (as if the run's author had crafted it)."""
+    import hashlib
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, symlinks=True)
+    version = (copy / "checkpoints" / "latest").resolve()
+    edit(version)
+    files = {name: {"sha256": hashlib.sha256((version / name).read_bytes()).hexdigest(),
+                    "size": (version / name).stat().st_size}
+             for name in ("tensors.safetensors", "state.json", "config.toml")}
+    (version / "manifest.json").write_text(json.dumps({"files": files}))
+    return copy
+
+
+def _edit_state(change):
+    def edit(version: Path) -> None:
+        import json
+
+        state = json.loads((version / "state.json").read_text())
+        change(state)
+        (version / "state.json").write_text(json.dumps(state))
+    return edit
+
+
+def _edit_tensors(change):
+    def edit(version: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(version / "tensors.safetensors")
+        change(tensors)
+        save_file(tensors, version / "tensors.safetensors")
+    return edit
+
+
+DAMAGES = {
+    "counters of the wrong type": (_edit_state(lambda s: s["counters"].update(env_steps="many")), "env_steps"),
+    "counters missing": (_edit_state(lambda s: s.pop("counters")), "counters"),
+    "an unknown counter": (_edit_state(lambda s: s["counters"].update(surprise=1)), "surprise"),
+    "a bad learner section": (_edit_state(lambda s: s.update(learner=[])), "learner"),
+    "a tensor of the wrong shape": (_edit_tensors(lambda t: t.update({"online.head.weight": t["online.head.weight"][:1]})),
+                                    "online.head.weight"),
+    "a tensor missing": (_edit_tensors(lambda t: t.pop("target.head.bias")), "target.head.bias"),
+    "an Adam moment of the wrong shape": (_edit_tensors(lambda t: t.update({"optimizer.0.exp_avg": t["optimizer.1.exp_avg"].clone()})),
+                                          "optimizer.0.exp_avg"),
+    "a NaN weight": (_edit_tensors(lambda t: t["online.head.bias"].fill_(float("nan"))), "NaN"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_checkpoint_is_refused_on_resume_in_one_line(finished_run: Path, tmp_path: Path, capsys,
+                                                                damage: str):
+    edit, named = DAMAGES[damage]
+    copy = _damaged_copy(finished_run, tmp_path, edit)
+    before = sorted((p.name, p.stat().st_size) for p in copy.rglob("*") if p.is_file())
+    assert main(["train", "--resume", str(copy), "--total-steps", "100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distdqn: error: checkpoint") and named in err and "\n" not in err, err
+    assert sorted((p.name, p.stat().st_size) for p in copy.rglob("*") if p.is_file()) == before
+
+
+def test_resuming_with_another_network_is_refused_in_one_line(finished_run: Path, capsys):
+    assert main(["train", "--resume", str(finished_run), "--set", "network.hidden_sizes=[32]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not fit the config's network" in err and "\n" not in err
+
+
+def test_a_run_that_diverges_stops_in_one_line_and_keeps_its_last_finite_checkpoint(tmp_path: Path, capsys,
+                                                                                    counter_id: str):
+    """A reward that overflows float32 (any loss going non-finite) used to train on, exit 0 and
+    save NaN weights as `latest` and `best`."""
+    run_dir = tmp_path / "run"
+    code = main(["train", "--env", counter_id, "--run-dir", str(run_dir), "--total-steps", "2000",
+                 "--set", "env.kwargs={length: 10, reward_scale: 1.0e+39}", "--set", "algorithm.learning_starts=50",
+                 "--set", "checkpoint.every_steps=40", "--set", "evaluation.every_steps=40",
+                 "--set", "logging.progress=false", "--set", "logging.tensorboard=false"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("distdqn: error: training diverged at env step") and "\n" not in err, err
+    latest = load_checkpoint(run_dir / "checkpoints" / "latest")  # finite, or it would not load
+    assert f"checkpoints/latest keeps env step {latest.state['counters']['env_steps']}" in err
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda constant: pytest.fail(f"{constant} is not JSON"))
+
+
+def test_best_never_gets_worse_across_a_resume(finished_run: Path, tmp_path: Path, capsys):
+    """Killed after a new `best` but before the next `latest`, a resumed run used to overwrite
+    `best` (367.8) with a worse one (341.7): its counters knew only the older, lower best."""
+    copy = _damaged_copy(finished_run, tmp_path, _edit_state(lambda s: s["counters"].update(best_eval_return=-1.0)))
+    best = copy / "checkpoints" / "best"
+    recorded = load_checkpoint(best).state["evaluation"]["eval_return_mean"]
+    assert main(["train", "--resume", str(copy), "--total-steps", "400", "--set", "evaluation.every_steps=40"]) == 0
+    assert load_checkpoint(best).state["evaluation"]["eval_return_mean"] >= recorded
+    resumed_evaluations = [json.loads(line)["eval_return_mean"] for line in (copy / "metrics.jsonl").read_text()
+                           .splitlines()[-10:] if "eval_return_mean" in line]
+    assert resumed_evaluations and min(resumed_evaluations) < recorded  # a worse score came, and was not kept

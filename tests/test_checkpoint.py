@@ -1,6 +1,8 @@
 """Checkpoints: atomic replacement, safetensors + JSON only, clear errors when damaged."""
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -59,8 +61,15 @@ def test_corrupt_state_file(tmp_path: Path):
     with pytest.raises(CheckpointError, match="state.json is corrupt"):
         load_checkpoint(link)
     (link / "state.json").write_text(json.dumps({"format": 99}))
-    with pytest.raises(CheckpointError, match="format 1"):
+    _rewrite_manifest(link)  # a well-formed checkpoint of another format
+    with pytest.raises(CheckpointError, match="format 2"):
         load_checkpoint(link)
+
+
+def _rewrite_manifest(link: Path) -> None:
+    files = {name: {"sha256": hashlib.sha256((link / name).read_bytes()).hexdigest(),
+                    "size": (link / name).stat().st_size} for name in ("tensors.safetensors", "state.json", "config.toml")}
+    (link / "manifest.json").write_text(json.dumps({"files": files}))
 
 
 def test_a_pickle_is_never_loaded(tmp_path: Path):
@@ -81,3 +90,50 @@ def test_leftovers_of_an_interrupted_save_are_cleaned_by_the_next(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".latest")) == [
         (tmp_path / "latest").resolve().name]
     assert (tmp_path / "best").exists() is False
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "extend"])
+def test_a_file_that_does_not_match_the_manifest_is_refused(tmp_path: Path, damage: str):
+    link = _save(tmp_path, 1.0)
+    tensors = link / "tensors.safetensors"
+    data = bytearray(tensors.read_bytes())
+    if damage == "truncate":
+        data = data[:-4]
+    elif damage == "flip":
+        data[-1] ^= 0xFF
+    else:
+        data += b"\0"
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="tensors.safetensors is corrupt .* does not match manifest.json"):
+        load_checkpoint(link)
+
+
+def test_non_finite_weights_are_neither_saved_nor_loaded(tmp_path: Path):
+    config = resolve_config("CartPole-v1")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        save_checkpoint(tmp_path, "latest", config, {"w": torch.tensor([1.0, float("nan")])}, {})
+    assert not (tmp_path / "latest").exists()
+    link = save_checkpoint(tmp_path, "latest", config, {"w": torch.tensor([1.0, 2.0])}, {})
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.tensor([1.0, float("inf")])}, link / "tensors.safetensors")
+    _rewrite_manifest(link)  # even a checkpoint whose manifest agrees
+    with pytest.raises(CheckpointError, match="hold NaN or inf"):
+        load_checkpoint(link)
+
+
+def test_a_link_that_points_outside_the_checkpoints_is_refused(tmp_path: Path):
+    elsewhere = _save(tmp_path / "other", 1.0).resolve()
+    (tmp_path / "run").mkdir()
+    os.symlink(elsewhere, tmp_path / "run" / "latest")
+    with pytest.raises(CheckpointError, match="outside"):
+        load_checkpoint(tmp_path / "run" / "latest")
+
+
+def test_keep_holds_the_newest_versions(tmp_path: Path):
+    config = resolve_config("CartPole-v1")
+    for value in range(5):
+        save_checkpoint(tmp_path, "latest", config, {"w": torch.full((1,), float(value))}, {}, keep=3)
+        os.utime((tmp_path / "latest").resolve(), (value, value))  # distinct times, oldest first
+    versions = sorted((p for p in tmp_path.iterdir() if p.name.startswith(".latest-")), key=os.path.getmtime)
+    assert [float(load_checkpoint(p).tensors["w"]) for p in versions] == [2.0, 3.0, 4.0]

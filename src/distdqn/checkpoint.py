@@ -1,17 +1,21 @@
-"""Checkpoints: safetensors for tensors, JSON for everything else, written atomically.
+"""Checkpoints: safetensors for tensors, JSON for everything else, written atomically, verified.
 
 A checkpoint is a directory. `checkpoints/latest` and `checkpoints/best` are symlinks to the
 directory of their current version; a new version is written and synced in full under a hidden
-name, then the link is swapped with one atomic rename, so a reader (or a crash at any instant)
-only ever sees a complete checkpoint. Loading reads safetensors and JSON and never unpickles.
+name, with a `manifest.json` holding the SHA-256 and size of every file, then the link is swapped
+with one atomic rename, so a reader (or a crash at any instant) only ever sees a complete
+checkpoint. Loading follows links only within the checkpoints directory, checks every file
+against the manifest, refuses tensors that hold NaN or inf, and never unpickles.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,10 +26,12 @@ from safetensors.torch import load_file, save_file
 from distdqn.config import Config, config_to_toml, load_config_toml
 from distdqn.errors import CheckpointError, ConfigError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TENSORS_FILE = "tensors.safetensors"
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.toml"
+MANIFEST_FILE = "manifest.json"
+CONTENT_FILES = (TENSORS_FILE, STATE_FILE, CONFIG_FILE)
 
 
 class Checkpoint(NamedTuple):
@@ -42,16 +48,35 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
-def save_checkpoint(
-    checkpoints_dir: Path, name: str, config: Config, tensors: dict[str, torch.Tensor], state: dict[str, Any]
-) -> Path:
-    """Write a complete checkpoint and atomically point `checkpoints_dir/name` at it."""
+def _digest(path: Path) -> dict[str, Any]:
+    sha = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            sha.update(block)
+    return {"sha256": sha.hexdigest(), "size": path.stat().st_size}
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or inf: such weights are no checkpoint."""
+    return sorted(name for name, value in tensors.items()
+                  if value.is_floating_point() and not bool(torch.isfinite(value).all()))
+
+
+def save_checkpoint(checkpoints_dir: Path, name: str, config: Config, tensors: dict[str, torch.Tensor],
+                    state: dict[str, Any], keep: int = 1) -> Path:
+    """Write a complete checkpoint and atomically point `checkpoints_dir/name` at it; keep the
+    `keep` newest versions of `name`. Refuses (ValueError) tensors that are not finite."""
+    bad = non_finite(tensors)
+    if bad:
+        raise ValueError(f"tensors {bad[:3]} hold NaN or inf")
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     version_dir = checkpoints_dir / f".{name}-{uuid.uuid4().hex[:12]}"
     version_dir.mkdir()
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, version_dir / TENSORS_FILE)
-    (version_dir / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **state}, indent=1))
+    (version_dir / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **state}, indent=1, allow_nan=False))
     (version_dir / CONFIG_FILE).write_text(config_to_toml(config))
+    manifest = {"files": {file_name: _digest(version_dir / file_name) for file_name in CONTENT_FILES}}
+    (version_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     for path in (*version_dir.iterdir(), version_dir):
         _fsync(path)
     link = checkpoints_dir / name
@@ -59,35 +84,79 @@ def save_checkpoint(
     temporary_link.symlink_to(version_dir.name, target_is_directory=True)
     os.replace(temporary_link, link)
     _fsync(checkpoints_dir)
-    # older versions, and halves of versions a crash interrupted, are no longer pointed at
-    for stale in checkpoints_dir.glob(f".{name}-*"):
-        if stale.name != version_dir.name:
-            if stale.is_symlink() or stale.is_file():
-                stale.unlink(missing_ok=True)
-            else:
-                shutil.rmtree(stale, ignore_errors=True)
+    _remove_old_versions(checkpoints_dir.glob(f".{name}-*"), version_dir, keep)
     return link
 
 
+def _remove_old_versions(candidates: Iterable[Path], current: Path, keep: int) -> None:
+    """Keep the current version and the `keep - 1` newest complete ones before it; remove older
+    versions and the halves of versions a crash interrupted (no manifest)."""
+    versions, stale = [], []
+    for path in candidates:
+        if path == current:
+            continue
+        complete = path.is_dir() and not path.is_symlink() and (path / MANIFEST_FILE).is_file()
+        (versions if complete else stale).append(path)
+    versions.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+    for path in stale + versions[keep - 1:]:
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _resolve_within(directory: Path) -> Path:
+    """The version directory a `latest`/`best` link names, which must lie in the same checkpoints
+    directory: a link pointing elsewhere is someone else's file, not our checkpoint."""
+    if not directory.is_symlink():
+        return directory
+    target = directory.resolve()
+    if target.parent != directory.parent.resolve():
+        raise CheckpointError(f"checkpoint {directory} links to {target}, outside {directory.parent}")
+    return target
+
+
+def _verify_manifest(directory: Path, version: Path) -> None:
+    try:
+        manifest = json.loads((version / MANIFEST_FILE).read_text())
+        files = manifest["files"]
+        expected = {name: files[name] for name in CONTENT_FILES}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {directory}: {MANIFEST_FILE} is missing or corrupt ({error})") from None
+    for name, recorded in expected.items():
+        actual = _digest(version / name)
+        if actual != recorded:
+            what = "size" if actual["size"] != recorded.get("size") else "SHA-256"
+            raise CheckpointError(f"checkpoint {directory}: {name} is corrupt (its {what} does not match "
+                                  f"{MANIFEST_FILE})")
+
+
 def load_checkpoint(directory: Path) -> Checkpoint:
-    """Read a checkpoint directory, with a one-line `CheckpointError` if it is missing or damaged."""
+    """Read a checkpoint directory, with a one-line `CheckpointError` if it is missing, damaged,
+    not ours, or holds weights that are not finite."""
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint not found: {directory}")
-    for file_name in (TENSORS_FILE, STATE_FILE, CONFIG_FILE):
-        if not (directory / file_name).is_file():
+    version = _resolve_within(directory)
+    for file_name in (*CONTENT_FILES, MANIFEST_FILE):
+        if not (version / file_name).is_file():
             raise CheckpointError(f"checkpoint {directory} is incomplete: {file_name} is missing")
+    _verify_manifest(directory, version)
     try:
-        state = json.loads((directory / STATE_FILE).read_text())
+        state = json.loads((version / STATE_FILE).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"checkpoint {directory}: {STATE_FILE} is corrupt ({error})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {directory}: {STATE_FILE} is not a distdqn checkpoint of format {FORMAT_VERSION}")
+        raise CheckpointError(f"checkpoint {directory}: {STATE_FILE} is not a distdqn checkpoint of format "
+                              f"{FORMAT_VERSION}")
     try:
-        tensors = load_file(directory / TENSORS_FILE)
+        tensors = load_file(version / TENSORS_FILE)
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"checkpoint {directory}: {TENSORS_FILE} is corrupt ({error})") from None
+    bad = non_finite(tensors)
+    if bad:
+        raise CheckpointError(f"checkpoint {directory}: tensors {bad[:3]} hold NaN or inf")
     try:
-        config = load_config_toml(directory / CONFIG_FILE)
+        config = load_config_toml(version / CONFIG_FILE)
     except ConfigError as error:
         raise CheckpointError(f"checkpoint {directory}: {error}") from None
     return Checkpoint(config, tensors, state)

@@ -222,6 +222,9 @@ class CheckpointConfig(_Section):
     """Env steps between writes of `checkpoints/latest`."""
     keep_best: bool = True
     """Write `checkpoints/best` whenever an evaluation beats the best mean return so far."""
+    keep: int = Field(1, ge=1)
+    """Versions of `checkpoints/latest` kept (the newest is `latest`; older ones stay as complete
+    checkpoints in `checkpoints/.latest-*`, newest first by time); `best` is kept apart."""
 
 
 class LoggingConfig(_Section):

@@ -19,3 +19,8 @@ class EnvError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint or run directory that is missing or unreadable."""
+
+
+class TrainingDiverged(UserError):
+    """The loss or the weights went non-finite (a learning rate far too high, say); the run stops
+    and keeps its last finite checkpoint."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,10 @@ class MetricsLog:
             self._writer = SummaryWriter(log_dir=str(run_dir / "tb"))
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record) + "\n")
+        """One line of strict JSON: a non-finite number (which json.dumps would write as a bare
+        NaN, which is not JSON) is written as null."""
+        record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
         self._file.flush()
         if self._writer is None:
             return

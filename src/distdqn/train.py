@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,11 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import TypeAdapter, ValidationError
 
 from distdqn.checkpoint import load_checkpoint, save_checkpoint
 from distdqn.config import Config, config_to_toml
 from distdqn.envs import env_spaces, policy_space
-from distdqn.errors import UserError
+from distdqn.errors import CheckpointError, TrainingDiverged, UserError
+from distdqn.networks import build_q_network
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
@@ -99,6 +102,7 @@ class TrainingRun:
         self.runtime = runtime
         self.counters = counters
         self.stop_signals = stop_signals
+        self._saved_at: int | None = None  # env steps of the newest `latest` this run wrote
         placement = config.placement
         frame_space, action_space = env_spaces(config.env)
         latest = str(run_dir / "checkpoints" / "latest")
@@ -305,6 +309,8 @@ class TrainingRun:
             metrics = self.runtime.get(future).metrics
             if metrics:
                 self._last_metrics = metrics
+                if not math.isfinite(metrics["loss"]):
+                    raise self._diverged(f"the loss is {metrics['loss']}")
         except (RoleFailed, LearnerGroupBroken) as failure:
             if isinstance(failure, RoleFailed):
                 self._reconcile_restarts()
@@ -548,7 +554,10 @@ class TrainingRun:
         tensors = {f"online.{name}": torch.from_numpy(np.array(value)) for name, value in weights.tensors.items()}
         state = {"counters": dataclasses.asdict(self.counters),
                  "evaluation": {**evaluation, "weights_version": weights.version}}
-        save_checkpoint(self.run_dir / "checkpoints", "best", self.config, tensors, state)
+        try:
+            save_checkpoint(self.run_dir / "checkpoints", "best", self.config, tensors, state)
+        except ValueError as error:
+            raise self._diverged(f"the evaluated {error}") from None
 
     def save(self, name: str) -> None:
         try:
@@ -557,7 +566,16 @@ class TrainingRun:
             self._reconcile_restarts()
             return
         state = {"counters": dataclasses.asdict(self.counters), "learner": learner_state}
-        save_checkpoint(self.run_dir / "checkpoints", name, self.config, tensors, state)
+        try:
+            save_checkpoint(self.run_dir / "checkpoints", name, self.config, tensors, state, self.config.checkpoint.keep)
+        except ValueError as error:
+            raise self._diverged(f"the learner's {error}") from None
+        self._saved_at = self.counters.env_steps
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """Stop the run: nothing non-finite is saved, so `latest` keeps the last finite weights."""
+        kept = f"checkpoints/latest keeps env step {self._saved_at}" if self._saved_at is not None else "no checkpoint"
+        return TrainingDiverged(f"training diverged at env step {self.counters.env_steps} ({what}); {kept}")
 
 
 def train(config: Config, run_dir: Path) -> TrainResult:
@@ -574,10 +592,64 @@ def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
     Replay starts empty and refills to `learning_starts` before updates resume.
     """
     with RunLock(run_dir):
-        checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest")
-        counters = Counters(**checkpoint.state["counters"])
+        latest = run_dir / "checkpoints" / "latest"
+        checkpoint = load_checkpoint(latest)
+        config = config or checkpoint.config
+        counters = _saved_counters(latest, checkpoint.state)
+        check_learner_tensors(latest, checkpoint.tensors, config)
+        counters.best_eval_return = _best_so_far(run_dir / "checkpoints" / "best", counters.best_eval_return)
         truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps)
-        return _execute(config or checkpoint.config, run_dir, counters)
+        return _execute(config, run_dir, counters)
+
+
+def _saved_counters(directory: Path, state: dict[str, Any]) -> Counters:
+    """The counters a checkpoint holds, checked field by field (a hand-edited or foreign
+    `state.json` is refused in one line, not met later as a traceback)."""
+    learner = state.get("learner")
+    if not (isinstance(learner, dict) and isinstance(learner.get("updates"), int)
+            and isinstance(learner.get("param_groups"), list)):
+        raise CheckpointError(f"checkpoint {directory}: state.json has no valid learner section")
+    saved = state.get("counters")
+    unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(Counters)}) if isinstance(saved, dict) else []
+    if unknown:
+        raise CheckpointError(f"checkpoint {directory}: state.json counters has unknown fields {unknown[:3]}")
+    try:
+        return TypeAdapter(Counters).validate_python(saved)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise CheckpointError(f"checkpoint {directory}: state.json counters {where}: {first['msg']}") from None
+
+
+def _best_so_far(best: Path, from_latest: float | None) -> float | None:
+    """`best` may be newer than `latest` (a run killed between them): its score still stands,
+    so a resumed run replaces `best` only with something better."""
+    try:
+        recorded = load_checkpoint(best).state["evaluation"]["eval_return_mean"]
+    except (CheckpointError, KeyError, TypeError):
+        return from_latest  # none yet, or unreadable: the next best evaluation writes a new one
+    return recorded if from_latest is None else max(recorded, from_latest)
+
+
+def check_learner_tensors(directory: Path, tensors: dict[str, torch.Tensor], config: Config) -> None:
+    """A checkpoint must fit the network its config builds: every online and target tensor, and
+    every Adam moment, with its parameter's shape (a resume with another network or env fails
+    here in one line, not inside a learner)."""
+    frame_space, action_space = env_spaces(config.env)
+    network = build_q_network(config.network, policy_space(config.env, frame_space), action_space)
+    expected = {f"{copy}.{name}": tuple(value.shape) for copy in ("online", "target")
+                for name, value in network.state_dict().items()}
+    for index, parameter in enumerate(network.parameters()):
+        for moment in ("exp_avg", "exp_avg_sq"):
+            if f"optimizer.{index}.{moment}" in tensors:
+                expected[f"optimizer.{index}.{moment}"] = tuple(parameter.shape)
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise CheckpointError(f"checkpoint {directory} does not fit the config's network: {missing[0]} is missing")
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise CheckpointError(f"checkpoint {directory} does not fit the config's network: {name} has shape "
+                                  f"{list(tensors[name].shape)}, the network needs {list(shape)}")
 
 
 def truncate_metrics(path: Path, env_steps: int) -> None:
