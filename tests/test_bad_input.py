@@ -215,3 +215,41 @@ def test_best_never_gets_worse_across_a_resume(finished_run: Path, tmp_path: Pat
     resumed_evaluations = [json.loads(line)["eval_return_mean"] for line in (copy / "metrics.jsonl").read_text()
                            .splitlines()[-10:] if "eval_return_mean" in line]
     assert resumed_evaluations and min(resumed_evaluations) < recorded  # a worse score came, and was not kept
+
+
+@pytest.mark.parametrize(("name", "content", "named"), [
+    ("binary.toml", b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8"),
+    ("env-number.toml", b"env = 3\n", "env must be a table"),
+    ("env-number.yaml", b"env: 3\n", "env must be a table"),
+    ("id-number.toml", b"[env]\nid = 5\n", "env.id must be a string"),
+    ("list.yaml", b"- 1\n- 2\n", "table of sections"),
+    ("anchors.yaml", b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                     b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nenv:\n  kwargs: [*c, *c, *c, *c, *c, *c]\n", "kwargs"),
+])
+def test_a_bad_config_file_is_one_line(tmp_path: Path, capsys, name: str, content: bytes, named: str):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["train", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distdqn: error: ") and named in err and "\n" not in err and len(err) < 400, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--episodes", "100000000"], "--episodes"), (["--episodes", "0"], "--episodes"),
+    (["--seed", "-1"], "--seed"), (["--seed", str(2**70)], "--seed"),
+])
+def test_evaluate_refuses_what_it_cannot_run(finished_run: Path, capsys, flags: list[str], named: str):
+    assert main(["evaluate", str(finished_run / "checkpoints" / "latest"), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distdqn: error: ") and named in err and "\n" not in err
+
+
+def test_evaluate_plays_many_episodes_in_batches_and_replays_a_recorded_evaluation(finished_run: Path, capsys):
+    best = load_checkpoint(finished_run / "checkpoints" / "best").state["evaluation"]
+    latest = str(finished_run / "checkpoints" / "best")
+    assert main(["evaluate", latest, "--episodes", "150", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 150
+    assert main(["evaluate", latest, "--episodes", str(best["eval_episodes"]), "--seed", str(best["eval_seed"]),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["return_mean"] == best["eval_return_mean"]

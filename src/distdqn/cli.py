@@ -18,7 +18,8 @@ import numpy as np
 from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config, override_config, resolve_config
 from distdqn.errors import CheckpointError, UserError
-from distdqn.types import Weights
+from distdqn.seeding import stream_seed
+from distdqn.types import EvalResult, Weights
 
 EXIT_USAGE = 2
 
@@ -139,29 +140,47 @@ def _command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_evaluate(args: argparse.Namespace) -> int:
+MAX_EVALUATE_EPISODES = 100_000
+EVALUATE_BATCH = 64
+"""Episodes played side by side, one env each: memory stays flat however many are asked for."""
+
+
+def _evaluate_batch(config: Config, weights: Weights, episodes: int, seed: int, checkpoint: Path) -> EvalResult:
     from distdqn.roles import Evaluator
 
-    if args.episodes < 1:
-        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    evaluator = Evaluator(config.env, config.network, episodes, config.evaluation.epsilon,
+                          config.evaluation.max_episode_steps)
+    try:
+        return evaluator.evaluate(weights, seed)
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {checkpoint}: {error}") from None
+    finally:
+        evaluator.env.close()
+
+
+def _command_evaluate(args: argparse.Namespace) -> int:
+    if not 1 <= args.episodes <= MAX_EVALUATE_EPISODES:
+        raise UserError(f"--episodes must be between 1 and {MAX_EVALUATE_EPISODES}, got {args.episodes}")
+    if not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
     checkpoint = load_checkpoint(args.checkpoint)
     online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
     config = checkpoint.config
     _refuse_unrequested_imports(config, args, origin=str(args.checkpoint))
-    evaluator = Evaluator(config.env, config.network, args.episodes, config.evaluation.epsilon,
-                          config.evaluation.max_episode_steps)
-    try:
-        result = evaluator.evaluate(Weights(0, online), args.seed)
-    except ValueError as error:
-        raise CheckpointError(f"checkpoint {args.checkpoint}: {error}") from None
-    finally:
-        evaluator.env.close()
+    returns, lengths = [], []
+    for batch, start in enumerate(range(0, args.episodes, EVALUATE_BATCH)):
+        # the first batch takes --seed itself, so a recorded evaluation (best's eval_seed) replays exactly
+        seed = args.seed if batch == 0 else stream_seed(args.seed, "evaluator", 2, batch)
+        result = _evaluate_batch(config, Weights(0, online), min(EVALUATE_BATCH, args.episodes - start), seed,
+                                 args.checkpoint)
+        returns += result.returns.tolist()
+        lengths += result.lengths.tolist()
     report = {
-        "return_mean": float(np.mean(result.returns)),
-        "return_std": float(np.std(result.returns)),
-        "episodes": len(result.returns),
-        "length_mean": float(np.mean(result.lengths)),
-        "returns": [float(r) for r in result.returns],
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "episodes": len(returns),
+        "length_mean": float(np.mean(lengths)),
+        "returns": [float(r) for r in returns],
     }
     if args.json:
         print(json.dumps(report))

@@ -208,8 +208,8 @@ class PlacementConfig(_Section):
 class EvaluationConfig(_Section):
     every_steps: int = Field(2_000, ge=1)
     """Env steps between evaluations of the greedy policy."""
-    episodes: int = Field(10, ge=1)
-    """Episodes per evaluation, run side by side on separately seeded envs."""
+    episodes: int = Field(10, ge=1, le=1000)
+    """Episodes per evaluation, run side by side on separately seeded envs (one env each)."""
     epsilon: float = Field(0.0, ge=0.0, le=1.0)
     """Epsilon of the evaluation policy (0 is greedy)."""
     max_episode_steps: int = Field(27_000, ge=1)
@@ -335,7 +335,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML or YAML file into a dict (not yet validated)."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -347,6 +352,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot parse config file {path}: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of sections")
+    for name, field in Config.model_fields.items():
+        is_section = isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        if is_section and name in data and not isinstance(data[name], dict):
+            raise ConfigError(f"{path}: {name} must be a table of fields, got {short_repr(data[name])}")
+    env_id = data.get("env", {}).get("id")
+    if env_id is not None and not isinstance(env_id, str):
+        raise ConfigError(f"{path}: env.id must be a string, got {short_repr(env_id)}")
     return data
 
 
