@@ -253,3 +253,15 @@ def test_evaluate_plays_many_episodes_in_batches_and_replays_a_recorded_evaluati
     assert main(["evaluate", latest, "--episodes", str(best["eval_episodes"]), "--seed", str(best["eval_seed"]),
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["return_mean"] == best["eval_return_mean"]
+
+
+def test_an_unreachable_cluster_is_one_line_within_seconds_and_leaves_no_run_behind(tmp_path: Path, capsys):
+    """`--address 127.0.0.1:1` retried for 10 minutes printing Ray's connection log, and left a
+    config.toml that made the same run directory refuse to start again."""
+    import time
+
+    started = time.monotonic()
+    code = main(["train", "--runtime", "ray", "--address", "127.0.0.1:1", "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "distdqn: error: cannot reach the Ray cluster at '127.0.0.1:1': Connection refused"
+    assert time.monotonic() - started < 15 and not (tmp_path / "run").exists()

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -581,9 +582,28 @@ class TrainingRun:
 def train(config: Config, run_dir: Path) -> TrainResult:
     """Train a fresh run in `run_dir` (which must be new or empty)."""
     env_spaces(config.env)  # an env that cannot be made fails here, before anything is written
+    existed = run_dir.exists()
     prepare_run_dir(run_dir, config)
-    with RunLock(run_dir):
-        return _execute(config, run_dir, Counters())
+    try:
+        with RunLock(run_dir):
+            return _execute(config, run_dir, Counters())
+    except UserError:
+        _remove_unstarted_run(run_dir, keep_directory=existed)
+        raise
+
+
+def _remove_unstarted_run(run_dir: Path, keep_directory: bool) -> None:
+    """A run refused before its first checkpoint (an unreachable cluster, say) leaves nothing
+    behind, so that the same command can be run again once the cause is fixed."""
+    if (run_dir / "checkpoints").exists():
+        return
+    for path in run_dir.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if not keep_directory:
+        run_dir.rmdir()
 
 
 def resume(run_dir: Path, config: Config | None = None) -> TrainResult:

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import secrets
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,24 @@ def embedded_cluster_cpus(placement: PlacementConfig) -> int:
     return max(1, math.ceil(total))
 
 
+CONNECT_TIMEOUT_S = 10.0
+"""How long we wait for a Ray cluster's GCS port to answer (Ray itself retries for minutes)."""
+
+
+def probe_address(address: str) -> None:
+    """Fail in one line, within CONNECT_TIMEOUT_S, when nothing listens at HOST:PORT; `ray.init`
+    would print its connection log for minutes before giving up. `auto` and `ray://` are Ray's."""
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(f"placement.address must be HOST:PORT, `auto` or a ray:// URI, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise UserError(f"cannot reach the Ray cluster at {address!r}: {error.strerror or error}") from None
+
+
 def ensure_private_token() -> None:
     """Give token authentication a token only this user can read. Ray 2.60 writes the token it
     generates to `~/.ray/auth_token` world-readable (0644), and whoever reads it can run code on
@@ -102,6 +121,7 @@ class RayRuntime:
             if ray.is_initialized():
                 pass  # a caller that set Ray up itself keeps its connection
             elif address:
+                probe_address(address)
                 ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
                 self._connected = True
             else:
