@@ -44,6 +44,26 @@ def test_a_group_of_batches_is_the_same_as_one_update_per_batch():
     assert all(torch.equal(a, b) for a, b in zip(_state(grouped).values(), _state(one_by_one).values()))
 
 
+def test_learning_rate_follows_the_env_steps_of_each_update():
+    """lr 2e-3 -> 2e-4 over 10k env steps. Adam's first step moves every weight by lr * g / |g|,
+    so the largest weight change is the learning rate the step used."""
+    overrides = ["algorithm.lr=2e-3", "algorithm.lr_end=2e-4", "algorithm.lr_decay_steps=10000"]
+    for env_steps, lr in [(0, 2e-3), (5_000, 1.1e-3), (10_000, 2e-4), (40_000, 2e-4)]:
+        learner = _learner(*overrides)
+        before = _state(learner)
+        result = learner.update([_batch(0)], env_steps)
+        assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+        assert result.metrics["lr"] == pytest.approx(lr)
+        moved = max((_state(learner)[name] - value).abs().max().item()
+                    for name, value in before.items() if name.startswith("online."))
+        assert moved == pytest.approx(lr, rel=1e-3)
+
+
+def test_learning_rate_is_constant_without_lr_end():
+    learner = _learner("algorithm.lr=2e-3", "algorithm.lr_end=null")
+    assert learner.update([_batch(0)], 0).metrics["lr"] == learner.update([_batch(1)], 10**6).metrics["lr"] == 2e-3
+
+
 def test_bfloat16_learner_tracks_the_float32_one():
     batches = [_batch(seed) for seed in range(3)]
     full, mixed = _learner().update(batches), _learner("placement.learner_mixed_precision=true").update(batches)

@@ -253,7 +253,7 @@ class TrainingRun:
             results = []
             for size in chunks:
                 samples = self.runtime.call(shard, "sample", self.config.algorithm.batch_size, beta, size)
-                results.append(self.runtime.call(learner, "update", samples))
+                results.append(self.runtime.call(learner, "update", samples, self.counters.env_steps))
                 self._updates[results[-1]] = size
             for result in results:
                 self._fire(shard, "update_priorities", result)
