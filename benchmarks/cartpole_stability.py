@@ -4,7 +4,9 @@ Protocol (../shared/BENCHMARKS.md): every 2,000 env steps the greedy policy play
 separately seeded envs. Each seed trains the CartPole preset (plus any `--set` overrides) for the
 whole budget, without stop_return, and the table reports per seed: env steps to the first solve
 (first evaluation with mean return >= 475), how many of the later evaluations stay >= 475, the
-lowest later evaluation, the last evaluation, and the wall seconds of the whole run.
+lowest later evaluation, the last evaluation, and the wall seconds of the whole run. It also
+replays the final weights greedily on 20 fresh episodes and counts how they end: truncated at
+500 steps, the cart off the track (|x| > 2.4) or the pole down.
 
     python benchmarks/cartpole_stability.py --seeds 0 1 2 3 4 [--set algorithm.lr_end=2.3e-4] \
         [--jobs 2] [--runs-dir DIR] [--out results.json]
@@ -24,7 +26,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from distdqn.checkpoint import load_checkpoint
 from distdqn.config import resolve_config
+from distdqn.envs import make_env
+from distdqn.networks import build_q_network
 from distdqn.train import train
 
 SOLVED_RETURN = 475.0
@@ -44,8 +52,30 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "last_eval": evals[-1][1],
         "last_eval_steps": evals[-1][0],
         "wall_s": max(r["wall_s"] for r in records),
+        "final_endings": episode_endings(run_dir),
         "evals": evals,
     }
+
+
+def episode_endings(run_dir: Path, episodes: int = 20) -> dict[str, int]:
+    """How the final (latest) weights' greedy episodes end: `truncated` (500 steps), `cart`
+    (the cart left the track, |x| > 2.4) or `pole` (the pole fell past 12 degrees)."""
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest")
+    env = make_env(checkpoint.config.env)
+    network = build_q_network(checkpoint.config.network, env.observation_space, env.action_space)
+    network.load_state_dict({k.removeprefix("online."): v for k, v in checkpoint.tensors.items()
+                             if k.startswith("online.")})
+    endings = {"truncated": 0, "cart": 0, "pole": 0}
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=20_000 + episode)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            with torch.no_grad():
+                action = int(network(torch.as_tensor(observation)[None]).argmax())
+            observation, _, terminated, truncated, _ = env.step(action)
+        kind = "truncated" if not terminated else "cart" if abs(float(np.asarray(observation)[0])) > 2.4 else "pole"
+        endings[kind] += 1
+    return endings
 
 
 def run_seed(seed: int, total_steps: int, overrides: list[str], runs_dir: str | None) -> dict[str, Any]:
@@ -65,13 +95,16 @@ def run_seed(seed: int, total_steps: int, overrides: list[str], runs_dir: str | 
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| seed | steps to first solve | later evals >= 475 | lowest later | last eval | wall s |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| seed | steps to first solve | later evals >= 475 | lowest later | last eval | final weights' "
+             "episodes: 500 / cart off / pole down | wall s |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         solve = f"{r['steps_to_solve']:,}" if r["steps_to_solve"] is not None else "not solved"
         lowest = f"{r['later_min']:.0f}" if r["later_min"] is not None else "-"
+        ends = r["final_endings"]
         lines.append(f"| {r['seed']} | {solve} | {r['later_solved']}/{r['later_evals']} | {lowest} "
-                     f"| {r['last_eval']:.0f} | {r['wall_s']:.0f} |")
+                     f"| {r['last_eval']:.0f} | {ends['truncated']} / {ends['cart']} / {ends['pole']} "
+                     f"| {r['wall_s']:.0f} |")
     solved = [r["steps_to_solve"] for r in results if r["steps_to_solve"] is not None]
     later = sum(r["later_evals"] for r in results)
     share = sum(r["later_solved"] for r in results) / later if later else 0.0
@@ -102,7 +135,8 @@ def main() -> None:
             for future in futures:
                 results.append(future.result())
                 print(json.dumps({k: v for k, v in results[-1].items() if k != "evals"}), flush=True)
-    print(f"overrides: {args.overrides or 'none (the preset)'}")
+    if not args.from_runs:
+        print(f"overrides: {args.overrides or 'none (the preset)'}")
     print(table(results))
     if args.out:
         args.out.write_text(json.dumps({"overrides": args.overrides, "results": results}, indent=1))
