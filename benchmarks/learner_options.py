@@ -82,10 +82,10 @@ def random_batches(config, count: int) -> list[SampleBatch]:
 
 
 def update_rate(learner: Learner, batches: list[SampleBatch], seconds: float) -> float:
-    learner.update(batches)  # warm up (and compile)
+    learner.update(0, batches)  # warm up (and compile)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        learner.update(batches)
+        learner.update(0, batches)
         done += len(batches)
     return done / (time.perf_counter() - started)
 

@@ -124,7 +124,7 @@ def learner_rate(config, frame_space, space, action_space, seconds: float) -> fl
     learner = Learner(config, space, action_space)
     groups = 8
     rows = [config.algorithm.batch_size] * groups
-    return rate(lambda: shard.update_priorities(learner.update(shard.sample(rows, 0.4))), groups, seconds)
+    return rate(lambda: shard.update_priorities(learner.update(0, shard.sample(rows, 0.4))), groups, seconds)
 
 
 def main() -> None:

@@ -104,7 +104,7 @@ def role_rates(seconds: float = 3.0) -> dict[str, float]:
     batch_size = config.algorithm.batch_size
     sample_rate = rate(lambda: shard.sample([batch_size] * 16, 0.4), 16)
     batches = shard.sample([batch_size] * 16, 0.4)
-    update_rate = rate(lambda: shard.update_priorities(learner.update(batches)), 16)
+    update_rate = rate(lambda: shard.update_priorities(learner.update(0, batches)), 16)
     return {"actor_env_steps_per_s": actor_rate, "shard_batches_per_s": sample_rate,
             "learner_updates_per_s": update_rate}
 

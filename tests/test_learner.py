@@ -36,8 +36,8 @@ def _state(learner: Learner) -> dict[str, torch.Tensor]:
 def test_a_group_of_batches_is_the_same_as_one_update_per_batch():
     batches = [_batch(seed) for seed in range(5)]
     grouped, one_by_one = _learner(), _learner()
-    result = grouped.update(batches)
-    parts = [one_by_one.update([batch]) for batch in batches]
+    result = grouped.update(0, batches)
+    parts = [one_by_one.update(0, [batch]) for batch in batches]
     assert grouped.updates == one_by_one.updates == 5
     assert np.array_equal(result.priority_update.priorities, np.concatenate([p.priority_update.priorities for p in parts]))
     assert np.array_equal(result.priority_update.indices, np.concatenate([b.indices for b in batches]))
@@ -52,16 +52,36 @@ def test_rows_from_several_shards_make_one_batch_with_weights_over_its_max():
              for rows in (slice(0, 20), slice(20, 32))]
     split[1] = [batch._replace(shards=np.ones(12, np.int64)) for batch in split[1]]
     from_shards, from_one = _learner(), _learner()
-    result = from_shards.update(*split)
-    expected = from_one.update([batch._replace(weights=batch.weights / 4.0) for batch in whole])
+    result = from_shards.update(0, *split)
+    expected = from_one.update(0, [batch._replace(weights=batch.weights / 4.0) for batch in whole])
     assert np.array_equal(result.priority_update.priorities, expected.priority_update.priorities)
     assert np.array_equal(result.priority_update.shards, np.tile(np.repeat([0, 1], [20, 12]), 3))
     assert all(torch.equal(a, b) for a, b in zip(_state(from_shards).values(), _state(from_one).values()))
 
 
+def test_learning_rate_follows_the_env_steps_of_each_update():
+    """lr 2e-3 -> 2e-4 over 10k env steps. Adam's first step moves every weight by lr * g / |g|,
+    so the largest weight change is the learning rate the step used."""
+    overrides = ["algorithm.lr=2e-3", "algorithm.lr_end=2e-4", "algorithm.lr_decay_steps=10000"]
+    for env_steps, lr in [(0, 2e-3), (5_000, 1.1e-3), (10_000, 2e-4), (40_000, 2e-4)]:
+        learner = _learner(*overrides)
+        before = _state(learner)
+        result = learner.update(env_steps, [_batch(0)])
+        assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+        assert result.metrics["lr"] == pytest.approx(lr)
+        moved = max((_state(learner)[name] - value).abs().max().item()
+                    for name, value in before.items() if name.startswith("online."))
+        assert moved == pytest.approx(lr, rel=1e-3)
+
+
+def test_learning_rate_is_constant_without_lr_end():
+    learner = _learner("algorithm.lr=2e-3", "algorithm.lr_end=null")
+    assert learner.update(0, [_batch(0)]).metrics["lr"] == learner.update(10**6, [_batch(1)]).metrics["lr"] == 2e-3
+
+
 def test_bfloat16_learner_tracks_the_float32_one():
     batches = [_batch(seed) for seed in range(3)]
-    full, mixed = _learner().update(batches), _learner("placement.learner_mixed_precision=true").update(batches)
+    full, mixed = _learner().update(0, batches), _learner("placement.learner_mixed_precision=true").update(0, batches)
     assert mixed.priority_update.priorities.dtype == np.float64
     assert not np.array_equal(mixed.priority_update.priorities, full.priority_update.priorities)  # bf16 really ran
     np.testing.assert_allclose(mixed.priority_update.priorities, full.priority_update.priorities, rtol=0.05, atol=0.02)
@@ -71,7 +91,7 @@ def test_bfloat16_learner_tracks_the_float32_one():
 def test_compiled_learner_matches_eager():
     batches = [_batch(seed) for seed in range(4)]
     eager, compiled = _learner(), _learner("placement.learner_compile=true")
-    first, second = eager.update(batches), compiled.update(batches)
+    first, second = eager.update(0, batches), compiled.update(0, batches)
     np.testing.assert_allclose(second.priority_update.priorities, first.priority_update.priorities, rtol=1e-5, atol=1e-6)
     for name, value in _state(eager).items():
         torch.testing.assert_close(_state(compiled)[name], value, rtol=1e-5, atol=1e-6)
@@ -81,14 +101,14 @@ def test_compiled_learner_matches_eager():
 def test_compiled_cnn_learner_after_an_mlp_one_in_the_same_process():
     """A second network shape in one process recompiles with static shapes (dynamic conv shapes
     crash inductor); the compiled CNN learner matches eager."""
-    _learner("placement.learner_compile=true").update([_batch(0)])
+    _learner("placement.learner_compile=true").update(0, [_batch(0)])
     space, actions = gym.spaces.Box(0, 1, (10, 10, 4), bool), gym.spaces.Discrete(3)
     rng = np.random.default_rng(0)
     frames, next_frames = rng.random((2, 32, 10, 10, 4)) < 0.2
     batch = SampleBatch(np.arange(32), np.arange(32), np.zeros(32, np.int64), frames, rng.integers(3, size=32),
                         rng.normal(size=32).astype(np.float32), np.full(32, 0.99, np.float32), next_frames,
                         np.ones(32, np.float32))
-    results = [Learner(resolve_config("MinAtar/Breakout-v1", overrides=overrides), space, actions).update([batch])
+    results = [Learner(resolve_config("MinAtar/Breakout-v1", overrides=overrides), space, actions).update(0, [batch])
                for overrides in ([], ["placement.learner_compile=true"])]
     np.testing.assert_allclose(results[1].priority_update.priorities, results[0].priority_update.priorities,
                                rtol=1e-4, atol=1e-5)

@@ -1,5 +1,6 @@
 """Learning thresholds with fixed seeds: the presets must solve their envs."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,18 @@ def test_cartpole_preset_solves_within_50k_steps(tmp_path: Path, seed: int):
             done = terminated or truncated
         returns.append(total)
     assert np.mean(returns) >= 400
+
+
+@pytest.mark.learning
+def test_cartpole_preset_stays_solved_to_50k_steps(tmp_path: Path):
+    """Issue 8 item 10: trained on past its first solve (no stop_return), the preset's greedy
+    policy is still solved at the end, so the last weights are as good as `best`. Seed 0 solved
+    at 10k and held 500 in every evaluation from 22k on when measured (benchmarks/RESULTS.md)."""
+    config = resolve_config("CartPole-v1", overrides=QUIET + ["seed=0", "total_steps=50000"])
+    train(config, tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [(r["env_steps"], r["eval_return_mean"]) for r in records if "eval_return_mean" in r]
+    first_solve = next(steps for steps, mean in evals if mean >= 475)
+    assert first_solve <= 30_000
+    last_steps, last_return = evals[-1]
+    assert last_steps >= 50_000 and last_return >= 475

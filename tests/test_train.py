@@ -13,6 +13,7 @@ from distdqn.metrics import TIMING_KEYS
 from distdqn import train as train_module
 from distdqn.roles import ReplayShard
 from distdqn.runtime import InlineRuntime, ThreadedRuntime
+from distdqn.schedules import learning_rate
 from distdqn.train import Counters, TrainingRun, prepare_run_dir, resume, train
 from distdqn.types import Weights
 
@@ -72,7 +73,8 @@ def test_same_seed_same_metrics(tmp_path: Path):
 def test_threads_runtime_reproduces_inline_exactly(tmp_path: Path):
     """Roles on their own threads overlap in time but see inline's calls in inline's order."""
     overrides = FAST + ["logging.tensorboard=false", "env.num_envs=2", "placement.actor_steps_per_call=4",
-                        "placement.num_actors=2", "placement.num_shards=2"]
+                        "placement.num_actors=2", "placement.num_shards=2",
+                        "algorithm.lr_end=1e-4", "algorithm.lr_decay_steps=2000"]
     inline = train(resolve_config("CartPole-v1", overrides=overrides), tmp_path / "inline")
     threads = train(resolve_config("CartPole-v1", overrides=overrides + ["placement.runtime=threads"]),
                     tmp_path / "threads")
@@ -93,7 +95,8 @@ def test_existing_run_dir_is_not_overwritten(tmp_path: Path):
 
 
 def test_resume_continues_counters_weights_and_optimizer(tmp_path: Path):
-    config = resolve_config("CartPole-v1", overrides=FAST + ["logging.tensorboard=false"])
+    config = resolve_config("CartPole-v1", overrides=FAST + ["logging.tensorboard=false", "algorithm.lr_end=1e-4",
+                                                             "algorithm.lr_decay_steps=3600"])
     run_dir = train(config, tmp_path / "run").run_dir
     before = load_checkpoint(run_dir / "checkpoints" / "latest")
     longer = override_config(before.config, ["total_steps=3600"], "test")
@@ -109,6 +112,14 @@ def test_resume_continues_counters_weights_and_optimizer(tmp_path: Path):
     assert after.state["learner"]["updates"] == result.counters.updates
     assert not torch.equal(before.tensors["optimizer.0.exp_avg"], after.tensors["optimizer.0.exp_avg"])
     assert float(after.tensors["optimizer.0.step"]) == result.counters.updates
+    # the learning-rate schedule goes on from the env-step count, not from the start: each logged
+    # lr is that of an update issued since the previous log line
+    algorithm = config.algorithm
+    logged = [(r["env_steps"], r["lr"]) for r in records if "lr" in r]
+    assert len(logged) >= 6 and logged[-1][1] < logged[0][1]
+    for (previous, _), (steps, lr) in zip(logged, logged[1:]):
+        schedule = [learning_rate(algorithm.lr, algorithm.lr_end, 3600, s) for s in (steps, previous)]
+        assert schedule[0] <= lr <= schedule[1]
 
 
 def test_stop_return_ends_the_run_early(tmp_path: Path):

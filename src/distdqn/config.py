@@ -99,7 +99,12 @@ class AlgorithmConfig(_Section):
     loss: Literal["huber", "mse"] = "huber"
     """TD loss; Huber is the DQN paper's clipped error."""
     lr: float = Field(1e-3, gt=0.0, le=1.0)
-    """Adam learning rate."""
+    """Adam learning rate (at the start, when lr_end is set)."""
+    lr_end: float | None = Field(None, gt=0.0)
+    """Learning rate reached after lr_decay_steps env steps (linear decay, then held); None keeps
+    lr constant. A decayed rate keeps a solved policy from drifting off (see the CartPole preset)."""
+    lr_decay_steps: int = Field(50_000, ge=1)
+    """Env steps over which the learning rate falls linearly from lr to lr_end (with lr_end set)."""
     adam_eps: float = Field(1e-8, gt=0.0)
     """Adam epsilon (1.5e-4 in Rainbow/Ape-X for Atari)."""
     batch_size: int = Field(128, ge=1)

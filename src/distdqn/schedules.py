@@ -10,6 +10,17 @@ def linear_schedule(start: float, end: float, duration: int, step: int) -> float
     return start + (end - start) * max(step, 0) / duration
 
 
+def learning_rate(lr: float, lr_end: float | None, decay_steps: int, env_steps: int) -> float:
+    """The learner's learning rate after `env_steps` env steps: `lr` while `lr_end` is None,
+    else linear from `lr` to `lr_end` over `decay_steps` env steps, then `lr_end`.
+
+    A function of the env-step count that the loop already checkpoints, so a resumed run (or a
+    restarted learner) continues the schedule exactly, with no state of its own to save."""
+    if lr_end is None:
+        return lr
+    return linear_schedule(lr, lr_end, decay_steps, env_steps)
+
+
 def apex_epsilon(actor_index: int, num_actors: int, base: float = 0.4, alpha: float = 7.0) -> float:
     """Ape-X's constant per-actor epsilon: `base ** (1 + alpha * i / (N - 1))`.
 

@@ -300,7 +300,7 @@ class TrainingRun:
         used = [j for j in range(len(self.shards)) if rows[:, j].any()]
         samples = [self.runtime.call(self.shards[j], "sample", rows[:, j].tolist(), beta, total_size,
                                      self._shard_masses[j] / total_mass) for j in used]
-        result = self.runtime.call(learner, "update", *samples)
+        result = self.runtime.call(learner, "update", self.counters.env_steps, *samples)
         self._updates[result] = len(rows)
         return [(self.shards[j], result) for j in used]
 

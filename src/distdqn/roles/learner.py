@@ -22,6 +22,7 @@ from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config
 from distdqn.losses import dqn_loss, td_target, update_target
 from distdqn.networks import build_q_network
+from distdqn.schedules import learning_rate
 from distdqn.seeding import stream_seed
 from distdqn.types import PriorityUpdate, SampleBatch, UpdateResult, Weights
 
@@ -147,21 +148,27 @@ class Learner:
         loss, td = dqn_loss(q_taken, target, weights, self.config.loss)
         return loss, td, q_taken.detach()
 
-    def update(self, *per_shard: list[SampleBatch]) -> UpdateResult:
+    def update(self, env_steps: int, *per_shard: list[SampleBatch]) -> UpdateResult:
         """One gradient step per batch; returns their |TD errors| as new priorities, in order.
 
-        Each argument is one shard's rows of every batch of the chunk (the rows the loop planned
-        to draw from it); batch b is the rows b of all of them, its weights divided by its largest.
-        Every batch is handed to the device before the first step, and results are read back
-        once after the last, so on a GPU the copies and steps queue up without a stall between
-        steps (the host waits once per group, not once per step)."""
-        batches = [merge_shard_rows(parts) for parts in zip(*per_shard)]
+        `env_steps` is the loop's env-step count when it issued these updates; the learning rate
+        follows it (`schedules.learning_rate`), so a resumed run continues the schedule exactly.
+        Each further argument is one shard's rows of every batch of the chunk (the rows the loop
+        planned to draw from it); batch b is the rows b of all of them, its weights divided by its
+        largest. Every batch is handed to the device before the first step, and results are read
+        back once after the last, so on a GPU the copies and steps queue up without a stall
+        between steps (the host waits once per group, not once per step)."""
+        algorithm = self.config
+        lr = learning_rate(algorithm.lr, algorithm.lr_end, algorithm.lr_decay_steps, env_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batches = [merge_shard_rows(parts) for parts in zip(*per_shard, strict=True)]
         on_device = [self._to_device(batch) if len(batch.actions) else None for batch in batches]
         outcomes = [self._step(tensors) for tensors in on_device]
         td_parts = [td for td, _ in outcomes if td is not None]
         priorities = torch.cat(td_parts).double().cpu().numpy() if td_parts else np.zeros(0)
         last = next((stats for _, stats in reversed(outcomes) if stats is not None), None)
-        metrics = {} if last is None else {"loss": last[0].item(), "q_mean": last[1].mean().item()}
+        metrics = {} if last is None else {"loss": last[0].item(), "q_mean": last[1].mean().item(), "lr": lr}
         indices = np.concatenate([batch.indices for batch in batches])
         stamps = np.concatenate([batch.stamps for batch in batches])
         shards = np.concatenate([batch.shards for batch in batches])
