@@ -20,6 +20,9 @@ train: install
 	$(BIN)/distdqn train --env CartPole-v1 --stop-return 475
 
 test: install
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q tests
 
 clean:

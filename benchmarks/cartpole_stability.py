@@ -43,7 +43,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [(r["env_steps"], r["eval_return_mean"]) for r in records if "eval_return_mean" in r]
     first = next((i for i, (_, mean) in enumerate(evals) if mean >= SOLVED_RETURN), None)
-    later = [mean for _, mean in evals[first + 1:]] if first is not None else []
+    later = [mean for _, mean in evals[first + 1 :]] if first is not None else []
     return {
         "steps_to_solve": evals[first][0] if first is not None else None,
         "later_evals": len(later),
@@ -63,8 +63,9 @@ def episode_endings(run_dir: Path, episodes: int = 20) -> dict[str, int]:
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest")
     env = make_env(checkpoint.config.env)
     network = build_q_network(checkpoint.config.network, env.observation_space, env.action_space)
-    network.load_state_dict({k.removeprefix("online."): v for k, v in checkpoint.tensors.items()
-                             if k.startswith("online.")})
+    network.load_state_dict(
+        {k.removeprefix("online."): v for k, v in checkpoint.tensors.items() if k.startswith("online.")}
+    )
     endings = {"truncated": 0, "cart": 0, "pole": 0}
     for episode in range(episodes):
         observation, _ = env.reset(seed=20_000 + episode)
@@ -80,10 +81,16 @@ def episode_endings(run_dir: Path, episodes: int = 20) -> dict[str, int]:
 
 def run_seed(seed: int, total_steps: int, overrides: list[str], runs_dir: str | None) -> dict[str, Any]:
     """Train one seed to `total_steps` (no early stop) and summarize its evaluations."""
-    config = resolve_config("CartPole-v1", overrides=[
-        f"seed={seed}", f"total_steps={total_steps}", "logging.progress=false", "logging.tensorboard=false",
-        *overrides,
-    ])
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=[
+            f"seed={seed}",
+            f"total_steps={total_steps}",
+            "logging.progress=false",
+            "logging.tensorboard=false",
+            *overrides,
+        ],
+    )
     if runs_dir is not None:
         run_dir = Path(runs_dir) / f"s{seed}"
         train(config, run_dir)
@@ -95,23 +102,29 @@ def run_seed(seed: int, total_steps: int, overrides: list[str], runs_dir: str | 
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| seed | steps to first solve | later evals >= 475 | lowest later | last eval | final weights' "
-             "episodes: 500 / cart off / pole down | wall s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| seed | steps to first solve | later evals >= 475 | lowest later | last eval | final weights' "
+        "episodes: 500 / cart off / pole down | wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         solve = f"{r['steps_to_solve']:,}" if r["steps_to_solve"] is not None else "not solved"
         lowest = f"{r['later_min']:.0f}" if r["later_min"] is not None else "-"
         ends = r["final_endings"]
-        lines.append(f"| {r['seed']} | {solve} | {r['later_solved']}/{r['later_evals']} | {lowest} "
-                     f"| {r['last_eval']:.0f} | {ends['truncated']} / {ends['cart']} / {ends['pole']} "
-                     f"| {r['wall_s']:.0f} |")
+        lines.append(
+            f"| {r['seed']} | {solve} | {r['later_solved']}/{r['later_evals']} | {lowest} "
+            f"| {r['last_eval']:.0f} | {ends['truncated']} / {ends['cart']} / {ends['pole']} "
+            f"| {r['wall_s']:.0f} |"
+        )
     solved = [r["steps_to_solve"] for r in results if r["steps_to_solve"] is not None]
     later = sum(r["later_evals"] for r in results)
     share = sum(r["later_solved"] for r in results) / later if later else 0.0
     median = f"{statistics.median(solved):,.0f}" if solved else "-"
-    lines.append(f"\nsolved {len(solved)}/{len(results)} seeds, median first solve {median} steps; "
-                 f"later evals >= 475: {share:.0%}; last eval >= 475 on "
-                 f"{sum(r['last_eval'] >= SOLVED_RETURN for r in results)}/{len(results)} seeds")
+    lines.append(
+        f"\nsolved {len(solved)}/{len(results)} seeds, median first solve {median} steps; "
+        f"later evals >= 475: {share:.0%}; last eval >= 475 on "
+        f"{sum(r['last_eval'] >= SOLVED_RETURN for r in results)}/{len(results)} seeds"
+    )
     return "\n".join(lines)
 
 
@@ -129,8 +142,9 @@ def main() -> None:
         results = [{"seed": resolve_seed(run_dir), **summarize(run_dir)} for run_dir in args.from_runs]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_seed, seed, args.total_steps, args.overrides, args.runs_dir)
-                       for seed in args.seeds]
+            futures = [
+                pool.submit(run_seed, seed, args.total_steps, args.overrides, args.runs_dir) for seed in args.seeds
+            ]
             results = []
             for future in futures:
                 results.append(future.result())

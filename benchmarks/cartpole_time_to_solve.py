@@ -29,10 +29,16 @@ SOLVED_RETURN = 475.0
 
 def run_distdqn_cartpole(seed: int, max_steps: int = 100_000, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train the CartPole preset until solved or `max_steps`; report steps and wall seconds."""
-    config = resolve_config("CartPole-v1", overrides=[
-        f"seed={seed}", f"total_steps={max_steps}", f"stop_return={SOLVED_RETURN}", "logging.progress=false",
-        *(overrides or []),
-    ])
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=[
+            f"seed={seed}",
+            f"total_steps={max_steps}",
+            f"stop_return={SOLVED_RETURN}",
+            "logging.progress=false",
+            *(overrides or []),
+        ],
+    )
     with tempfile.TemporaryDirectory() as directory:
         counters = train(config, Path(directory) / "run").counters
     solved = counters.solved_at_env_steps is not None
@@ -72,8 +78,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-steps", type=int, default=100_000)
-    parser.add_argument("--systems", nargs="+", default=["distdqn", "sb3"],
-                        choices=["distdqn", "distdqn-ray", "sb3", "cleanrl-style"])
+    parser.add_argument(
+        "--systems", nargs="+", default=["distdqn", "sb3"], choices=["distdqn", "distdqn-ray", "sb3", "cleanrl-style"]
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="distdqn config override")
     args = parser.parse_args()
     runners = {system: _runner(system, args.max_steps, args.overrides) for system in args.systems}
@@ -88,7 +95,10 @@ def main() -> None:
     for system, runs in results.items():
         for r in runs:
             wall = f"{r['wall_s']:.1f}" if r["solved"] else "-"
-            print(f"| {system} | {r['seed']} | {r['steps_to_solve'] or 'not solved'} | {wall} | {r['env_steps_per_s']:.0f} |")
+            print(
+                f"| {system} | {r['seed']} | {r['steps_to_solve'] or 'not solved'} | {wall} "
+                f"| {r['env_steps_per_s']:.0f} |"
+            )
     baseline = "sb3" if "sb3" in results else None
     for system in results:
         if baseline is None or system == baseline:

@@ -92,5 +92,11 @@ def run_cleanrl_style_cartpole(seed: int, max_steps: int = TOTAL_TIMESTEPS) -> d
     evaluator.close()
     env.close()
     steps, wall_s = solved_at if solved_at else (None, None)
-    return {"system": "cleanrl-style", "seed": seed, "solved": solved_at is not None, "steps_to_solve": steps,
-            "wall_s": wall_s, "env_steps_per_s": (steps or max_steps) / (wall_s or elapsed)}
+    return {
+        "system": "cleanrl-style",
+        "seed": seed,
+        "solved": solved_at is not None,
+        "steps_to_solve": steps,
+        "wall_s": wall_s,
+        "env_steps_per_s": (steps or max_steps) / (wall_s or elapsed),
+    }

@@ -38,17 +38,29 @@ LEARNER_OPTIONS = {
 
 def training_rate(env_id: str, steps: int, runtime: str) -> dict[str, float]:
     """Env steps/s and updates/s of the loop from the first update to the end."""
-    config = resolve_config(env_id, overrides=[
-        f"total_steps={steps}", f"placement.runtime={runtime}", "logging.progress=false",
-        "logging.tensorboard=false", "evaluation.every_steps=10000000", "checkpoint.every_steps=10000000",
-        f"logging.every_steps={steps // 8}", "algorithm.learning_starts=1000", "replay.capacity=50000"])
+    config = resolve_config(
+        env_id,
+        overrides=[
+            f"total_steps={steps}",
+            f"placement.runtime={runtime}",
+            "logging.progress=false",
+            "logging.tensorboard=false",
+            "evaluation.every_steps=10000000",
+            "checkpoint.every_steps=10000000",
+            f"logging.every_steps={steps // 8}",
+            "algorithm.learning_starts=1000",
+            "replay.capacity=50000",
+        ],
+    )
     with tempfile.TemporaryDirectory() as directory:
         train(config, Path(directory) / "run")
         records = [json.loads(line) for line in (Path(directory) / "run" / "metrics.jsonl").read_text().splitlines()]
     learning = [r for r in records if "updates_per_s" in r and r["updates"] > 0][1:]  # skip the warm-up interval
     seconds = learning[-1]["wall_s"] - learning[0]["wall_s"]
-    return {"env_steps_per_s": (learning[-1]["env_steps"] - learning[0]["env_steps"]) / seconds,
-            "updates_per_s": (learning[-1]["updates"] - learning[0]["updates"]) / seconds}
+    return {
+        "env_steps_per_s": (learning[-1]["env_steps"] - learning[0]["env_steps"]) / seconds,
+        "updates_per_s": (learning[-1]["updates"] - learning[0]["updates"]) / seconds,
+    }
 
 
 def runtime_part(repeats: int) -> dict[str, dict[str, float]]:
@@ -59,8 +71,12 @@ def runtime_part(repeats: int) -> dict[str, dict[str, float]]:
             for runtime in rates:
                 rates[runtime].append(training_rate(env_id, steps, runtime)["env_steps_per_s"])
         inline, threads = statistics.median(rates["inline"]), statistics.median(rates["threads"])
-        report[env_id] = {"inline_env_steps_per_s": inline, "threads_env_steps_per_s": threads,
-                          "threads_vs_inline": threads / inline, "runs": rates}
+        report[env_id] = {
+            "inline_env_steps_per_s": inline,
+            "threads_env_steps_per_s": threads,
+            "threads_vs_inline": threads / inline,
+            "runs": rates,
+        }
         print(env_id, json.dumps(report[env_id]), flush=True)
     return report
 
@@ -75,10 +91,20 @@ def random_batches(config, count: int) -> list[SampleBatch]:
             return rng.integers(0, 256, (size, *space.shape), dtype=np.uint8)
         return rng.uniform(-1, 1, (size, *space.shape)).astype(space.dtype)
 
-    return [SampleBatch(np.arange(size), np.arange(size), np.zeros(size, np.int64), observations(),
-                        rng.integers(action_space.n, size=size), rng.normal(size=size).astype(np.float32),
-                        np.full(size, 0.97, np.float32), observations(), np.ones(size, np.float32))
-            for _ in range(count)]
+    return [
+        SampleBatch(
+            np.arange(size),
+            np.arange(size),
+            np.zeros(size, np.int64),
+            observations(),
+            rng.integers(action_space.n, size=size),
+            rng.normal(size=size).astype(np.float32),
+            np.full(size, 0.97, np.float32),
+            observations(),
+            np.ones(size, np.float32),
+        )
+        for _ in range(count)
+    ]
 
 
 def update_rate(learner: Learner, batches: list[SampleBatch], seconds: float) -> float:
@@ -96,8 +122,12 @@ def learner_part(repeats: int, seconds: float) -> dict[str, dict[str, float]]:
         config = resolve_config(env_id)
         frame_space, action_space = env_spaces(config.env)
         batches = random_batches(config, 8)
-        learners = {name: Learner(resolve_config(env_id, overrides=overrides), policy_space(config.env, frame_space),
-                                  action_space) for name, overrides in LEARNER_OPTIONS.items()}
+        learners = {
+            name: Learner(
+                resolve_config(env_id, overrides=overrides), policy_space(config.env, frame_space), action_space
+            )
+            for name, overrides in LEARNER_OPTIONS.items()
+        }
         rates: dict[str, list[float]] = {name: [] for name in learners}
         for _ in range(repeats):
             for name, learner in learners.items():

@@ -2,9 +2,10 @@
 
 Both pairs run in the same process, one after the other, on the same machine:
 - raw env: `num_envs` preprocessed Pong envs, random actions, with each backend (a gymnasium
-  SyncVectorEnv over ale-py, and EnvPool); actor: distdqn's Actor on the same envs (frame stacks, Nature CNN forward, epsilon-greedy,
-  n-step folding, priorities), timed with the network forward and with a free stand-in for it;
-  and two actors with half the envs each, on their own threads (the `threads` runtime).
+  SyncVectorEnv over ale-py, and EnvPool); actor: distdqn's Actor on the same envs (frame
+  stacks, Nature CNN forward, epsilon-greedy, n-step folding, priorities), timed with the
+  network forward and with a free stand-in for it; and two actors with half the envs each, on
+  their own threads (the `threads` runtime).
 - bare loop: the DQN update written directly in PyTorch (Double DQN targets, Huber loss,
   Adam) on random uint8 batches; learner: distdqn's Learner on batches sampled from a shard.
 
@@ -136,19 +137,28 @@ def main() -> None:
     torch.set_num_threads(1)
     report: dict[str, float | str | int] = {"env": args.env, "num_envs": args.num_envs, "torch_threads": 1}
     for backend in ("gymnasium", "envpool"):
-        config = resolve_config(args.env, overrides=[f"env.num_envs={args.num_envs}", "replay.capacity=20000",
-                                                     f"env.backend={backend}"])
+        config = resolve_config(
+            args.env, overrides=[f"env.num_envs={args.num_envs}", "replay.capacity=20000", f"env.backend={backend}"]
+        )
         raw = raw_env_rate(config, args.seconds)
         actor, forward_share, without_forward = actor_rates(config, args.seconds)
-        report.update({
-            f"{backend}_raw_env_agent_steps_per_s": raw, f"{backend}_actor_agent_steps_per_s": actor,
-            f"{backend}_actor_vs_raw": actor / raw, f"{backend}_actor_forward_share": forward_share,
-            f"{backend}_actor_without_forward_agent_steps_per_s": without_forward,
-            f"{backend}_actor_without_forward_vs_raw": without_forward / raw,
-        })
+        report.update(
+            {
+                f"{backend}_raw_env_agent_steps_per_s": raw,
+                f"{backend}_actor_agent_steps_per_s": actor,
+                f"{backend}_actor_vs_raw": actor / raw,
+                f"{backend}_actor_forward_share": forward_share,
+                f"{backend}_actor_without_forward_agent_steps_per_s": without_forward,
+                f"{backend}_actor_without_forward_vs_raw": without_forward / raw,
+            }
+        )
         threaded = threaded_actors_rate(config, args.seconds)
-        report.update({f"{backend}_2_threaded_actors_agent_steps_per_s": threaded,
-                       f"{backend}_2_threaded_actors_vs_raw": threaded / raw})
+        report.update(
+            {
+                f"{backend}_2_threaded_actors_agent_steps_per_s": threaded,
+                f"{backend}_2_threaded_actors_vs_raw": threaded / raw,
+            }
+        )
     frame_space, action_space = env_spaces(config.env)
     space = policy_space(config.env, frame_space)
     bare = bare_update_rate(config, space, int(action_space.n), args.seconds)

@@ -25,16 +25,29 @@ SETUPS: dict[str, list[str]] = {
     "inline, 1 actor": ["placement.runtime=inline"],
     "ray, 1 actor": ["placement.runtime=ray"],
     "ray, 2 actors": ["placement.runtime=ray", "placement.num_actors=2"],
-    "ray, 2 actors, unlimited": ["placement.runtime=ray", "placement.num_actors=2", "placement.rate_limit=unlimited",
-                                 "placement.max_update_lag=64"],
+    "ray, 2 actors, unlimited": [
+        "placement.runtime=ray",
+        "placement.num_actors=2",
+        "placement.rate_limit=unlimited",
+        "placement.max_update_lag=64",
+    ],
 }
 
 
 def run_setup(overrides: list[str], steps: int, steps_per_call: int) -> dict[str, Any]:
-    config = resolve_config("CartPole-v1", overrides=[
-        f"total_steps={steps}", f"placement.actor_steps_per_call={steps_per_call}", "logging.progress=false",
-        "logging.tensorboard=false", "evaluation.every_steps=1000000", "checkpoint.every_steps=1000000",
-        f"logging.every_steps={steps // 4}", *overrides])
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=[
+            f"total_steps={steps}",
+            f"placement.actor_steps_per_call={steps_per_call}",
+            "logging.progress=false",
+            "logging.tensorboard=false",
+            "evaluation.every_steps=1000000",
+            "checkpoint.every_steps=1000000",
+            f"logging.every_steps={steps // 4}",
+            *overrides,
+        ],
+    )
     with tempfile.TemporaryDirectory() as directory:
         started = time.perf_counter()
         counters = train(config, Path(directory) / "run").counters
@@ -42,8 +55,14 @@ def run_setup(overrides: list[str], steps: int, steps_per_call: int) -> dict[str
         records = [json.loads(line) for line in (Path(directory) / "run" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if "env_steps_per_s" in r][-1]
     roles = {k: v for k, v in last.items() if k.startswith(("actor_", "shard_", "learner_", "weight_lag"))}
-    return {"env_steps_per_s": counters.env_steps / counters.wall_s, "updates_per_s": counters.updates / counters.wall_s,
-            "loop_s": counters.wall_s, "total_s": total, "updates": counters.updates, "roles_last_interval": roles}
+    return {
+        "env_steps_per_s": counters.env_steps / counters.wall_s,
+        "updates_per_s": counters.updates / counters.wall_s,
+        "loop_s": counters.wall_s,
+        "total_s": total,
+        "updates": counters.updates,
+        "roles_last_interval": roles,
+    }
 
 
 def _ray_processes_rss() -> int:
@@ -105,8 +124,11 @@ def role_rates(seconds: float = 3.0) -> dict[str, float]:
     sample_rate = rate(lambda: shard.sample([batch_size] * 16, 0.4), 16)
     batches = shard.sample([batch_size] * 16, 0.4)
     update_rate = rate(lambda: shard.update_priorities(learner.update(0, batches)), 16)
-    return {"actor_env_steps_per_s": actor_rate, "shard_batches_per_s": sample_rate,
-            "learner_updates_per_s": update_rate}
+    return {
+        "actor_env_steps_per_s": actor_rate,
+        "shard_batches_per_s": sample_rate,
+        "learner_updates_per_s": update_rate,
+    }
 
 
 def main() -> None:

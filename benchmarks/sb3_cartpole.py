@@ -74,9 +74,7 @@ class GreedyEvaluator:
 
     def __init__(self, seed: int) -> None:
         self._envs = [gym.make(ENV_ID) for _ in range(EVAL_EPISODES)]
-        self._pending_seeds: list[int | None] = [
-            EVAL_SEED_OFFSET + seed * 1000 + i for i in range(EVAL_EPISODES)
-        ]
+        self._pending_seeds: list[int | None] = [EVAL_SEED_OFFSET + seed * 1000 + i for i in range(EVAL_EPISODES)]
 
     def mean_return(self, model: DQN) -> float:
         """Return the mean undiscounted return over one episode per env."""
@@ -90,7 +88,7 @@ class GreedyEvaluator:
         while active:
             actions, _ = model.predict(np.stack([obs[i] for i in active]), deterministic=True)
             still_active = []
-            for i, action in zip(active, actions):
+            for i, action in zip(active, actions, strict=True):
                 obs[i], reward, terminated, truncated, _ = self._envs[i].step(int(action))
                 returns[i] += float(reward)
                 if not (terminated or truncated):

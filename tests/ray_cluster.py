@@ -41,24 +41,40 @@ class TwoNodeCluster:
         self.address = f"127.0.0.1:{self.port}"
         self.temp_dir = Path(tempfile.mkdtemp(prefix="distdqn-ray-"))
         common = ["--block", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1"]
-        self._processes = [self._start(["--head", f"--port={self.port}", "--include-dashboard=false",
-                                        f"--temp-dir={self.temp_dir}", f"--resources={json.dumps(head_resources)}",
-                                        *common])]
+        self._processes = [
+            self._start(
+                [
+                    "--head",
+                    f"--port={self.port}",
+                    "--include-dashboard=false",
+                    f"--temp-dir={self.temp_dir}",
+                    f"--resources={json.dumps(head_resources)}",
+                    *common,
+                ]
+            )
+        ]
         self._wait_for(lambda status: "Active:" in status)
-        self._processes.append(self._start([f"--address={self.address}",
-                                            f"--resources={json.dumps(node_resources)}", *common]))
+        self._processes.append(
+            self._start([f"--address={self.address}", f"--resources={json.dumps(node_resources)}", *common])
+        )
         node_key = next(iter(node_resources))
         self._wait_for(lambda status: node_key in status)
 
     def _start(self, args: list[str]) -> subprocess.Popen:
-        return subprocess.Popen([RAY, "start", *args], env=ray_environment(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [RAY, "start", *args],
+            env=ray_environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def _wait_for(self, ready, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = subprocess.run([RAY, "status", f"--address={self.address}"], env=ray_environment(),
-                                    capture_output=True, text=True)
+            status = subprocess.run(
+                [RAY, "status", f"--address={self.address}"], env=ray_environment(), capture_output=True, text=True
+            )
             if status.returncode == 0 and ready(status.stdout):
                 return
             time.sleep(1.0)

@@ -47,8 +47,18 @@ def test_a_huge_bad_value_is_echoed_as_a_short_prefix(tmp_path: Path, capsys):
 
 
 IMPORTING_ID = "gymnasium.envs.classic_control:CartPole-v1"  # gymnasium imports the module part first
-QUICK = ["--total-steps", "8", "--set", "logging.progress=false", "--set", "logging.tensorboard=false",
-         "--set", "algorithm.learning_starts=0", "--set", "evaluation.episodes=1"]
+QUICK = [
+    "--total-steps",
+    "8",
+    "--set",
+    "logging.progress=false",
+    "--set",
+    "logging.tensorboard=false",
+    "--set",
+    "algorithm.learning_starts=0",
+    "--set",
+    "evaluation.episodes=1",
+]
 
 
 def test_an_env_id_that_imports_a_module_needs_consent_when_it_comes_from_a_file(tmp_path: Path, capsys):
@@ -90,8 +100,10 @@ def test_argparse_errors_are_one_line_with_a_hint(capsys):
 
 @pytest.mark.parametrize("kwargs", ["{layout_seed: 1, wall_fraction: 1.0}", "{layout_seed: 1, wall_fraction: 0.95}"])
 def test_a_maze_without_a_path_is_refused_not_searched_forever(tmp_path: Path, capsys, kwargs: str):
-    assert main(["train", "--env", "distdqn/Maze-v0", "--set", f"env.kwargs={kwargs}",
-                 "--run-dir", str(tmp_path / "run")]) == 2
+    assert (
+        main(["train", "--env", "distdqn/Maze-v0", "--set", f"env.kwargs={kwargs}", "--run-dir", str(tmp_path / "run")])
+        == 2
+    )
     assert "wall_fraction" in capsys.readouterr().err
 
 
@@ -111,8 +123,10 @@ def test_resume_survives_what_a_crash_leaves_in_metrics(tmp_path: Path, capsys):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    assert main(["train", "--run-dir", str(run_dir), *QUICK, "--total-steps", "64",
-                 "--set", "network.hidden_sizes=[16]"]) == 0
+    assert (
+        main(["train", "--run-dir", str(run_dir), *QUICK, "--total-steps", "64", "--set", "network.hidden_sizes=[16]"])
+        == 0
+    )
     assert "optimizer.0.exp_avg" in load_checkpoint(run_dir / "checkpoints" / "latest").tensors  # it learned
     return run_dir
 
@@ -128,9 +142,13 @@ def _damaged_copy(run_dir: Path, tmp_path: Path, edit) -> Path:
     shutil.copytree(run_dir, copy, symlinks=True)
     version = (copy / "checkpoints" / "latest").resolve()
     edit(version)
-    files = {name: {"sha256": hashlib.sha256((version / name).read_bytes()).hexdigest(),
-                    "size": (version / name).stat().st_size}
-             for name in ("tensors.safetensors", "state.json", "config.toml")}
+    files = {
+        name: {
+            "sha256": hashlib.sha256((version / name).read_bytes()).hexdigest(),
+            "size": (version / name).stat().st_size,
+        }
+        for name in ("tensors.safetensors", "state.json", "config.toml")
+    }
     (version / "manifest.json").write_text(json.dumps({"files": files}))
     return copy
 
@@ -142,6 +160,7 @@ def _edit_state(change):
         state = json.loads((version / "state.json").read_text())
         change(state)
         (version / "state.json").write_text(json.dumps(state))
+
     return edit
 
 
@@ -152,6 +171,7 @@ def _edit_tensors(change):
         tensors = load_file(version / "tensors.safetensors")
         change(tensors)
         save_file(tensors, version / "tensors.safetensors")
+
     return edit
 
 
@@ -160,18 +180,21 @@ DAMAGES = {
     "counters missing": (_edit_state(lambda s: s.pop("counters")), "counters"),
     "an unknown counter": (_edit_state(lambda s: s["counters"].update(surprise=1)), "surprise"),
     "a bad learner section": (_edit_state(lambda s: s.update(learner=[])), "learner"),
-    "a tensor of the wrong shape": (_edit_tensors(lambda t: t.update({"online.head.weight": t["online.head.weight"][:1]})),
-                                    "online.head.weight"),
+    "a tensor of the wrong shape": (
+        _edit_tensors(lambda t: t.update({"online.head.weight": t["online.head.weight"][:1]})),
+        "online.head.weight",
+    ),
     "a tensor missing": (_edit_tensors(lambda t: t.pop("target.head.bias")), "target.head.bias"),
-    "an Adam moment of the wrong shape": (_edit_tensors(lambda t: t.update({"optimizer.0.exp_avg": t["optimizer.1.exp_avg"].clone()})),
-                                          "optimizer.0.exp_avg"),
+    "an Adam moment of the wrong shape": (
+        _edit_tensors(lambda t: t.update({"optimizer.0.exp_avg": t["optimizer.1.exp_avg"].clone()})),
+        "optimizer.0.exp_avg",
+    ),
     "a NaN weight": (_edit_tensors(lambda t: t["online.head.bias"].fill_(float("nan"))), "NaN"),
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_a_damaged_checkpoint_is_refused_on_resume_in_one_line(finished_run: Path, tmp_path: Path, capsys,
-                                                                damage: str):
+def test_a_damaged_checkpoint_is_refused_on_resume_in_one_line(finished_run: Path, tmp_path: Path, capsys, damage: str):
     edit, named = DAMAGES[damage]
     copy = _damaged_copy(finished_run, tmp_path, edit)
     before = sorted((p.name, p.stat().st_size) for p in copy.rglob("*") if p.is_file())
@@ -187,15 +210,35 @@ def test_resuming_with_another_network_is_refused_in_one_line(finished_run: Path
     assert "does not fit the config's network" in err and "\n" not in err
 
 
-def test_a_run_that_diverges_stops_in_one_line_and_keeps_its_last_finite_checkpoint(tmp_path: Path, capsys,
-                                                                                    counter_id: str):
+def test_a_run_that_diverges_stops_in_one_line_and_keeps_its_last_finite_checkpoint(
+    tmp_path: Path, capsys, counter_id: str
+):
     """A reward that overflows float32 (any loss going non-finite) used to train on, exit 0 and
     save NaN weights as `latest` and `best`."""
     run_dir = tmp_path / "run"
-    code = main(["train", "--env", counter_id, "--run-dir", str(run_dir), "--total-steps", "2000",
-                 "--set", "env.kwargs={length: 10, reward_scale: 1.0e+39}", "--set", "algorithm.learning_starts=50",
-                 "--set", "checkpoint.every_steps=40", "--set", "evaluation.every_steps=40",
-                 "--set", "logging.progress=false", "--set", "logging.tensorboard=false"])
+    code = main(
+        [
+            "train",
+            "--env",
+            counter_id,
+            "--run-dir",
+            str(run_dir),
+            "--total-steps",
+            "2000",
+            "--set",
+            "env.kwargs={length: 10, reward_scale: 1.0e+39}",
+            "--set",
+            "algorithm.learning_starts=50",
+            "--set",
+            "checkpoint.every_steps=40",
+            "--set",
+            "evaluation.every_steps=40",
+            "--set",
+            "logging.progress=false",
+            "--set",
+            "logging.tensorboard=false",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("distdqn: error: training diverged at env step") and "\n" not in err, err
     latest = load_checkpoint(run_dir / "checkpoints" / "latest")  # finite, or it would not load
@@ -212,20 +255,30 @@ def test_best_never_gets_worse_across_a_resume(finished_run: Path, tmp_path: Pat
     recorded = load_checkpoint(best).state["evaluation"]["eval_return_mean"]
     assert main(["train", "--resume", str(copy), "--total-steps", "400", "--set", "evaluation.every_steps=40"]) == 0
     assert load_checkpoint(best).state["evaluation"]["eval_return_mean"] >= recorded
-    resumed_evaluations = [json.loads(line)["eval_return_mean"] for line in (copy / "metrics.jsonl").read_text()
-                           .splitlines()[-10:] if "eval_return_mean" in line]
+    resumed_evaluations = [
+        json.loads(line)["eval_return_mean"]
+        for line in (copy / "metrics.jsonl").read_text().splitlines()[-10:]
+        if "eval_return_mean" in line
+    ]
     assert resumed_evaluations and min(resumed_evaluations) < recorded  # a worse score came, and was not kept
 
 
-@pytest.mark.parametrize(("name", "content", "named"), [
-    ("binary.toml", b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8"),
-    ("env-number.toml", b"env = 3\n", "env must be a table"),
-    ("env-number.yaml", b"env: 3\n", "env must be a table"),
-    ("id-number.toml", b"[env]\nid = 5\n", "env.id must be a string"),
-    ("list.yaml", b"- 1\n- 2\n", "table of sections"),
-    ("anchors.yaml", b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-                     b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nenv:\n  kwargs: [*c, *c, *c, *c, *c, *c]\n", "kwargs"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "named"),
+    [
+        ("binary.toml", b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8"),
+        ("env-number.toml", b"env = 3\n", "env must be a table"),
+        ("env-number.yaml", b"env: 3\n", "env must be a table"),
+        ("id-number.toml", b"[env]\nid = 5\n", "env.id must be a string"),
+        ("list.yaml", b"- 1\n- 2\n", "table of sections"),
+        (
+            "anchors.yaml",
+            b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nenv:\n  kwargs: [*c, *c, *c, *c, *c, *c]\n",
+            "kwargs",
+        ),
+    ],
+)
 def test_a_bad_config_file_is_one_line(tmp_path: Path, capsys, name: str, content: bytes, named: str):
     path = tmp_path / name
     path.write_bytes(content)
@@ -235,10 +288,15 @@ def test_a_bad_config_file_is_one_line(tmp_path: Path, capsys, name: str, conten
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("flags", "named"), [
-    (["--episodes", "100000000"], "--episodes"), (["--episodes", "0"], "--episodes"),
-    (["--seed", "-1"], "--seed"), (["--seed", str(2**70)], "--seed"),
-])
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--episodes", "100000000"], "--episodes"),
+        (["--episodes", "0"], "--episodes"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", str(2**70)], "--seed"),
+    ],
+)
 def test_evaluate_refuses_what_it_cannot_run(finished_run: Path, capsys, flags: list[str], named: str):
     assert main(["evaluate", str(finished_run / "checkpoints" / "latest"), *flags]) == 2
     err = capsys.readouterr().err.strip()
@@ -250,8 +308,10 @@ def test_evaluate_plays_many_episodes_in_batches_and_replays_a_recorded_evaluati
     latest = str(finished_run / "checkpoints" / "best")
     assert main(["evaluate", latest, "--episodes", "150", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["episodes"] == 150
-    assert main(["evaluate", latest, "--episodes", str(best["eval_episodes"]), "--seed", str(best["eval_seed"]),
-                 "--json"]) == 0
+    assert (
+        main(["evaluate", latest, "--episodes", str(best["eval_episodes"]), "--seed", str(best["eval_seed"]), "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["return_mean"] == best["eval_return_mean"]
 
 

@@ -67,8 +67,10 @@ def test_corrupt_state_file(tmp_path: Path):
 
 
 def _rewrite_manifest(link: Path) -> None:
-    files = {name: {"sha256": hashlib.sha256((link / name).read_bytes()).hexdigest(),
-                    "size": (link / name).stat().st_size} for name in ("tensors.safetensors", "state.json", "config.toml")}
+    files = {
+        name: {"sha256": hashlib.sha256((link / name).read_bytes()).hexdigest(), "size": (link / name).stat().st_size}
+        for name in ("tensors.safetensors", "state.json", "config.toml")
+    }
     (link / "manifest.json").write_text(json.dumps({"files": files}))
 
 
@@ -88,7 +90,8 @@ def test_leftovers_of_an_interrupted_save_are_cleaned_by_the_next(tmp_path: Path
     (tmp_path / ".latest-0123456789ab" / "tensors.safetensors").write_bytes(b"half")
     _save(tmp_path, 2.0)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".latest")) == [
-        (tmp_path / "latest").resolve().name]
+        (tmp_path / "latest").resolve().name
+    ]
     assert (tmp_path / "best").exists() is False
 
 

@@ -9,13 +9,29 @@ from pathlib import Path
 
 import pytest
 
-TINY = ["--total-steps", "600", "--set", "algorithm.learning_starts=100", "--set", "evaluation.every_steps=300",
-        "--set", "evaluation.episodes=2", "--set", "logging.tensorboard=false"]
+TINY = [
+    "--total-steps",
+    "600",
+    "--set",
+    "algorithm.learning_starts=100",
+    "--set",
+    "evaluation.every_steps=300",
+    "--set",
+    "evaluation.episodes=2",
+    "--set",
+    "logging.tensorboard=false",
+]
 
 
 def distdqn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "distdqn", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.run(
+        [sys.executable, "-m", "distdqn", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 def test_train_evaluate_and_resume(tmp_path: Path):
@@ -58,7 +74,9 @@ def test_default_run_dir_is_under_runs(tmp_path: Path):
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, args, message):
     done = distdqn(*args, cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"distdqn: error: {done.stderr.strip().removeprefix('distdqn: error: ')}"]
+    assert done.stderr.strip().splitlines() == [
+        f"distdqn: error: {done.stderr.strip().removeprefix('distdqn: error: ')}"
+    ]
     assert message in done.stderr
     assert list(tmp_path.iterdir()) == []
 

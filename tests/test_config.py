@@ -18,7 +18,9 @@ from distdqn.errors import ConfigError
 
 
 def test_preset_is_chosen_by_env_id():
-    assert resolve_config("CartPole-v1").algorithm.replay_ratio == preset_for("CartPole-v1")["algorithm"]["replay_ratio"]
+    assert (
+        resolve_config("CartPole-v1").algorithm.replay_ratio == preset_for("CartPole-v1")["algorithm"]["replay_ratio"]
+    )
     maze = resolve_config("distdqn/Maze-v0")
     assert maze.env.id == "distdqn/Maze-v0" and maze.algorithm.gamma == 0.9
     assert resolve_config("Acrobot-v1").algorithm == Config().algorithm  # no preset: defaults
@@ -116,7 +118,7 @@ def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 def test_readme_config_reference_lists_every_field_with_its_docstring():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    reference = readme[readme.index("## Config reference"):]
+    reference = readme[readme.index("## Config reference") :]
     missing = [path for path in _field_paths(Config) if f"| `{path}` |" not in reference]
     assert not missing, f"README config reference lacks {missing}"
     runtime = PlacementConfig.model_fields["runtime"].description
@@ -128,8 +130,12 @@ def test_free_running_needs_roles_that_run_apart(runtime: str):
     """In one process `unlimited` made max_update_lag (64) updates per env step; it is refused."""
     with pytest.raises(ConfigError, match=r"placement: rate_limit='unlimited' needs the ray runtime"):
         resolve_config("CartPole-v1", overrides=["placement.rate_limit=unlimited", f"placement.runtime={runtime}"])
-    assert resolve_config("CartPole-v1", overrides=["placement.rate_limit=unlimited",
-                                                    "placement.runtime=ray"]).placement.rate_limit == "unlimited"
+    assert (
+        resolve_config(
+            "CartPole-v1", overrides=["placement.rate_limit=unlimited", "placement.runtime=ray"]
+        ).placement.rate_limit
+        == "unlimited"
+    )
 
 
 def test_atari_preset_warms_up_like_dopamine():
@@ -137,15 +143,22 @@ def test_atari_preset_warms_up_like_dopamine():
     assert algorithm.learning_starts == 20_000 and algorithm.eps_decay_start == 20_000
 
 
-@pytest.mark.parametrize("overrides", [
-    # one environment, a stack of 4, 1-step returns: 4 slots hold no whole stack with its bootstrap
-    ["replay.capacity=4", "env.num_envs=1"],
-    # 3 lanes over 2 shards: shard 0's two lanes get 24 // 2 // 2 = 6 slots each, not 24 // 3 = 8
-    ["replay.capacity=24", "env.num_envs=3", "placement.num_shards=2"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # one environment, a stack of 4, 1-step returns: 4 slots hold no whole stack with its bootstrap
+        ["replay.capacity=4", "env.num_envs=1"],
+        # 3 lanes over 2 shards: shard 0's two lanes get 24 // 2 // 2 = 6 slots each, not 24 // 3 = 8
+        ["replay.capacity=24", "env.num_envs=3", "placement.num_shards=2"],
+    ],
+)
 def test_capacity_check_counts_the_frame_stack_and_the_shortest_lanes(overrides):
-    common = ["env.frame_stack=4", "algorithm.n_step=1", "placement.actor_steps_per_call=1",
-              "algorithm.learning_starts=0"]
+    common = [
+        "env.frame_stack=4",
+        "algorithm.n_step=1",
+        "placement.actor_steps_per_call=1",
+        "algorithm.learning_starts=0",
+    ]
     with pytest.raises(ConfigError, match="slots per environment on shard 0"):
         resolve_config("CartPole-v1", overrides=common + overrides)
 

@@ -9,7 +9,11 @@ def test_stack_positions_clamp_to_the_episode_start():
     positions = np.array([10, 11, 12, 20])
     starts = np.array([10, 10, 10, 15])
     assert stack_positions(positions, starts, 4).tolist() == [
-        [10, 10, 10, 10], [10, 10, 10, 11], [10, 10, 11, 12], [17, 18, 19, 20]]
+        [10, 10, 10, 10],
+        [10, 10, 10, 11],
+        [10, 10, 11, 12],
+        [17, 18, 19, 20],
+    ]
 
 
 def test_frame_stacker_repeats_the_first_frame_of_an_episode():

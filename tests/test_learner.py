@@ -21,12 +21,16 @@ def _learner(*overrides: str) -> Learner:
 def _batch(seed: int, size: int = 32) -> SampleBatch:
     rng = np.random.default_rng(seed)
     return SampleBatch(
-        indices=np.arange(size, dtype=np.int64) + 100 * seed, stamps=np.arange(size, dtype=np.int64),
+        indices=np.arange(size, dtype=np.int64) + 100 * seed,
+        stamps=np.arange(size, dtype=np.int64),
         shards=np.zeros(size, np.int64),
-        observations=rng.uniform(-1, 1, (size, 4)).astype(np.float32), actions=rng.integers(2, size=size),
-        returns=rng.normal(size=size).astype(np.float32), discounts=np.full(size, 0.99, np.float32),
+        observations=rng.uniform(-1, 1, (size, 4)).astype(np.float32),
+        actions=rng.integers(2, size=size),
+        returns=rng.normal(size=size).astype(np.float32),
+        discounts=np.full(size, 0.99, np.float32),
         next_observations=rng.uniform(-1, 1, (size, 4)).astype(np.float32),
-        weights=rng.uniform(0.2, 1.0, size).astype(np.float32))
+        weights=rng.uniform(0.2, 1.0, size).astype(np.float32),
+    )
 
 
 def _state(learner: Learner) -> dict[str, torch.Tensor]:
@@ -39,24 +43,28 @@ def test_a_group_of_batches_is_the_same_as_one_update_per_batch():
     result = grouped.update(0, batches)
     parts = [one_by_one.update(0, [batch]) for batch in batches]
     assert grouped.updates == one_by_one.updates == 5
-    assert np.array_equal(result.priority_update.priorities, np.concatenate([p.priority_update.priorities for p in parts]))
+    assert np.array_equal(
+        result.priority_update.priorities, np.concatenate([p.priority_update.priorities for p in parts])
+    )
     assert np.array_equal(result.priority_update.indices, np.concatenate([b.indices for b in batches]))
     assert result.metrics == parts[-1].metrics
-    assert all(torch.equal(a, b) for a, b in zip(_state(grouped).values(), _state(one_by_one).values()))
+    assert all(torch.equal(a, b) for a, b in zip(_state(grouped).values(), _state(one_by_one).values(), strict=True))
 
 
 def test_rows_from_several_shards_make_one_batch_with_weights_over_its_max():
     """update(*per_shard): batch b is every shard's rows b together; weights / the batch's max."""
     whole = [_batch(seed)._replace(weights=np.linspace(1.0, 4.0, 32)) for seed in range(3)]
-    split = [[batch._replace(**{f: getattr(batch, f)[rows] for f in SampleBatch._fields}) for batch in whole]
-             for rows in (slice(0, 20), slice(20, 32))]
+    split = [
+        [batch._replace(**{f: getattr(batch, f)[rows] for f in SampleBatch._fields}) for batch in whole]
+        for rows in (slice(0, 20), slice(20, 32))
+    ]
     split[1] = [batch._replace(shards=np.ones(12, np.int64)) for batch in split[1]]
     from_shards, from_one = _learner(), _learner()
     result = from_shards.update(0, *split)
     expected = from_one.update(0, [batch._replace(weights=batch.weights / 4.0) for batch in whole])
     assert np.array_equal(result.priority_update.priorities, expected.priority_update.priorities)
     assert np.array_equal(result.priority_update.shards, np.tile(np.repeat([0, 1], [20, 12]), 3))
-    assert all(torch.equal(a, b) for a, b in zip(_state(from_shards).values(), _state(from_one).values()))
+    assert all(torch.equal(a, b) for a, b in zip(_state(from_shards).values(), _state(from_one).values(), strict=True))
 
 
 def test_learning_rate_follows_the_env_steps_of_each_update():
@@ -69,8 +77,11 @@ def test_learning_rate_follows_the_env_steps_of_each_update():
         result = learner.update(env_steps, [_batch(0)])
         assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(lr)
         assert result.metrics["lr"] == pytest.approx(lr)
-        moved = max((_state(learner)[name] - value).abs().max().item()
-                    for name, value in before.items() if name.startswith("online."))
+        moved = max(
+            (_state(learner)[name] - value).abs().max().item()
+            for name, value in before.items()
+            if name.startswith("online.")
+        )
         assert moved == pytest.approx(lr, rel=1e-3)
 
 
@@ -92,7 +103,9 @@ def test_compiled_learner_matches_eager():
     batches = [_batch(seed) for seed in range(4)]
     eager, compiled = _learner(), _learner("placement.learner_compile=true")
     first, second = eager.update(0, batches), compiled.update(0, batches)
-    np.testing.assert_allclose(second.priority_update.priorities, first.priority_update.priorities, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        second.priority_update.priorities, first.priority_update.priorities, rtol=1e-5, atol=1e-6
+    )
     for name, value in _state(eager).items():
         torch.testing.assert_close(_state(compiled)[name], value, rtol=1e-5, atol=1e-6)
     assert compiled.updates == 4 and compiled.online.training  # the module itself is not replaced
@@ -105,10 +118,21 @@ def test_compiled_cnn_learner_after_an_mlp_one_in_the_same_process():
     space, actions = gym.spaces.Box(0, 1, (10, 10, 4), bool), gym.spaces.Discrete(3)
     rng = np.random.default_rng(0)
     frames, next_frames = rng.random((2, 32, 10, 10, 4)) < 0.2
-    batch = SampleBatch(np.arange(32), np.arange(32), np.zeros(32, np.int64), frames, rng.integers(3, size=32),
-                        rng.normal(size=32).astype(np.float32), np.full(32, 0.99, np.float32), next_frames,
-                        np.ones(32, np.float32))
-    results = [Learner(resolve_config("MinAtar/Breakout-v1", overrides=overrides), space, actions).update(0, [batch])
-               for overrides in ([], ["placement.learner_compile=true"])]
-    np.testing.assert_allclose(results[1].priority_update.priorities, results[0].priority_update.priorities,
-                               rtol=1e-4, atol=1e-5)
+    batch = SampleBatch(
+        np.arange(32),
+        np.arange(32),
+        np.zeros(32, np.int64),
+        frames,
+        rng.integers(3, size=32),
+        rng.normal(size=32).astype(np.float32),
+        np.full(32, 0.99, np.float32),
+        next_frames,
+        np.ones(32, np.float32),
+    )
+    results = [
+        Learner(resolve_config("MinAtar/Breakout-v1", overrides=overrides), space, actions).update(0, [batch])
+        for overrides in ([], ["placement.learner_compile=true"])
+    ]
+    np.testing.assert_allclose(
+        results[1].priority_update.priorities, results[0].priority_update.priorities, rtol=1e-4, atol=1e-5
+    )

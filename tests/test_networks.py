@@ -41,7 +41,9 @@ def test_load_weights_copies_by_name_and_checks_shapes():
     target = build_q_network(NetworkConfig(hidden_sizes=(8,)), OBS, ACTIONS)
     arrays = {k: v.detach().numpy().copy() for k, v in reversed(list(source.state_dict().items()))}
     load_weights(target, arrays)
-    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values(), strict=True)
+    )
     with pytest.raises(ValueError):
         load_weights(build_q_network(NetworkConfig(hidden_sizes=(9,)), OBS, ACTIONS), arrays)
 

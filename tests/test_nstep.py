@@ -13,8 +13,15 @@ def _step(acc, reward, terminated=False, truncated=False):
 
 
 def _records(completed):
-    return sorted(zip(completed.positions.tolist(), completed.returns.tolist(),
-                      completed.discounts.tolist(), completed.offsets.tolist()))
+    return sorted(
+        zip(
+            completed.positions.tolist(),
+            completed.returns.tolist(),
+            completed.discounts.tolist(),
+            completed.offsets.tolist(),
+            strict=True,
+        )
+    )
 
 
 def test_full_window_completes_with_gamma_to_the_n():

@@ -12,12 +12,14 @@ from distdqn.train import plan_rows
 
 
 def _config(counter_id, **env):
-    return build_config({
-        "env": {"id": counter_id, "num_envs": 3, **env},
-        "algorithm": {"n_step": 3, "gamma": 0.5, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 50},
-        "replay": {"capacity": 300},
-        "placement": {"num_shards": 2},
-    })
+    return build_config(
+        {
+            "env": {"id": counter_id, "num_envs": 3, **env},
+            "algorithm": {"n_step": 3, "gamma": 0.5, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 50},
+            "replay": {"capacity": 300},
+            "placement": {"num_shards": 2},
+        }
+    )
 
 
 def _fill(config, calls=40, steps=3):
@@ -27,7 +29,7 @@ def _fill(config, calls=40, steps=3):
     for _ in range(calls):
         *batches, taken = actor.collect(steps)
         assert taken <= steps * config.env.num_envs  # autoreset steps are not agent steps
-        for j, (shard, batch) in enumerate(zip(shards, batches)):
+        for j, (shard, batch) in enumerate(zip(shards, batches, strict=True)):
             assert set((batch.lanes % 2).tolist()) == {j}  # each shard gets only its own lanes
             shard.add(batch)
     return shards
@@ -66,16 +68,23 @@ def test_every_step_lands_on_its_shard(counter_id):
     assert [shard.inserted for shard in shards] == [40, 20]
     assert sum(shard.size() for shard in shards) > 0
     with pytest.raises(ValueError):
-        ReplayShard(build_config({"env": {"id": counter_id, "num_envs": 1}, "placement": {"num_shards": 2}}),
-                    1, env_spaces(config.env)[0])
+        ReplayShard(
+            build_config({"env": {"id": counter_id, "num_envs": 1}, "placement": {"num_shards": 2}}),
+            1,
+            env_spaces(config.env)[0],
+        )
 
 
 def test_autoreset_steps_are_not_counted_as_agent_steps(counter_id):
     """Episodes of 5 agent steps: 12 vector steps of one env are 2 episodes, each followed by
     gymnasium's autoreset step, which takes no action. Only the 10 agent steps count (for
     total_steps, epsilon and the replay ratio); the autoreset steps are still stored."""
-    config = build_config({"env": {"id": counter_id, "num_envs": 1},
-                           "algorithm": {"eps_start": 1.0, "eps_end": 0.0, "eps_decay_steps": 100}})
+    config = build_config(
+        {
+            "env": {"id": counter_id, "num_envs": 1},
+            "algorithm": {"eps_start": 1.0, "eps_end": 0.0, "eps_decay_steps": 100},
+        }
+    )
     actor = Actor(config, 0)
     batch, taken = actor.collect(12)
     assert taken == 10 and actor.env_steps == 10
@@ -84,9 +93,12 @@ def test_autoreset_steps_are_not_counted_as_agent_steps(counter_id):
 
 
 def test_epsilon_holds_through_the_warm_up_then_decays(counter_id):
-    config = build_config({"env": {"id": counter_id, "num_envs": 1},
-                           "algorithm": {"eps_start": 1.0, "eps_end": 0.1, "eps_decay_steps": 100,
-                                         "eps_decay_start": 50}})
+    config = build_config(
+        {
+            "env": {"id": counter_id, "num_envs": 1},
+            "algorithm": {"eps_start": 1.0, "eps_end": 0.1, "eps_decay_steps": 100, "eps_decay_start": 50},
+        }
+    )
     actor = Actor(config, 0)
     epsilons = []
     for steps in (0, 50, 100, 150, 1000):
@@ -100,17 +112,20 @@ def test_replay_fills_to_exactly_the_size_the_config_check_allows(frames_id, ste
     """3 lanes over 2 shards (lanes of 30 and 60 slots), stacks of 4, 3-step returns: once the
     lanes wrap, each holds its capacity less 3 pending records and its 3 oldest, whatever the
     steps per collect; learning_starts above that is refused, because it would never be reached."""
-    data = {"env": {"id": frames_id, "num_envs": 3, "frame_stack": 4, "kwargs": {"length": 250}},
-            "network": {"torso": "mlp", "hidden_sizes": [8]},
-            "algorithm": {"n_step": 3, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 102},
-            "replay": {"capacity": 120}, "placement": {"num_shards": 2, "actor_steps_per_call": steps_per_call}}
+    data = {
+        "env": {"id": frames_id, "num_envs": 3, "frame_stack": 4, "kwargs": {"length": 250}},
+        "network": {"torso": "mlp", "hidden_sizes": [8]},
+        "algorithm": {"n_step": 3, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 102},
+        "replay": {"capacity": 120},
+        "placement": {"num_shards": 2, "actor_steps_per_call": steps_per_call},
+    }
     config = build_config(data)
     assert reachable_replay_size(config) == 2 * (30 - 6) + (60 - 6)
     observation_space, _ = env_spaces(config.env)
     actor = Actor(config, 0)
     shards = [ReplayShard(config, j, observation_space) for j in range(2)]
     for _ in range(100 // steps_per_call):
-        for shard, batch in zip(shards, actor.collect(steps_per_call)[:-1]):
+        for shard, batch in zip(shards, actor.collect(steps_per_call)[:-1], strict=True):
             shard.add(batch)
     assert sum(shard.size() for shard in shards) == 102
     with pytest.raises(ConfigError, match="learning_starts=103 is never reached"):
@@ -127,9 +142,16 @@ def test_sharded_replay_samples_as_one_buffer(counter_id):
     same transitions with the same priorities: the loop's plan (rows per shard from a multinomial
     over shard masses), the shards' draws and the learner's merge give every transition the
     probability one buffer gives it, and importance weights (N P) ** -beta over the batch's max."""
+
     def config(num_shards: int):
-        return build_config({"env": {"id": counter_id, "num_envs": 3}, "algorithm": {"learning_starts": 0},
-                             "replay": {"capacity": 1200, "alpha": 0.6}, "placement": {"num_shards": num_shards}})
+        return build_config(
+            {
+                "env": {"id": counter_id, "num_envs": 3},
+                "algorithm": {"learning_starts": 0},
+                "replay": {"capacity": 1200, "alpha": 0.6},
+                "placement": {"num_shards": num_shards},
+            }
+        )
 
     sharded, single = config(2), config(1)
     space, _ = env_spaces(single.env)
@@ -139,7 +161,7 @@ def test_sharded_replay_samples_as_one_buffer(counter_id):
         batch, _ = actor.collect(3)
         for replay in (whole, *shards):
             replay.add(batch)
-    sizes, masses = zip(*(shard.size_and_mass() for shard in shards))
+    sizes, masses = zip(*(shard.size_and_mass() for shard in shards), strict=True)
     assert sizes[0] == 2 * sizes[1] and sum(sizes) == whole.size()
     slots = np.flatnonzero(whole.replay._sampleable)
     order = np.argsort(_keys(slots // whole.replay.lane_capacity, whole.replay._positions[slots]))
@@ -147,10 +169,11 @@ def test_sharded_replay_samples_as_one_buffer(counter_id):
     probabilities = whole.replay._tree.values(slots)[order] / whole.replay.mass
 
     rows = plan_rows(np.random.default_rng(0), list(masses), 64, 600)
-    parts = [shard.sample(rows[:, j].tolist(), 0.7, sum(sizes), masses[j] / sum(masses))
-             for j, shard in enumerate(shards)]
+    parts = [
+        shard.sample(rows[:, j].tolist(), 0.7, sum(sizes), masses[j] / sum(masses)) for j, shard in enumerate(shards)
+    ]
     counts = np.zeros(len(keys))
-    for batch in (merge_shard_rows(batch_parts) for batch_parts in zip(*parts)):
+    for batch in (merge_shard_rows(batch_parts) for batch_parts in zip(*parts, strict=True)):
         lanes = batch.indices // np.array([s.replay.lane_capacity for s in shards])[batch.shards] * 2 + batch.shards
         drawn = np.searchsorted(keys, _keys(lanes, batch.stamps))
         assert np.array_equal(keys[drawn], _keys(lanes, batch.stamps))

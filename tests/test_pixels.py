@@ -16,12 +16,14 @@ from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 
 
 def _config(frames_id, lane_capacity_steps=40, **env):
-    return build_config({
-        "env": {"id": frames_id, "num_envs": 2, "frame_stack": 4, **env},
-        "network": {"torso": "mlp", "hidden_sizes": [8]},
-        "algorithm": {"n_step": 2, "gamma": 0.5, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 32},
-        "replay": {"capacity": 2 * lane_capacity_steps},
-    })
+    return build_config(
+        {
+            "env": {"id": frames_id, "num_envs": 2, "frame_stack": 4, **env},
+            "network": {"torso": "mlp", "hidden_sizes": [8]},
+            "algorithm": {"n_step": 2, "gamma": 0.5, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 32},
+            "replay": {"capacity": 2 * lane_capacity_steps},
+        }
+    )
 
 
 def _expected_stack(t: np.ndarray) -> np.ndarray:
@@ -33,8 +35,9 @@ def test_stacks_rebuilt_from_single_frames_equal_the_actors_across_episodes_and_
     config = _config(frames_id)  # 7-step episodes, 40 slots per lane: many episode ends and wraps
     frame_space, _ = env_spaces(config.env)
     actor, shard = Actor(config, 0), ReplayShard(config, 0, frame_space)
-    unstacked = ReplayShard(build_config({**config.model_dump(), "env": {**config.env.model_dump(), "frame_stack": 1}}),
-                            0, frame_space)
+    unstacked = ReplayShard(
+        build_config({**config.model_dump(), "env": {**config.env.model_dump(), "frame_stack": 1}}), 0, frame_space
+    )
     assert shard.replay.nbytes == unstacked.replay.nbytes  # one frame per step, whatever the stack depth
     for _ in range(60):
         batch, _ = actor.collect(3)
@@ -54,8 +57,7 @@ def test_stacks_rebuilt_from_single_frames_equal_the_actors_across_episodes_and_
 
 @pytest.mark.parametrize("restart_stack", [True, False])
 def test_clipping_and_life_loss_shape_learning_only(frames_id, restart_stack: bool):
-    config = _config(frames_id, clip_rewards=True, terminal_on_life_loss=True,
-                     restart_stack_on_life_loss=restart_stack)
+    config = _config(frames_id, clip_rewards=True, terminal_on_life_loss=True, restart_stack_on_life_loss=restart_stack)
     frame_space, _ = env_spaces(config.env)
     actor, shard = Actor(config, 0), ReplayShard(config, 0, frame_space)
     for _ in range(30):
@@ -127,13 +129,42 @@ def test_a_vector_of_atari_envs_steps_together():
 def test_pong_smoke_run_through_actors_replay_and_learner(tmp_path: Path):
     run_dir = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "distdqn", "train", "--env", "ALE/Pong-v5", "--run-dir", str(run_dir),
-         "--total-steps", "2048", "--set", "env.num_envs=4", "--set", "replay.capacity=8192",
-         "--set", "algorithm.learning_starts=1024", "--set", "algorithm.replay_ratio=0.05",
-         "--set", "evaluation.every_steps=100000", "--set", "evaluation.episodes=1",
-         "--set", "env.max_episode_steps=200", "--set", "logging.every_steps=512",
-         "--set", "logging.progress=false"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        [
+            sys.executable,
+            "-m",
+            "distdqn",
+            "train",
+            "--env",
+            "ALE/Pong-v5",
+            "--run-dir",
+            str(run_dir),
+            "--total-steps",
+            "2048",
+            "--set",
+            "env.num_envs=4",
+            "--set",
+            "replay.capacity=8192",
+            "--set",
+            "algorithm.learning_starts=1024",
+            "--set",
+            "algorithm.replay_ratio=0.05",
+            "--set",
+            "evaluation.every_steps=100000",
+            "--set",
+            "evaluation.episodes=1",
+            "--set",
+            "env.max_episode_steps=200",
+            "--set",
+            "logging.every_steps=512",
+            "--set",
+            "logging.progress=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     env_steps = int(done.stdout.split(" env steps")[0].split()[-1])
     assert 2048 <= env_steps < 2048 + 64  # the last collect (16 steps of 4 envs) completes
@@ -145,9 +176,18 @@ def test_pong_smoke_run_through_actors_replay_and_learner(tmp_path: Path):
 def test_minatar_preset_network_and_a_short_run(tmp_path: Path):
     from distdqn.train import train
 
-    config = resolve_config("MinAtar/Breakout-v1", overrides=[
-        "total_steps=1600", "algorithm.learning_starts=400", "algorithm.replay_ratio=0.25",
-        "evaluation.every_steps=800", "evaluation.episodes=2", "logging.progress=false", "logging.tensorboard=false"])
+    config = resolve_config(
+        "MinAtar/Breakout-v1",
+        overrides=[
+            "total_steps=1600",
+            "algorithm.learning_starts=400",
+            "algorithm.replay_ratio=0.25",
+            "evaluation.every_steps=800",
+            "evaluation.episodes=2",
+            "logging.progress=false",
+            "logging.tensorboard=false",
+        ],
+    )
     frame_space, action_space = env_spaces(config.env)
     assert frame_space.shape == (10, 10, 4) and frame_space.dtype == np.bool_ and action_space.n == 3
     learner = Learner(config, policy_space(config.env, frame_space), action_space)
@@ -172,8 +212,9 @@ def test_envpool_backend_matches_the_ale_py_path(game):
     from distdqn.envs.envpool_backend import EnvPoolVectorEnv
 
     # one no-op and no sticky actions make both emulators deterministic, so they must agree
-    config = EnvConfig(id=f"ALE/{game}-v5", preprocessing="atari", noop_max=1,
-                       kwargs={"repeat_action_probability": 0.0})
+    config = EnvConfig(
+        id=f"ALE/{game}-v5", preprocessing="atari", noop_max=1, kwargs={"repeat_action_probability": 0.0}
+    )
     reference, pool = make_vector_env(config, 1), make_vector_env(config.model_copy(update={"backend": "envpool"}), 1)
     assert isinstance(pool, EnvPoolVectorEnv)
     assert pool.single_observation_space == reference.single_observation_space
@@ -200,8 +241,13 @@ def test_envpool_takes_the_ale_options_of_the_ale_py_path():
     from distdqn.errors import EnvError
 
     # all 18 actions, and ale-py's frame limit (40 frames: 10 agent steps) below env.max_episode_steps
-    config = EnvConfig(id="BreakoutNoFrameskip-v4", preprocessing="atari", noop_max=1, max_episode_steps=100,
-                       kwargs={"full_action_space": True, "max_num_frames_per_episode": 40})
+    config = EnvConfig(
+        id="BreakoutNoFrameskip-v4",
+        preprocessing="atari",
+        noop_max=1,
+        max_episode_steps=100,
+        kwargs={"full_action_space": True, "max_num_frames_per_episode": 40},
+    )
     reference, pool = make_vector_env(config, 1), make_vector_env(config.model_copy(update={"backend": "envpool"}), 1)
     assert pool.single_action_space == reference.single_action_space == gym.spaces.Discrete(18)
     reference.reset(seed=0)
@@ -235,8 +281,10 @@ def test_envpool_truncates_then_resets_on_the_next_step_like_gymnasium():
 
 
 def test_actor_collects_from_envpool():
-    config = resolve_config("ALE/Pong-v5", overrides=["env.backend=envpool", "env.num_envs=2", "replay.capacity=4000",
-                                                          "algorithm.learning_starts=100"])
+    config = resolve_config(
+        "ALE/Pong-v5",
+        overrides=["env.backend=envpool", "env.num_envs=2", "replay.capacity=4000", "algorithm.learning_starts=100"],
+    )
     frame_space, _ = env_spaces(config.env)
     actor, shard = Actor(config, 0), ReplayShard(config, 0, frame_space)
     for _ in range(8):

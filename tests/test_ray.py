@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from distdqn.runtime.ray import RayRuntime, ray  # first: it sets Ray's environment before Ray loads
 from ray_cluster import TwoNodeCluster, ray_environment
 
 from distdqn.checkpoint import load_checkpoint
 from distdqn.config import resolve_config
+from distdqn.runtime.ray import RayRuntime, ray  # first: it sets Ray's environment before Ray loads
 from distdqn.train import train
 
 QUIET = ["logging.progress=false", "logging.tensorboard=false"]
@@ -34,16 +33,21 @@ def cluster():
 
 
 def test_roles_pinned_to_nodes_run_there_and_learn(cluster, tmp_path: Path):
-    config = resolve_config("CartPole-v1", overrides=QUIET + RAY + [
-        f"placement.address={cluster.address}",
-        "placement.num_actors=2",
-        "placement.actor.resources={node2: 1}",
-        "placement.learner.resources={head: 1}",
-        "placement.shard.resources={head: 1}",
-        "placement.evaluator.resources={head: 1}",
-        "total_steps=8000",
-        "evaluation.every_steps=2000",
-    ])
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=QUIET
+        + RAY
+        + [
+            f"placement.address={cluster.address}",
+            "placement.num_actors=2",
+            "placement.actor.resources={node2: 1}",
+            "placement.learner.resources={head: 1}",
+            "placement.shard.resources={head: 1}",
+            "placement.evaluator.resources={head: 1}",
+            "total_steps=8000",
+            "evaluation.every_steps=2000",
+        ],
+    )
     result = train(config, tmp_path / "run")
     placement = json.loads((tmp_path / "run" / "placement.json").read_text())
 
@@ -82,27 +86,58 @@ def _assert_best_reproduces_its_score(run_dir: Path, config) -> None:
 
 
 def test_plan_reads_the_cluster_and_refuses_what_it_cannot_hold(cluster, tmp_path: Path):
-    base = [sys.executable, "-m", "distdqn", "plan", "--set", "placement.runtime=ray",
-            "--set", f"placement.address={cluster.address}", "--set", "placement.num_actors=2"]
-    fits = subprocess.run(base + ["--set", "placement.actor.resources={node2: 1}"], capture_output=True, text=True,
-                          env=ray_environment(), cwd=tmp_path, timeout=120)
+    base = [
+        sys.executable,
+        "-m",
+        "distdqn",
+        "plan",
+        "--set",
+        "placement.runtime=ray",
+        "--set",
+        f"placement.address={cluster.address}",
+        "--set",
+        "placement.num_actors=2",
+    ]
+    fits = subprocess.run(
+        base + ["--set", "placement.actor.resources={node2: 1}"],
+        capture_output=True,
+        text=True,
+        env=ray_environment(),
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert fits.returncode == 0, fits.stderr
     rows = {line.split()[0]: line for line in fits.stdout.splitlines()[1:]}
     assert set(rows) == {"learner-0", "shard-0", "actor-0", "actor-1", "evaluator"}
     assert "node2=1" in rows["actor-0"]
 
-    too_big = subprocess.run(base + ["--set", "placement.actor.resources={gpu_node: 1}"], capture_output=True,
-                             text=True, env=ray_environment(), cwd=tmp_path, timeout=120)
+    too_big = subprocess.run(
+        base + ["--set", "placement.actor.resources={gpu_node: 1}"],
+        capture_output=True,
+        text=True,
+        env=ray_environment(),
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert too_big.returncode == 2
     assert "cannot hold actor-" in too_big.stderr and len(too_big.stderr.strip().splitlines()) == 1
 
 
 def test_two_learners_stay_bit_identical(tmp_path: Path):
-    config = resolve_config("CartPole-v1", overrides=QUIET + RAY + [
-        "placement.num_learners=2", "placement.num_shards=2", "placement.num_actors=2",
-        "placement.learner.num_cpus=0.5", "placement.actor.num_cpus=0.5",
-        "total_steps=3000", "algorithm.learning_starts=500",
-    ])
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=QUIET
+        + RAY
+        + [
+            "placement.num_learners=2",
+            "placement.num_shards=2",
+            "placement.num_actors=2",
+            "placement.learner.num_cpus=0.5",
+            "placement.actor.num_cpus=0.5",
+            "total_steps=3000",
+            "algorithm.learning_starts=500",
+        ],
+    )
     from distdqn.train import Counters, TrainingRun
 
     (tmp_path / "run").mkdir()
@@ -120,11 +155,22 @@ def test_two_learners_stay_bit_identical(tmp_path: Path):
 
 
 def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path):
-    config = resolve_config("CartPole-v1", overrides=QUIET + RAY + [
-        "placement.num_learners=2", "placement.num_shards=2", "placement.num_actors=2",
-        "placement.learner.num_cpus=0.5", "placement.actor.num_cpus=0.5", "checkpoint.every_steps=1000",
-        "logging.every_steps=500", "total_steps=12000", "algorithm.learning_starts=500",
-    ])
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=QUIET
+        + RAY
+        + [
+            "placement.num_learners=2",
+            "placement.num_shards=2",
+            "placement.num_actors=2",
+            "placement.learner.num_cpus=0.5",
+            "placement.actor.num_cpus=0.5",
+            "checkpoint.every_steps=1000",
+            "logging.every_steps=500",
+            "total_steps=12000",
+            "algorithm.learning_starts=500",
+        ],
+    )
     from distdqn.train import Counters, TrainingRun
 
     run_dir = tmp_path / "run"
@@ -152,8 +198,10 @@ def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path)
 @pytest.mark.learning
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cartpole_on_ray_with_two_actors_solves(tmp_path: Path, seed: int):
-    config = resolve_config("CartPole-v1", overrides=QUIET + RAY + [
-        "placement.num_actors=2", f"seed={seed}", "stop_return=475", "total_steps=60000"])
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=QUIET + RAY + ["placement.num_actors=2", f"seed={seed}", "stop_return=475", "total_steps=60000"],
+    )
     counters = train(config, tmp_path / "run").counters
     assert counters.solved_at_env_steps is not None
 
@@ -181,13 +229,33 @@ def _logged_updates(run_dir: Path) -> int:
 
 def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(tmp_path: Path):
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "distdqn", "train", "--run-dir", str(run_dir), "--total-steps", "30000",
-               "--set", "placement.runtime=ray", "--set", "placement.num_actors=2",
-               "--set", "placement.actor_steps_per_call=16", "--set", "checkpoint.every_steps=1000",
-               "--set", "logging.every_steps=500", "--set", "logging.progress=false",
-               "--set", "logging.tensorboard=false"]
-    process = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "distdqn",
+        "train",
+        "--run-dir",
+        str(run_dir),
+        "--total-steps",
+        "30000",
+        "--set",
+        "placement.runtime=ray",
+        "--set",
+        "placement.num_actors=2",
+        "--set",
+        "placement.actor_steps_per_call=16",
+        "--set",
+        "checkpoint.every_steps=1000",
+        "--set",
+        "logging.every_steps=500",
+        "--set",
+        "logging.progress=false",
+        "--set",
+        "logging.tensorboard=false",
+    ]
+    process = subprocess.Popen(
+        command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         # checkpoints come every 1000 env steps (about 500 updates): one with 3000+ updates exists
         _wait_until(lambda: _logged_updates(run_dir) >= 3600, timeout=240)
@@ -228,10 +296,26 @@ def _processes_mentioning(marker: str) -> list[int]:
 
 def test_driver_killed_mid_run_leaves_a_checkpoint_that_resume_continues(tmp_path: Path):
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "distdqn", "train", "--run-dir", str(run_dir), "--runtime", "ray",
-               "--total-steps", "200000", "--set", "placement.actor_steps_per_call=16",
-               "--set", "checkpoint.every_steps=1000", "--set", "logging.progress=false",
-               "--set", "logging.tensorboard=false"]
+    command = [
+        sys.executable,
+        "-m",
+        "distdqn",
+        "train",
+        "--run-dir",
+        str(run_dir),
+        "--runtime",
+        "ray",
+        "--total-steps",
+        "200000",
+        "--set",
+        "placement.actor_steps_per_call=16",
+        "--set",
+        "checkpoint.every_steps=1000",
+        "--set",
+        "logging.progress=false",
+        "--set",
+        "logging.tensorboard=false",
+    ]
     driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until(lambda: _logged_updates(run_dir) >= 1500, timeout=240)
@@ -244,9 +328,13 @@ def test_driver_killed_mid_run_leaves_a_checkpoint_that_resume_continues(tmp_pat
     saved = load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]
     assert saved["env_steps"] >= 1000
     target = saved["env_steps"] + 2000
-    resumed = subprocess.run([sys.executable, "-m", "distdqn", "train", "--resume", str(run_dir),
-                              "--total-steps", str(target)], env=ray_environment(), capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "distdqn", "train", "--resume", str(run_dir), "--total-steps", str(target)],
+        env=ray_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert final_steps_line(resumed.stdout) >= target
     steps = [r["env_steps"] for r in _metrics(run_dir)]
@@ -262,8 +350,13 @@ def test_a_client_without_the_token_or_with_a_wrong_one_is_refused(cluster, tmp_
     env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token to fall back on
     if token is not None:
         env["RAY_AUTH_TOKEN"] = token
-    client = subprocess.run([sys.executable, "-c", _CONNECT.format(address=cluster.address)], env=env,
-                            capture_output=True, text=True, timeout=120)
+    client = subprocess.run(
+        [sys.executable, "-c", _CONNECT.format(address=cluster.address)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert client.returncode != 0
     assert "CPU" not in client.stdout  # it never saw the cluster
     assert "auth" in client.stderr.lower() or "token" in client.stderr.lower()
@@ -272,9 +365,11 @@ def test_a_client_without_the_token_or_with_a_wrong_one_is_refused(cluster, tmp_
 def test_the_embedded_cluster_token_is_readable_by_its_owner_only(tmp_path: Path, monkeypatch):
     env = {k: v for k, v in ray_environment().items() if k != "RAY_AUTH_TOKEN"}
     env["HOME"] = str(tmp_path)
-    script = ("from distdqn.config import PlacementConfig\n"
-              "from distdqn.runtime.ray import RayRuntime\n"
-              "RayRuntime(PlacementConfig(runtime='ray')).shutdown()\n")
+    script = (
+        "from distdqn.config import PlacementConfig\n"
+        "from distdqn.runtime.ray import RayRuntime\n"
+        "RayRuntime(PlacementConfig(runtime='ray')).shutdown()\n"
+    )
     started = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stderr[-2000:]
     token = tmp_path / ".ray" / "auth_token"
@@ -291,11 +386,27 @@ def test_the_embedded_cluster_token_is_readable_by_its_owner_only(tmp_path: Path
 def test_sigterm_to_the_ray_driver_writes_latest_and_exits_0(cluster, tmp_path: Path):
     """Ray's driver installs a SIGTERM handler of its own (exit 1 and a stack dump); ours must win."""
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "distdqn", "train", "--run-dir", str(run_dir), "--total-steps", "1000000",
-               "--runtime", "ray", "--address", cluster.address, "--set", "placement.num_actors=2",
-               "--set", "logging.progress=false", "--set", "logging.every_steps=500"]
-    driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "distdqn",
+        "train",
+        "--run-dir",
+        str(run_dir),
+        "--total-steps",
+        "1000000",
+        "--runtime",
+        "ray",
+        "--address",
+        cluster.address,
+        "--set",
+        "placement.num_actors=2",
+        "--set",
+        "logging.progress=false",
+        "--set",
+        "logging.every_steps=500",
+    ]
+    driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = run_dir / "metrics.jsonl"
     _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, timeout=120)
     driver.send_signal(signal.SIGTERM)

@@ -19,8 +19,9 @@ def test_sum_tree_totals_and_prefix_lookup():
 
 
 def _replay(num_lanes=1, lane_capacity=8, alpha=1.0, obs_shape=(1,), frame_stack=1):
-    return PrioritizedReplay(num_lanes, lane_capacity, obs_shape, np.float32, alpha=alpha,
-                             priority_eps=0.0, seed=0, frame_stack=frame_stack)
+    return PrioritizedReplay(
+        num_lanes, lane_capacity, obs_shape, np.float32, alpha=alpha, priority_eps=0.0, seed=0, frame_stack=frame_stack
+    )
 
 
 def _write(replay, lane, first, count, episode_start=0):
@@ -33,8 +34,14 @@ def _write(replay, lane, first, count, episode_start=0):
 def _complete(replay, lane, positions, priorities, offset=1):
     positions = np.asarray(positions)
     n = len(positions)
-    replay.complete(np.full(n, lane), positions, positions.astype(np.float32), np.full(n, 0.9, np.float32),
-                    np.full(n, offset), np.asarray(priorities, np.float64))
+    replay.complete(
+        np.full(n, lane),
+        positions,
+        positions.astype(np.float32),
+        np.full(n, 0.9, np.float32),
+        np.full(n, offset),
+        np.asarray(priorities, np.float64),
+    )
 
 
 def test_sampling_frequencies_follow_priorities():
@@ -117,8 +124,9 @@ def test_priority_updates_apply_and_stale_ones_are_ignored():
     _write(replay, 0, 0, 3)
     _complete(replay, 0, [0, 1], [1.0, 1.0])
     batch = replay.sample(2, beta=0.4)
-    replay.update_priorities(PriorityUpdate(np.array([0, 1]), np.array([0, 1]), np.zeros(2, np.int64),
-                                            np.array([0.0, 9.0])))
+    replay.update_priorities(
+        PriorityUpdate(np.array([0, 1]), np.array([0, 1]), np.zeros(2, np.int64), np.array([0.0, 9.0]))
+    )
     assert replay._tree.values(np.array([0, 1])).tolist() == [0.0, 9.0]
     _write(replay, 0, 3, 2)  # position 4 now lives in slot 0
     replay.update_priorities(PriorityUpdate(np.array([0]), np.array([0]), np.zeros(1, np.int64), np.array([5.0])))

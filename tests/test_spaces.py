@@ -54,8 +54,9 @@ class SpaceEnv(gym.Env):
 
 
 SPACES = {
-    "distdqn_tests/Dict-v0": Dict({"goal": Discrete(3, start=1), "position": Box(-1, 1, (2,), np.float32),
-                                   "view": IMAGE}),
+    "distdqn_tests/Dict-v0": Dict(
+        {"goal": Discrete(3, start=1), "position": Box(-1, 1, (2,), np.float32), "view": IMAGE}
+    ),
     "distdqn_tests/Image-v0": IMAGE,
     "distdqn_tests/Text-v0": Text(8),
 }
@@ -64,18 +65,34 @@ for env_id, space in SPACES.items():
         gym.register(env_id, entry_point=SpaceEnv, kwargs={"space": space})
 
 
-@pytest.mark.parametrize("env_id, overrides", [
-    ("FrozenLake-v1", []),
-    ("CliffWalking-v1", []),
-    ("Blackjack-v1", []),
-    ("distdqn_tests/Dict-v0", ["env.frame_stack=2"]),  # its HxWxC image part stacks along the channels
-    ("distdqn_tests/Image-v0", []),
-])
-def test_space_trains_end_to_end_and_its_checkpoint_evaluates(tmp_path: Path, env_id: str, overrides: list[str],
-                                                               capsys):
-    config = resolve_config(env_id, overrides=QUIET + overrides + [
-        "total_steps=320", "env.num_envs=2", "algorithm.learning_starts=64", "algorithm.batch_size=16",
-        "replay.capacity=1000", "evaluation.every_steps=160", "evaluation.episodes=2", "checkpoint.every_steps=160"])
+@pytest.mark.parametrize(
+    "env_id, overrides",
+    [
+        ("FrozenLake-v1", []),
+        ("CliffWalking-v1", []),
+        ("Blackjack-v1", []),
+        ("distdqn_tests/Dict-v0", ["env.frame_stack=2"]),  # its HxWxC image part stacks along the channels
+        ("distdqn_tests/Image-v0", []),
+    ],
+)
+def test_space_trains_end_to_end_and_its_checkpoint_evaluates(
+    tmp_path: Path, env_id: str, overrides: list[str], capsys
+):
+    config = resolve_config(
+        env_id,
+        overrides=QUIET
+        + overrides
+        + [
+            "total_steps=320",
+            "env.num_envs=2",
+            "algorithm.learning_starts=64",
+            "algorithm.batch_size=16",
+            "replay.capacity=1000",
+            "evaluation.every_steps=160",
+            "evaluation.episodes=2",
+            "checkpoint.every_steps=160",
+        ],
+    )
     counters = train(config, tmp_path / "run").counters
     assert counters.env_steps >= 320 and counters.updates > 0
     capsys.readouterr()
@@ -125,8 +142,11 @@ def test_raw_pong_frames_and_image_parts_go_through_a_cnn_channels_first():
 
 
 def test_unsupported_spaces_are_refused_with_one_line_naming_the_space():
-    with pytest.raises(EnvError, match=r"^env 'distdqn_tests/Text-v0' has observation space Text\(1, 8, .*; "
-                                       r"distdqn supports Box, Discrete, MultiDiscrete, MultiBinary, Tuple and Dict"):
+    with pytest.raises(
+        EnvError,
+        match=r"^env 'distdqn_tests/Text-v0' has observation space Text\(1, 8, .*; "
+        r"distdqn supports Box, Discrete, MultiDiscrete, MultiBinary, Tuple and Dict",
+    ):
         make_env(EnvConfig(id="distdqn_tests/Text-v0"))
     with pytest.raises(ValueError, match=r"whose part 'notes\.1' is Text"):
         observation_layout(Dict({"notes": Tuple((Discrete(2), Text(4)))}))
@@ -135,19 +155,37 @@ def test_unsupported_spaces_are_refused_with_one_line_naming_the_space():
 def test_cli_refuses_an_unsupported_space_in_one_line(tmp_path: Path):
     tests, src = Path(__file__).parent, Path(__file__).parent.parent / "src"
     result = subprocess.run(
-        [sys.executable, "-m", "distdqn", "train", "--env", "test_spaces:distdqn_tests/Text-v0",
-         "--total-steps", "100", "--run-dir", str(tmp_path / "run")], check=False, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "distdqn",
+            "train",
+            "--env",
+            "test_spaces:distdqn_tests/Text-v0",
+            "--total-steps",
+            "100",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(tests)]), "PYTHONWARNINGS": "ignore"})
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(tests)]), "PYTHONWARNINGS": "ignore"},
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("distdqn: error: env 'test_spaces:distdqn_tests/Text-v0' has observation space Text(")
+    assert result.stderr.startswith(
+        "distdqn: error: env 'test_spaces:distdqn_tests/Text-v0' has observation space Text("
+    )
 
 
 @pytest.mark.learning
 def test_frozen_lake_greedy_policy_reaches_the_goal(tmp_path: Path, capsys):
-    config = resolve_config("FrozenLake-v1", overrides=QUIET + [
-        "env.kwargs={is_slippery: false}", "seed=0", "total_steps=5000", "stop_return=1.0"])
+    config = resolve_config(
+        "FrozenLake-v1",
+        overrides=QUIET + ["env.kwargs={is_slippery: false}", "seed=0", "total_steps=5000", "stop_return=1.0"],
+    )
     counters = train(config, tmp_path / "run").counters
     assert counters.solved_at_env_steps is not None and counters.solved_at_env_steps <= 5000
     capsys.readouterr()

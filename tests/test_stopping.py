@@ -13,14 +13,29 @@ import pytest
 
 from distdqn.checkpoint import load_checkpoint
 
-LONG_RUN = ["--total-steps", "1000000", "--set", "logging.progress=false", "--set", "logging.tensorboard=false",
-            "--set", "logging.every_steps=200", "--set", "checkpoint.every_steps=1000000"]
+LONG_RUN = [
+    "--total-steps",
+    "1000000",
+    "--set",
+    "logging.progress=false",
+    "--set",
+    "logging.tensorboard=false",
+    "--set",
+    "logging.every_steps=200",
+    "--set",
+    "checkpoint.every_steps=1000000",
+]
 
 
 def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "distdqn", "train", "--run-dir", str(run_dir), *LONG_RUN, *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 def _wait_for_training(run_dir: Path, lines: int = 3, timeout: float = 120.0) -> None:
@@ -49,8 +64,12 @@ def test_a_stop_signal_writes_latest_and_exits_0_and_resume_continues(tmp_path: 
     logged = [json.loads(line)["env_steps"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert stopped_at >= max(logged) > 0
 
-    resumed = subprocess.run([sys.executable, "-m", "distdqn", "train", "--resume", str(run_dir),
-                              "--total-steps", str(stopped_at + 400)], capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "distdqn", "train", "--resume", str(run_dir), "--total-steps", str(stopped_at + 400)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"] >= stopped_at + 400
 

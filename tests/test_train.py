@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from distdqn import train as train_module
 from distdqn.checkpoint import load_checkpoint
 from distdqn.config import override_config, resolve_config
 from distdqn.errors import UserError
 from distdqn.metrics import TIMING_KEYS
-from distdqn import train as train_module
 from distdqn.roles import ReplayShard
 from distdqn.runtime import InlineRuntime, ThreadedRuntime
 from distdqn.schedules import learning_rate
@@ -72,12 +72,19 @@ def test_same_seed_same_metrics(tmp_path: Path):
 
 def test_threads_runtime_reproduces_inline_exactly(tmp_path: Path):
     """Roles on their own threads overlap in time but see inline's calls in inline's order."""
-    overrides = FAST + ["logging.tensorboard=false", "env.num_envs=2", "placement.actor_steps_per_call=4",
-                        "placement.num_actors=2", "placement.num_shards=2",
-                        "algorithm.lr_end=1e-4", "algorithm.lr_decay_steps=2000"]
+    overrides = FAST + [
+        "logging.tensorboard=false",
+        "env.num_envs=2",
+        "placement.actor_steps_per_call=4",
+        "placement.num_actors=2",
+        "placement.num_shards=2",
+        "algorithm.lr_end=1e-4",
+        "algorithm.lr_decay_steps=2000",
+    ]
     inline = train(resolve_config("CartPole-v1", overrides=overrides), tmp_path / "inline")
-    threads = train(resolve_config("CartPole-v1", overrides=overrides + ["placement.runtime=threads"]),
-                    tmp_path / "threads")
+    threads = train(
+        resolve_config("CartPole-v1", overrides=overrides + ["placement.runtime=threads"]), tmp_path / "threads"
+    )
     assert threads.counters.updates == inline.counters.updates > 0
     assert _without_timings(_metrics(threads.run_dir)) == _without_timings(_metrics(inline.run_dir))
     weights = [load_checkpoint(run.run_dir / "checkpoints" / "latest").tensors for run in (inline, threads)]
@@ -95,8 +102,10 @@ def test_existing_run_dir_is_not_overwritten(tmp_path: Path):
 
 
 def test_resume_continues_counters_weights_and_optimizer(tmp_path: Path):
-    config = resolve_config("CartPole-v1", overrides=FAST + ["logging.tensorboard=false", "algorithm.lr_end=1e-4",
-                                                             "algorithm.lr_decay_steps=3600"])
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=FAST + ["logging.tensorboard=false", "algorithm.lr_end=1e-4", "algorithm.lr_decay_steps=3600"],
+    )
     run_dir = train(config, tmp_path / "run").run_dir
     before = load_checkpoint(run_dir / "checkpoints" / "latest")
     longer = override_config(before.config, ["total_steps=3600"], "test")
@@ -117,7 +126,7 @@ def test_resume_continues_counters_weights_and_optimizer(tmp_path: Path):
     algorithm = config.algorithm
     logged = [(r["env_steps"], r["lr"]) for r in records if "lr" in r]
     assert len(logged) >= 6 and logged[-1][1] < logged[0][1]
-    for (previous, _), (steps, lr) in zip(logged, logged[1:]):
+    for (previous, _), (steps, lr) in zip(logged, logged[1:], strict=True):
         schedule = [learning_rate(algorithm.lr, algorithm.lr_end, 3600, s) for s in (steps, previous)]
         assert schedule[0] <= lr <= schedule[1]
 
@@ -175,8 +184,10 @@ def test_actors_pull_weights_every_weight_refresh_steps_collects(tmp_path: Path,
             return _original(self, *args)
 
         monkeypatch.setattr(Actor, method, counted)
-    config = resolve_config("CartPole-v1", overrides=FAST + ["logging.tensorboard=false", "total_steps=400",
-                                                             f"placement.weight_refresh_steps={refresh}"])
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=FAST + ["logging.tensorboard=false", "total_steps=400", f"placement.weight_refresh_steps={refresh}"],
+    )
     train(config, tmp_path / "run")
     assert calls["collect"] >= 100  # 400 agent steps of 4 envs, plus autoreset steps
     assert calls["set_weights"] == -(-calls["collect"] // refresh)  # the first collect, then every refresh-th

@@ -58,12 +58,19 @@ def _digest(path: Path) -> dict[str, Any]:
 
 def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
     """Names of floating-point tensors holding NaN or inf: such weights are no checkpoint."""
-    return sorted(name for name, value in tensors.items()
-                  if value.is_floating_point() and not bool(torch.isfinite(value).all()))
+    return sorted(
+        name for name, value in tensors.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    )
 
 
-def save_checkpoint(checkpoints_dir: Path, name: str, config: Config, tensors: dict[str, torch.Tensor],
-                    state: dict[str, Any], keep: int = 1) -> Path:
+def save_checkpoint(
+    checkpoints_dir: Path,
+    name: str,
+    config: Config,
+    tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    keep: int = 1,
+) -> Path:
     """Write a complete checkpoint and atomically point `checkpoints_dir/name` at it; keep the
     `keep` newest versions of `name`. Refuses (ValueError) tensors that are not finite."""
     bad = non_finite(tensors)
@@ -91,14 +98,15 @@ def save_checkpoint(checkpoints_dir: Path, name: str, config: Config, tensors: d
 def _remove_old_versions(candidates: Iterable[Path], current: Path, keep: int) -> None:
     """Keep the current version and the `keep - 1` newest complete ones before it; remove older
     versions and the halves of versions a crash interrupted (no manifest)."""
-    versions, stale = [], []
+    versions: list[Path] = []
+    stale: list[Path] = []
     for path in candidates:
         if path == current:
             continue
         complete = path.is_dir() and not path.is_symlink() and (path / MANIFEST_FILE).is_file()
         (versions if complete else stale).append(path)
     versions.sort(key=lambda path: path.stat().st_mtime, reverse=True)
-    for path in stale + versions[keep - 1:]:
+    for path in stale + versions[keep - 1 :]:
         if path.is_symlink() or path.is_file():
             path.unlink(missing_ok=True)
         else:
@@ -127,8 +135,9 @@ def _verify_manifest(directory: Path, version: Path) -> None:
         actual = _digest(version / name)
         if actual != recorded:
             what = "size" if actual["size"] != recorded.get("size") else "SHA-256"
-            raise CheckpointError(f"checkpoint {directory}: {name} is corrupt (its {what} does not match "
-                                  f"{MANIFEST_FILE})")
+            raise CheckpointError(
+                f"checkpoint {directory}: {name} is corrupt (its {what} does not match {MANIFEST_FILE})"
+            )
 
 
 def load_checkpoint(directory: Path) -> Checkpoint:
@@ -146,8 +155,9 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"checkpoint {directory}: {STATE_FILE} is corrupt ({error})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {directory}: {STATE_FILE} is not a distdqn checkpoint of format "
-                              f"{FORMAT_VERSION}")
+        raise CheckpointError(
+            f"checkpoint {directory}: {STATE_FILE} is not a distdqn checkpoint of format {FORMAT_VERSION}"
+        )
     try:
         tensors = load_file(version / TENSORS_FILE)
     except (SafetensorError, OSError, ValueError) as error:

@@ -26,8 +26,11 @@ EXIT_USAGE = 2
 
 def _add_placement_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=["inline", "threads", "ray"], help="where roles run (placement.runtime)")
-    parser.add_argument("--address", metavar="HOST:PORT",
-                        help="join this Ray cluster (placement.address; default: RAY_ADDRESS, else an embedded one)")
+    parser.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="join this Ray cluster (placement.address; default: RAY_ADDRESS, else an embedded one)",
+    )
 
 
 def _placement_overrides(args: argparse.Namespace) -> list[str]:
@@ -54,17 +57,32 @@ def _build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an agent (or resume a run)")
     train.add_argument("--env", help="Gymnasium id; picks the packaged preset (default CartPole-v1)")
     train.add_argument("--config", type=Path, help="TOML or YAML config file")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config field, e.g. --set algorithm.lr=5e-4 (repeatable)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set algorithm.lr=5e-4 (repeatable)",
+    )
     train.add_argument("--seed", type=int, help="seed for every random number generator")
     train.add_argument("--run-dir", type=Path, help="where run files go (default runs/ENV-sSEED-TIME)")
     train.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
     train.add_argument("--total-steps", type=int, help="env steps to train for")
     _add_placement_flags(train)
-    train.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
-                       help="let an env id `MODULE:Name` read from a file import MODULE (repeatable)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                       help="continue RUN_DIR from checkpoints/latest (counters, weights, optimizer, schedules)")
+    train.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="let an env id `MODULE:Name` read from a file import MODULE (repeatable)",
+    )
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue RUN_DIR from checkpoints/latest (counters, weights, optimizer, schedules)",
+    )
 
     plan = commands.add_parser("plan", help="print where each role of a config would run")
     plan.add_argument("--env", help="Gymnasium id (picks the preset)")
@@ -73,13 +91,17 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_placement_flags(plan)
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
-    evaluate.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR",
-                          help="e.g. RUN_DIR/checkpoints/best")
+    evaluate.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR", help="e.g. RUN_DIR/checkpoints/best")
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
-                          help="let the checkpoint's env id `MODULE:Name` import MODULE (repeatable)")
+    evaluate.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="let the checkpoint's env id `MODULE:Name` import MODULE (repeatable)",
+    )
     return parser
 
 
@@ -106,11 +128,14 @@ def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin
     module, sep, _ = config.env.id.rpartition(":")
     if not sep or module in args.allow_import:
         return
-    typed = [getattr(args, "env", None)] + [o.partition("=")[2].strip() for o in getattr(args, "overrides", [])
-                                            if o.partition("=")[0].strip() == "env.id"]
+    typed = [getattr(args, "env", None)] + [
+        o.partition("=")[2].strip() for o in getattr(args, "overrides", []) if o.partition("=")[0].strip() == "env.id"
+    ]
     if config.env.id not in typed:
-        raise UserError(f"env.id {config.env.id!r} from {origin} would import module {module!r}; "
-                        f"pass --allow-import {module} if you trust it")
+        raise UserError(
+            f"env.id {config.env.id!r} from {origin} would import module {module!r}; "
+            f"pass --allow-import {module} if you trust it"
+        )
 
 
 def _command_train(args: argparse.Namespace) -> int:
@@ -118,8 +143,10 @@ def _command_train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         if args.env or args.config or args.run_dir or args.seed is not None:
-            raise UserError("--resume takes the run's own config; only --set, --total-steps, --stop-return, "
-                            "--runtime and --address may change it")
+            raise UserError(
+                "--resume takes the run's own config; only --set, --total-steps, --stop-return, "
+                "--runtime and --address may change it"
+            )
         checkpoint = load_checkpoint(args.resume / "checkpoints" / "latest")
         config = override_config(checkpoint.config, _overrides(args), origin="--resume")
         _refuse_unrequested_imports(config, args, origin=f"{args.resume}/checkpoints/latest")
@@ -129,11 +156,16 @@ def _command_train(args: argparse.Namespace) -> int:
         _refuse_unrequested_imports(config, args, origin=str(args.config))
         result = train(config, args.run_dir or _default_run_dir(config))
     counters = result.counters
-    summary = f"run {result.run_dir}: {counters.env_steps} env steps, {counters.updates} updates, {counters.wall_s:.1f} s"
+    summary = (
+        f"run {result.run_dir}: {counters.env_steps} env steps, {counters.updates} updates, {counters.wall_s:.1f} s"
+    )
     if counters.best_eval_return is not None:
         summary += f", best eval return {counters.best_eval_return:.1f}"
     if counters.solved_at_env_steps is not None:
-        summary += f", reached {config.stop_return} at {counters.solved_at_env_steps} env steps ({counters.solved_at_wall_s:.1f} s)"
+        summary += (
+            f", reached {config.stop_return} at {counters.solved_at_env_steps} env steps "
+            f"({counters.solved_at_wall_s:.1f} s)"
+        )
     print(summary)
     if result.stopped_by is not None:
         print(f"stopped by {result.stopped_by}; `distdqn train --resume {result.run_dir}` continues", file=sys.stderr)
@@ -148,8 +180,9 @@ EVALUATE_BATCH = 64
 def _evaluate_batch(config: Config, weights: Weights, episodes: int, seed: int, checkpoint: Path) -> EvalResult:
     from distdqn.roles import Evaluator
 
-    evaluator = Evaluator(config.env, config.network, episodes, config.evaluation.epsilon,
-                          config.evaluation.max_episode_steps)
+    evaluator = Evaluator(
+        config.env, config.network, episodes, config.evaluation.epsilon, config.evaluation.max_episode_steps
+    )
     try:
         return evaluator.evaluate(weights, seed)
     except ValueError as error:
@@ -171,8 +204,9 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     for batch, start in enumerate(range(0, args.episodes, EVALUATE_BATCH)):
         # the first batch takes --seed itself, so a recorded evaluation (best's eval_seed) replays exactly
         seed = args.seed if batch == 0 else stream_seed(args.seed, "evaluator", 2, batch)
-        result = _evaluate_batch(config, Weights(0, online), min(EVALUATE_BATCH, args.episodes - start), seed,
-                                 args.checkpoint)
+        result = _evaluate_batch(
+            config, Weights(0, online), min(EVALUATE_BATCH, args.episodes - start), seed, args.checkpoint
+        )
         returns += result.returns.tolist()
         lengths += result.lengths.tolist()
     report = {
@@ -185,8 +219,10 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{config.env.id}: return {report['return_mean']:.2f} +/- {report['return_std']:.2f} "
-              f"over {report['episodes']} episodes (mean length {report['length_mean']:.1f})")
+        print(
+            f"{config.env.id}: return {report['return_mean']:.2f} +/- {report['return_std']:.2f} "
+            f"over {report['episodes']} episodes (mean length {report['length_mean']:.1f})"
+        )
     return 0
 
 

@@ -71,7 +71,6 @@ class EnvConfig(_Section):
     screen_size: int = Field(84, ge=8)
     """Atari: side of the square grayscale frame."""
 
-
     @model_validator(mode="after")
     def _envpool_runs_atari(self) -> EnvConfig:
         if self.backend == "envpool" and (self.preprocessing != "atari" or self.noop_max < 1):
@@ -205,8 +204,10 @@ class PlacementConfig(_Section):
         if self.runtime != "ray" and self.num_learners != 1:
             raise ValueError(f"num_learners={self.num_learners} needs the ray runtime; {self.runtime} has 1")
         if self.runtime != "ray" and self.rate_limit == "unlimited":
-            raise ValueError(f"rate_limit='unlimited' needs the ray runtime: on {self.runtime} the roles take turns, "
-                             "so free-running actors and learner cannot exist; use 'ratio'")
+            raise ValueError(
+                f"rate_limit='unlimited' needs the ray runtime: on {self.runtime} the roles take turns, "
+                "so free-running actors and learner cannot exist; use 'ratio'"
+            )
         return self
 
 
@@ -307,8 +308,11 @@ def reachable_replay_size(config: Config) -> int:
     reach into overwritten frames. Final observations of episodes lower it further.
     """
     unsampleable = config.algorithm.n_step + config.env.frame_stack - 1
-    return sum(shard_lanes(config, j) * (lane_capacity(config, j) - unsampleable)
-               for j in range(config.placement.num_shards) if shard_lanes(config, j))
+    return sum(
+        shard_lanes(config, j) * (lane_capacity(config, j) - unsampleable)
+        for j in range(config.placement.num_shards)
+        if shard_lanes(config, j)
+    )
 
 
 def short_repr(value: Any, limit: int = 80) -> str:

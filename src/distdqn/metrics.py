@@ -53,9 +53,16 @@ class Progress:
     """One live line on stderr: steps, steps/s, last evaluation return, ETA."""
 
     def __init__(self, total_steps: int, initial_steps: int, enabled: bool) -> None:
-        self._bar = tqdm(total=total_steps, initial=initial_steps, unit="step", unit_scale=True,
-                         mininterval=0.5, disable=not enabled, file=sys.stderr,
-                         bar_format="{n_fmt}/{total_fmt} steps {rate_fmt}{postfix} ETA {remaining}")
+        self._bar = tqdm(
+            total=total_steps,
+            initial=initial_steps,
+            unit="step",
+            unit_scale=True,
+            mininterval=0.5,
+            disable=not enabled,
+            file=sys.stderr,
+            bar_format="{n_fmt}/{total_fmt} steps {rate_fmt}{postfix} ETA {remaining}",
+        )
 
     def advance(self, steps: int) -> None:
         self._bar.update(steps)

@@ -18,9 +18,12 @@ NATURE_CNN_MIN_SIDE = 36
 def nature_cnn(channels: int) -> nn.Sequential:
     """The convolutions of Mnih et al. 2015, for 84x84 inputs; any side of at least 36 pixels fits."""
     return nn.Sequential(
-        nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
-        nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+        nn.Conv2d(channels, 32, 8, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1),
+        nn.ReLU(),
     )
 
 
@@ -97,8 +100,10 @@ class PartsEncoder(nn.Module):
         self.parts = layout.parts
         self.bounds = np.cumsum((0, *(part.size for part in layout.parts))).tolist()
         if torso not in ("auto", "mlp") and not any(self._image(part) for part in layout.parts):
-            raise ValueError(f"network.torso = {torso!r} needs an image part (a 3-dimensional Box), "
-                             f"got parts of shapes {[part.shape for part in layout.parts]}")
+            raise ValueError(
+                f"network.torso = {torso!r} needs an image part (a 3-dimensional Box), "
+                f"got parts of shapes {[part.shape for part in layout.parts]}"
+            )
         self.encoders = nn.ModuleList(self._encoder(part, torso) for part in layout.parts)
 
     @staticmethod
@@ -113,9 +118,9 @@ class PartsEncoder(nn.Module):
         return image_convolutions(torso, shape) if self._image(part) and torso != "mlp" else nn.Identity()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        batch = inputs.shape[:1 + len(self.stack)]
+        batch = inputs.shape[: 1 + len(self.stack)]
         features = []
-        for part, start, stop, encoder in zip(self.parts, self.bounds, self.bounds[1:], self.encoders):
+        for part, start, stop, encoder in zip(self.parts, self.bounds, self.bounds[1:], self.encoders, strict=True):
             values = inputs[..., start:stop].reshape(*batch, *part.shape)
             features.append(encoder(values * part.scale if part.scale != 1.0 else values).flatten(1))
         return torch.cat(features, dim=1)
@@ -129,8 +134,15 @@ class QNetwork(nn.Module):
     in the torso when given.
     """
 
-    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden_sizes: tuple[int, ...],
-                 dueling: bool, features: nn.Module | None = None, input_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        num_actions: int,
+        hidden_sizes: tuple[int, ...],
+        dueling: bool,
+        features: nn.Module | None = None,
+        input_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.input_scale = input_scale
         layers: list[nn.Module] = []
@@ -170,7 +182,7 @@ def load_weights(network: nn.Module, tensors: dict[str, np.ndarray]) -> None:
     if targets.keys() != tensors.keys():
         raise ValueError(f"weights for {sorted(tensors)} do not fit a network with {sorted(targets)}")
     sources = [torch.tensor(tensors[name]) for name in targets]  # copies: published arrays may be read-only
-    if any(s.shape != t.shape for s, t in zip(sources, targets.values())):
+    if any(s.shape != t.shape for s, t in zip(sources, targets.values(), strict=True)):
         raise ValueError("weight shapes do not fit the network (was it trained with another network config?)")
     with torch.no_grad():
         torch._foreach_copy_(list(targets.values()), sources)

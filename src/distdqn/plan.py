@@ -27,6 +27,7 @@ class RoleDemand:
 
 def role_demands(placement: PlacementConfig) -> list[RoleDemand]:
     """Every role instance of the placement with the Ray resources it reserves."""
+
     def demand(resources: RoleResources) -> dict[str, float]:
         wanted = {"CPU": resources.num_cpus, "GPU": resources.num_gpus, **resources.resources}
         return {key: value for key, value in wanted.items() if value > 0}
@@ -51,8 +52,9 @@ def assign(roles: list[RoleDemand], nodes: list[Node]) -> dict[str, str]:
                 break
         else:
             offered = "; ".join(f"{n.name}: {_format(free[n.name])}" for n in nodes)
-            raise UserError(f"the cluster cannot hold {role.name}, which needs {_format(role.demand)} "
-                            f"(still free: {offered})")
+            raise UserError(
+                f"the cluster cannot hold {role.name}, which needs {_format(role.demand)} (still free: {offered})"
+            )
     return {role.name: placed[role.name] for role in roles}
 
 
@@ -65,4 +67,6 @@ def render(roles: list[RoleDemand], placed: dict[str, str]) -> str:
     """The plan as a table: one row per role instance."""
     rows = [("role", "needs", "node")] + [(r.name, _format(r.demand), placed[r.name]) for r in roles]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

@@ -32,15 +32,18 @@ class RunLock:
         except BlockingIOError:
             owner = _owner(descriptor)
             os.close(descriptor)
-            raise UserError(f"run directory {self.path.parent} is in use by {owner}; wait for it to end or stop it "
-                            "(SIGTERM writes its checkpoint)") from None
+            raise UserError(
+                f"run directory {self.path.parent} is in use by {owner}; wait for it to end or stop it "
+                "(SIGTERM writes its checkpoint)"
+            ) from None
         os.ftruncate(descriptor, 0)
         os.write(descriptor, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
         self._file = descriptor
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if self._file is not None:
             os.close(self._file)  # closing releases the flock
             self._file = None

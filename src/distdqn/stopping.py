@@ -37,8 +37,9 @@ class StopSignals:
             previous = signal.signal(number, self._handle)
             self._previous.setdefault(number, previous)
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         """Give the signals back, unless a stop was asked for: the process is then on its way out,
         and a Ctrl-C during its exit must still end it quietly, not in an atexit traceback."""
         if self.requested is None:

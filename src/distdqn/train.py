@@ -32,8 +32,8 @@ from distdqn.checkpoint import load_checkpoint, save_checkpoint
 from distdqn.config import Config, config_to_toml
 from distdqn.envs import env_spaces, policy_space
 from distdqn.errors import CheckpointError, TrainingDiverged, UserError
-from distdqn.networks import build_q_network
 from distdqn.metrics import MetricsLog, Progress
+from distdqn.networks import build_q_network
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.run_lock import RunLock
@@ -41,7 +41,6 @@ from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 from distdqn.seeding import role_rng, stream_seed
 from distdqn.stopping import StopSignals
-
 
 UPDATE_CHUNK = 8
 """Batches per sample -> update call: small enough that a learner starts while the shard samples
@@ -95,8 +94,14 @@ def prepare_run_dir(run_dir: Path, config: Config) -> None:
 class TrainingRun:
     """One run's roles, counters and outputs. `run()` is the loop."""
 
-    def __init__(self, config: Config, run_dir: Path, runtime: Runtime, counters: Counters,
-                 stop_signals: StopSignals | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        runtime: Runtime,
+        counters: Counters,
+        stop_signals: StopSignals | None = None,
+    ) -> None:
         """`stop_signals`: a SIGTERM or SIGINT it records ends the loop at its next turn."""
         self.config = config
         self.run_dir = run_dir
@@ -107,16 +112,29 @@ class TrainingRun:
         placement = config.placement
         frame_space, action_space = env_spaces(config.env)
         latest = str(run_dir / "checkpoints" / "latest")
-        self.learners = [runtime.spawn(Learner, config, policy_space(config.env, frame_space), action_space, latest,
-                                       name=f"learner-{i}")
-                         for i in range(placement.num_learners)]
-        self.shards = [runtime.spawn(ReplayShard, config, j, frame_space, name=f"shard-{j}")
-                       for j in range(placement.num_shards)]
-        self.actors = [runtime.spawn(Actor, config, i, self._actor_progress(), name=f"actor-{i}")
-                       for i in range(placement.num_actors)]
+        self.learners = [
+            runtime.spawn(
+                Learner, config, policy_space(config.env, frame_space), action_space, latest, name=f"learner-{i}"
+            )
+            for i in range(placement.num_learners)
+        ]
+        self.shards = [
+            runtime.spawn(ReplayShard, config, j, frame_space, name=f"shard-{j}") for j in range(placement.num_shards)
+        ]
+        self.actors = [
+            runtime.spawn(Actor, config, i, self._actor_progress(), name=f"actor-{i}")
+            for i in range(placement.num_actors)
+        ]
         evaluation = config.evaluation
-        self.evaluator = runtime.spawn(Evaluator, config.env, config.network, evaluation.episodes, evaluation.epsilon,
-                                       evaluation.max_episode_steps, name="evaluator")
+        self.evaluator = runtime.spawn(
+            Evaluator,
+            config.env,
+            config.network,
+            evaluation.episodes,
+            evaluation.epsilon,
+            evaluation.max_episode_steps,
+            name="evaluator",
+        )
         self._record_placement()
         if placement.num_learners > 1:
             self._form_learner_group()
@@ -144,10 +162,12 @@ class TrainingRun:
 
     def _record_placement(self) -> None:
         """Write where every role instance actually runs to RUN_DIR/placement.json."""
-        self._handles = {"evaluator": self.evaluator,
-                         **{f"learner-{i}": h for i, h in enumerate(self.learners)},
-                         **{f"shard-{j}": h for j, h in enumerate(self.shards)},
-                         **{f"actor-{i}": h for i, h in enumerate(self.actors)}}
+        self._handles = {
+            "evaluator": self.evaluator,
+            **{f"learner-{i}": h for i, h in enumerate(self.learners)},
+            **{f"shard-{j}": h for j, h in enumerate(self.shards)},
+            **{f"actor-{i}": h for i, h in enumerate(self.actors)},
+        }
         futures = {name: self.runtime.where(handle) for name, handle in self._handles.items()}
         self._where = {name: self.runtime.get(future) for name, future in futures.items()}
         self._write_placement()
@@ -164,8 +184,10 @@ class TrainingRun:
         host = runtime.get(runtime.where(self.learners[0]))["node_ip"]
         port = runtime.get(runtime.call(self.learners[0], "free_port"))
         init_method = f"tcp://{host}:{port}"
-        joins = [runtime.call(learner, "join_group", init_method, rank, len(self.learners))
-                 for rank, learner in enumerate(self.learners)]
+        joins = [
+            runtime.call(learner, "join_group", init_method, rank, len(self.learners))
+            for rank, learner in enumerate(self.learners)
+        ]
         for join in joins:
             runtime.get(join)
 
@@ -225,8 +247,9 @@ class TrainingRun:
         if self._collects_launched[index] % self.config.placement.weight_refresh_steps == 0:
             self._fire(actor, "set_weights", self._weights)
         self._collects_launched[index] += 1
-        *batches, steps = self.runtime.call(actor, "collect", self.config.placement.actor_steps_per_call,
-                                            num_returns=len(self.shards) + 1)
+        *batches, steps = self.runtime.call(
+            actor, "collect", self.config.placement.actor_steps_per_call, num_returns=len(self.shards) + 1
+        )
         self._collects[steps] = (index, batches)
 
     def _insert(self, steps_future: Any) -> None:
@@ -234,7 +257,7 @@ class TrainingRun:
         index, batches = self._collects.pop(steps_future)
         try:
             steps = self.runtime.get(steps_future)  # small; raises if the actor died
-            for shard, batch in zip(self.shards, batches):
+            for shard, batch in zip(self.shards, batches, strict=True):
                 self._fire(shard, "add", batch)
             self.counters.env_steps += steps
             self.progress.advance(steps)
@@ -286,7 +309,7 @@ class TrainingRun:
         for learner in self.learners:
             rows = plan_rows(self._plan_rng, self._shard_masses, self.config.algorithm.batch_size, owed)
             for start in range(0, owed, UPDATE_CHUNK):
-                writes += self._send_chunk(learner, rows[start:start + UPDATE_CHUNK], beta)
+                writes += self._send_chunk(learner, rows[start : start + UPDATE_CHUNK], beta)
         for shard, result in writes:
             self._fire(shard, "update_priorities", result)
         self.counters.updates += owed
@@ -298,8 +321,12 @@ class TrainingRun:
         sample call per shard that gives rows. Returns (shard, update future) for priority writes."""
         total_size, total_mass = sum(self._shard_sizes), sum(self._shard_masses)
         used = [j for j in range(len(self.shards)) if rows[:, j].any()]
-        samples = [self.runtime.call(self.shards[j], "sample", rows[:, j].tolist(), beta, total_size,
-                                     self._shard_masses[j] / total_mass) for j in used]
+        samples = [
+            self.runtime.call(
+                self.shards[j], "sample", rows[:, j].tolist(), beta, total_size, self._shard_masses[j] / total_mass
+            )
+            for j in used
+        ]
         result = self.runtime.call(learner, "update", self.counters.env_steps, *samples)
         self._updates[result] = len(rows)
         return [(self.shards[j], result) for j in used]
@@ -448,20 +475,29 @@ class TrainingRun:
         env_steps, updates, wall_s = self._evaluation_mark
         mean = float(result.returns.mean())
         counters.last_eval_return = mean
-        self.metrics.write({
-            "env_steps": env_steps,
-            "updates": updates,
-            "wall_s": round(wall_s, 3),
-            "eval_return_mean": mean,
-            "eval_return_std": float(result.returns.std()),
-            "eval_episodes": len(result.returns),
-            "eval_length_mean": float(result.lengths.mean()),
-        })
+        self.metrics.write(
+            {
+                "env_steps": env_steps,
+                "updates": updates,
+                "wall_s": round(wall_s, 3),
+                "eval_return_mean": mean,
+                "eval_return_std": float(result.returns.std()),
+                "eval_episodes": len(result.returns),
+                "eval_length_mean": float(result.lengths.mean()),
+            }
+        )
         self.progress.show_eval(mean)
         if self.config.checkpoint.keep_best and (counters.best_eval_return is None or mean > counters.best_eval_return):
             counters.best_eval_return = mean
-            self._save_best(weights_future, {"eval_return_mean": mean, "eval_seed": seed,
-                                             "eval_episodes": len(result.returns), "env_steps": env_steps})
+            self._save_best(
+                weights_future,
+                {
+                    "eval_return_mean": mean,
+                    "eval_seed": seed,
+                    "eval_episodes": len(result.returns),
+                    "env_steps": env_steps,
+                },
+            )
         stop = self.config.stop_return
         if stop is not None and mean >= stop and counters.solved_at_env_steps is None:
             counters.solved_at_env_steps = env_steps
@@ -553,8 +589,10 @@ class TrainingRun:
             self._reconcile_restarts()
             return
         tensors = {f"online.{name}": torch.from_numpy(np.array(value)) for name, value in weights.tensors.items()}
-        state = {"counters": dataclasses.asdict(self.counters),
-                 "evaluation": {**evaluation, "weights_version": weights.version}}
+        state = {
+            "counters": dataclasses.asdict(self.counters),
+            "evaluation": {**evaluation, "weights_version": weights.version},
+        }
         try:
             save_checkpoint(self.run_dir / "checkpoints", "best", self.config, tensors, state)
         except ValueError as error:
@@ -568,7 +606,9 @@ class TrainingRun:
             return
         state = {"counters": dataclasses.asdict(self.counters), "learner": learner_state}
         try:
-            save_checkpoint(self.run_dir / "checkpoints", name, self.config, tensors, state, self.config.checkpoint.keep)
+            save_checkpoint(
+                self.run_dir / "checkpoints", name, self.config, tensors, state, self.config.checkpoint.keep
+            )
         except ValueError as error:
             raise self._diverged(f"the learner's {error}") from None
         self._saved_at = self.counters.env_steps
@@ -626,8 +666,11 @@ def _saved_counters(directory: Path, state: dict[str, Any]) -> Counters:
     """The counters a checkpoint holds, checked field by field (a hand-edited or foreign
     `state.json` is refused in one line, not met later as a traceback)."""
     learner = state.get("learner")
-    if not (isinstance(learner, dict) and isinstance(learner.get("updates"), int)
-            and isinstance(learner.get("param_groups"), list)):
+    if not (
+        isinstance(learner, dict)
+        and isinstance(learner.get("updates"), int)
+        and isinstance(learner.get("param_groups"), list)
+    ):
         raise CheckpointError(f"checkpoint {directory}: state.json has no valid learner section")
     saved = state.get("counters")
     unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(Counters)}) if isinstance(saved, dict) else []
@@ -657,8 +700,11 @@ def check_learner_tensors(directory: Path, tensors: dict[str, torch.Tensor], con
     here in one line, not inside a learner)."""
     frame_space, action_space = env_spaces(config.env)
     network = build_q_network(config.network, policy_space(config.env, frame_space), action_space)
-    expected = {f"{copy}.{name}": tuple(value.shape) for copy in ("online", "target")
-                for name, value in network.state_dict().items()}
+    expected = {
+        f"{copy}.{name}": tuple(value.shape)
+        for copy in ("online", "target")
+        for name, value in network.state_dict().items()
+    }
     for index, parameter in enumerate(network.parameters()):
         for moment in ("exp_avg", "exp_avg_sq"):
             if f"optimizer.{index}.{moment}" in tensors:
@@ -668,8 +714,10 @@ def check_learner_tensors(directory: Path, tensors: dict[str, torch.Tensor], con
         raise CheckpointError(f"checkpoint {directory} does not fit the config's network: {missing[0]} is missing")
     for name, shape in expected.items():
         if tuple(tensors[name].shape) != shape:
-            raise CheckpointError(f"checkpoint {directory} does not fit the config's network: {name} has shape "
-                                  f"{list(tensors[name].shape)}, the network needs {list(shape)}")
+            raise CheckpointError(
+                f"checkpoint {directory} does not fit the config's network: {name} has shape "
+                f"{list(tensors[name].shape)}, the network needs {list(shape)}"
+            )
 
 
 def truncate_metrics(path: Path, env_steps: int) -> None:
@@ -680,8 +728,9 @@ def truncate_metrics(path: Path, env_steps: int) -> None:
     if not path.is_file():
         raise UserError(f"cannot resume: {path} is not a file")
     lines = path.read_text(errors="replace").splitlines(keepends=True)
-    kept = [line.rstrip("\n") + "\n" for line in lines
-            if (steps := _logged_at(line)) is not None and steps <= env_steps]
+    kept = [
+        line.rstrip("\n") + "\n" for line in lines if (steps := _logged_at(line)) is not None and steps <= env_steps
+    ]
     if kept == lines:
         return
     temporary = path.with_suffix(".jsonl.tmp")

@@ -40,9 +40,18 @@ class TransitionBatch(NamedTuple):
         lanes = self.lanes % num_shards == shard
         done = self.completed_lanes % num_shards == shard
         return TransitionBatch(
-            self.lanes[lanes], self.first_position[lanes], self.observations[lanes], self.actions[lanes],
-            self.episode_starts[lanes], self.completed_lanes[done], self.completed_positions[done],
-            self.returns[done], self.discounts[done], self.offsets[done], self.priorities[done])
+            self.lanes[lanes],
+            self.first_position[lanes],
+            self.observations[lanes],
+            self.actions[lanes],
+            self.episode_starts[lanes],
+            self.completed_lanes[done],
+            self.completed_positions[done],
+            self.returns[done],
+            self.discounts[done],
+            self.offsets[done],
+            self.priorities[done],
+        )
 
 
 class SampleBatch(NamedTuple):

@@ -68,8 +68,14 @@ def make_env(config: EnvConfig) -> gym.Env:
         env = gym.make(config.id, **kwargs)
         if atari:
             env = gym.wrappers.AtariPreprocessing(
-                env, noop_max=config.noop_max, frame_skip=config.frame_skip, screen_size=config.screen_size,
-                terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
+                env,
+                noop_max=config.noop_max,
+                frame_skip=config.frame_skip,
+                screen_size=config.screen_size,
+                terminal_on_life_loss=False,
+                grayscale_obs=True,
+                scale_obs=False,
+            )
             if config.max_episode_steps is not None:
                 env = gym.wrappers.TimeLimit(env, config.max_episode_steps)
     except gym.error.DependencyNotInstalled as error:

@@ -46,8 +46,10 @@ def envpool_ale_options(config: EnvConfig) -> dict[str, Any]:
     """
     task, sticky = envpool_task(config.id)
     kwargs = config.kwargs
-    unknown = sorted(set(kwargs) - {"repeat_action_probability", "full_action_space", "mode", "difficulty",
-                                    "max_num_frames_per_episode"})
+    unknown = sorted(
+        set(kwargs)
+        - {"repeat_action_probability", "full_action_space", "mode", "difficulty", "max_num_frames_per_episode"}
+    )
     if unknown:
         raise EnvError(f"env.backend = 'envpool' has no counterpart for env.kwargs {unknown}")
     frames = kwargs.get("max_num_frames_per_episode", ALE_FRAMES_PER_EPISODE)
@@ -70,10 +72,20 @@ class EnvPoolVectorEnv:
             raise EnvError("env.backend = 'envpool' needs the envpool extra: pip install 'distdqn[envpool]'") from None
         ale = envpool_ale_options(config)
         self._make = lambda seed: envpool.make_gymnasium(
-            num_envs=num_envs, seed=seed, stack_num=1, episodic_life=False, reward_clip=False,
-            use_fire_reset=False, noop_max=config.noop_max, frame_skip=config.frame_skip,
-            img_height=config.screen_size, img_width=config.screen_size, gray_scale=True, use_inter_area_resize=True,
-            **ale)
+            num_envs=num_envs,
+            seed=seed,
+            stack_num=1,
+            episodic_life=False,
+            reward_clip=False,
+            use_fire_reset=False,
+            noop_max=config.noop_max,
+            frame_skip=config.frame_skip,
+            img_height=config.screen_size,
+            img_width=config.screen_size,
+            gray_scale=True,
+            use_inter_area_resize=True,
+            **ale,
+        )
         self._env = self._make(0)
         self.num_envs = num_envs
         self.single_observation_space = gym.spaces.Box(0, 255, (config.screen_size, config.screen_size), np.uint8)

@@ -47,8 +47,10 @@ def random_layout(size: int, wall_fraction: float, rng: np.random.Generator) -> 
         layout = tuple(rows)
         if shortest_path_length(layout) is not None:
             return layout
-    raise ValueError(f"no {size}x{size} layout with wall_fraction={wall_fraction} in {LAYOUT_TRIES} draws "
-                     "has a path from start to goal")
+    raise ValueError(
+        f"no {size}x{size} layout with wall_fraction={wall_fraction} in {LAYOUT_TRIES} draws "
+        "has a path from start to goal"
+    )
 
 
 def _parse(layout: tuple[str, ...]) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
@@ -96,8 +98,11 @@ class MazeEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         if layout is None:
-            layout = DEFAULT_LAYOUT if layout_seed is None else random_layout(
-                size, wall_fraction, np.random.default_rng(layout_seed))
+            layout = (
+                DEFAULT_LAYOUT
+                if layout_seed is None
+                else random_layout(size, wall_fraction, np.random.default_rng(layout_seed))
+            )
         self.layout = tuple(layout)
         self.walls, self.start, self.goal = _parse(self.layout)
         self.shape = self.walls.shape

@@ -60,8 +60,17 @@ class PrioritizedReplay:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self._observations, self._actions, self._returns, self._discounts, self._offsets,
-                  self._positions, self._episode_starts, self._origins, self._sampleable)
+        arrays = (
+            self._observations,
+            self._actions,
+            self._returns,
+            self._discounts,
+            self._offsets,
+            self._positions,
+            self._episode_starts,
+            self._origins,
+            self._sampleable,
+        )
         return sum(a.nbytes for a in arrays) + self._tree.nbytes
 
     def _slots(self, lanes: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -153,8 +162,7 @@ class PrioritizedReplay:
         """Priority mass of the sampleable slots: the sum of their priority ** alpha."""
         return self._tree.total
 
-    def sample(self, batch_size: int, beta: float, total_size: int | None = None,
-               share: float = 1.0) -> SampleBatch:
+    def sample(self, batch_size: int, beta: float, total_size: int | None = None, share: float = 1.0) -> SampleBatch:
         """Draw `batch_size` slots with probability proportional to priority ** alpha.
 
         Stratified: one draw from each of `batch_size` equal slices of the mass, as in the PER
@@ -197,8 +205,17 @@ class PrioritizedReplay:
         """What sampling an empty replay gives (a shard restarted after a crash): no rows."""
         nothing = np.zeros(0, np.int64)
         observations = self._stacked(nothing, nothing)
-        return SampleBatch(nothing, nothing, nothing, observations, nothing, np.zeros(0, np.float32),
-                           np.zeros(0, np.float32), observations, np.zeros(0))
+        return SampleBatch(
+            nothing,
+            nothing,
+            nothing,
+            observations,
+            nothing,
+            np.zeros(0, np.float32),
+            np.zeros(0, np.float32),
+            observations,
+            np.zeros(0),
+        )
 
     def update_priorities(self, update: PriorityUpdate) -> None:
         """Set new priorities of this buffer's rows (an update may carry other shards' rows too),

@@ -46,8 +46,14 @@ class NStepAccumulator:
 
     @staticmethod
     def nothing_completed() -> Completed:
-        return Completed(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32),
-                         np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+        return Completed(
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float32),
+            np.zeros(0, np.float32),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float32),
+        )
 
     def step(
         self,

@@ -32,8 +32,9 @@ class Actor:
         self.env = make_vector_env(config.env, self.num_envs)
         frame_space = frame_box(self.env.single_observation_space)
         self._frame_shape = frame_space.shape
-        self.q_network = build_q_network(config.network, policy_space(config.env, frame_space),
-                                          self.env.single_action_space)
+        self.q_network = build_q_network(
+            config.network, policy_space(config.env, frame_space), self.env.single_action_space
+        )
         self.q_network.requires_grad_(False)
         self.num_actions = num_actions(self.env.single_action_space)
         self.weights_version = -1
@@ -41,8 +42,11 @@ class Actor:
         self._rng = role_rng(config.seed, "actor", actor_index)
         algorithm = config.algorithm
         self._accumulator = NStepAccumulator(self.num_envs, algorithm.n_step, algorithm.gamma)
-        self._stacker = (FrameStacker(self.num_envs, frame_space.shape, frame_space.dtype, config.env.frame_stack)
-                         if config.env.frame_stack > 1 else None)
+        self._stacker = (
+            FrameStacker(self.num_envs, frame_space.shape, frame_space.dtype, config.env.frame_stack)
+            if config.env.frame_stack > 1
+            else None
+        )
         seeds: list[int | None] = [*env_seeds(config.seed, "actor", actor_index, self.num_envs)]
         self._frames: np.ndarray
         self._frames, infos = self.env.reset(seed=seeds)
@@ -78,8 +82,7 @@ class Actor:
         self.env_steps = env_steps
 
     def stats(self) -> dict[str, float]:
-        return {"env_steps": self.env_steps, "weights_version": self.weights_version,
-                "epsilon": self.current_epsilon()}
+        return {"env_steps": self.env_steps, "weights_version": self.weights_version, "epsilon": self.current_epsilon()}
 
     def current_epsilon(self) -> float:
         algorithm = self.config.algorithm
@@ -131,8 +134,9 @@ class Actor:
             learn_rewards = np.sign(rewards) if env_config.clip_rewards else rewards
             self._episode_start[new_stack] = position + 1
             next_q_values = self._q(self._policy_input(next_frames, new_stack))
-            done = self._accumulator.step(self._q_values[env_index, chosen], learn_rewards, learn_terminated,
-                                          truncated, resets=ended)
+            done = self._accumulator.step(
+                self._q_values[env_index, chosen], learn_rewards, learn_terminated, truncated, resets=ended
+            )
             bootstrap_values = next_q_values[done.lanes].max(axis=1)
             done_priorities = np.abs(done.returns + done.discounts * bootstrap_values - done.q_taken)
             if step < num_steps - 1:
@@ -173,7 +177,9 @@ class Actor:
 
     def episode_stats(self) -> dict[str, list[float] | list[int]]:
         """Returns and lengths of training episodes finished since the last call."""
-        stats: dict[str, list[float] | list[int]] = {"returns": self._finished_returns,
-                                                     "lengths": self._finished_lengths}
+        stats: dict[str, list[float] | list[int]] = {
+            "returns": self._finished_returns,
+            "lengths": self._finished_lengths,
+        }
         self._finished_returns, self._finished_lengths = [], []
         return stats

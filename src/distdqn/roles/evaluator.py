@@ -17,8 +17,14 @@ class Evaluator:
     """Runs `episodes` episodes side by side, one per env. Every evaluation is seeded by its
     caller, so a recorded score can be reproduced from its seed (`distdqn evaluate --seed`)."""
 
-    def __init__(self, env: EnvConfig, network: NetworkConfig, episodes: int, epsilon: float = 0.0,
-                 max_episode_steps: int = 27_000) -> None:
+    def __init__(
+        self,
+        env: EnvConfig,
+        network: NetworkConfig,
+        episodes: int,
+        epsilon: float = 0.0,
+        max_episode_steps: int = 27_000,
+    ) -> None:
         """Episodes are cut after `max_episode_steps`: an env without a time limit (CliffWalking)
         and a policy that never reaches an end would otherwise evaluate forever."""
         self.env = make_vector_env(env, episodes)
@@ -28,8 +34,11 @@ class Evaluator:
         self.episodes = episodes
         self.epsilon = epsilon
         self.max_episode_steps = max_episode_steps
-        self._stacker = (FrameStacker(episodes, frame_space.shape, frame_space.dtype, env.frame_stack)
-                         if env.frame_stack > 1 else None)
+        self._stacker = (
+            FrameStacker(episodes, frame_space.shape, frame_space.dtype, env.frame_stack)
+            if env.frame_stack > 1
+            else None
+        )
 
     def _policy_input(self, frames: np.ndarray, new_episode: bool) -> np.ndarray:
         if self._stacker is None:

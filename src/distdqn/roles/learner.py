@@ -41,7 +41,9 @@ def merge_shard_rows(parts: tuple[SampleBatch, ...]) -> SampleBatch:
     """One training batch from every shard's rows of it. Importance weights are divided by the
     batch's largest only here, where all its rows are together, so that they only ever scale
     updates down (with one shard: exactly the weights one buffer would give)."""
-    batch = parts[0] if len(parts) == 1 else SampleBatch(*(np.concatenate(column) for column in zip(*parts)))
+    batch = (
+        parts[0] if len(parts) == 1 else SampleBatch(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+    )
     if not len(batch.weights):
         return batch
     return batch._replace(weights=(batch.weights / batch.weights.max()).astype(np.float32))
@@ -51,8 +53,9 @@ class Learner:
     """`restore_dir` is the run's `checkpoints/latest`: when it exists (a resumed run, or a
     learner restarted after a crash) the learner starts from it, otherwise from a seeded init."""
 
-    def __init__(self, config: Config, observation_space: gym.Space, action_space: gym.Space,
-                 restore_dir: str | None = None) -> None:
+    def __init__(
+        self, config: Config, observation_space: gym.Space, action_space: gym.Space, restore_dir: str | None = None
+    ) -> None:
         self.config = config.algorithm
         self.device = resolve_device(config.placement.device)
         torch.set_num_threads(config.placement.torch_threads)
@@ -60,13 +63,15 @@ class Learner:
         self.online = build_q_network(config.network, observation_space, action_space).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # fused Adam is one kernel for all parameters: small networks are bound by per-op overhead
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=self.config.lr, eps=self.config.adam_eps,
-                                          fused=True)
+        self.optimizer = torch.optim.Adam(
+            self.online.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=True
+        )
         self.mixed_precision = config.placement.learner_mixed_precision
         # one compiled graph for both forwards, the target and the loss (backward is traced too);
         # static shapes: a run has one batch shape, and inductor fails on some dynamic conv shapes
-        self._compute_loss = (torch.compile(self._loss, dynamic=False) if config.placement.learner_compile
-                              else self._loss)
+        self._compute_loss = (
+            torch.compile(self._loss, dynamic=False) if config.placement.learner_compile else self._loss
+        )
         self.updates = 0
         self.world_size = config.placement.num_learners
         self._in_group = self.world_size == 1
@@ -117,7 +122,7 @@ class Learner:
         offset = 0
         for parameter in parameters:
             size = parameter.numel()
-            parameter.grad = flat[offset:offset + size].view_as(parameter).clone()
+            parameter.grad = flat[offset : offset + size].view_as(parameter).clone()
             offset += size
         return True
 
@@ -130,12 +135,27 @@ class Learner:
         return tensor
 
     def _to_device(self, batch: SampleBatch) -> tuple[torch.Tensor, ...]:
-        return tuple(self._tensor(array) for array in (batch.observations, batch.actions, batch.returns,
-                                                        batch.discounts, batch.next_observations, batch.weights))
+        return tuple(
+            self._tensor(array)
+            for array in (
+                batch.observations,
+                batch.actions,
+                batch.returns,
+                batch.discounts,
+                batch.next_observations,
+                batch.weights,
+            )
+        )
 
-    def _loss(self, observations: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor,
-              discounts: torch.Tensor, next_observations: torch.Tensor,
-              weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _loss(
+        self,
+        observations: torch.Tensor,
+        actions: torch.Tensor,
+        returns: torch.Tensor,
+        discounts: torch.Tensor,
+        next_observations: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, |TD errors|, Q(s, a)); the networks may run in bfloat16, the TD math runs in float32."""
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.mixed_precision):
             q_values = self.online(observations)
@@ -143,8 +163,9 @@ class Learner:
                 next_q_online = self.online(next_observations) if self.config.double_dqn else None
                 next_q_target = self.target(next_observations)
         q_taken = q_values.float().gather(1, actions.unsqueeze(1)).squeeze(1)
-        target = td_target(returns, discounts, next_q_target.float(),
-                           None if next_q_online is None else next_q_online.float())
+        target = td_target(
+            returns, discounts, next_q_target.float(), None if next_q_online is None else next_q_online.float()
+        )
         loss, td = dqn_loss(q_taken, target, weights, self.config.loss)
         return loss, td, q_taken.detach()
 
@@ -223,7 +244,7 @@ class Learner:
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         def section(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
         self.online.load_state_dict(section("online."))
         self.target.load_state_dict(section("target."))

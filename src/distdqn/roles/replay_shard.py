@@ -45,10 +45,17 @@ class ReplayShard:
         """Store this shard's lanes of the batch; return how many steps it kept."""
         batch = batch.for_shard(self.shard_index, self.num_shards)  # a no-op for a batch already split
         local = batch.lanes // self.num_shards
-        self.replay.write_steps(local, batch.first_position, batch.observations, batch.actions,
-                                batch.episode_starts, self.n_step)
-        self.replay.complete(batch.completed_lanes // self.num_shards, batch.completed_positions, batch.returns,
-                             batch.discounts, batch.offsets, batch.priorities)
+        self.replay.write_steps(
+            local, batch.first_position, batch.observations, batch.actions, batch.episode_starts, self.n_step
+        )
+        self.replay.complete(
+            batch.completed_lanes // self.num_shards,
+            batch.completed_positions,
+            batch.returns,
+            batch.discounts,
+            batch.offsets,
+            batch.priorities,
+        )
         self.inserted += batch.num_steps
         return batch.num_steps
 
@@ -64,8 +71,9 @@ class ReplayShard:
         all shards from (a shard's share of every batch is its share of the total mass)."""
         return self.replay.num_sampleable, self.replay.mass
 
-    def sample(self, rows: list[int], beta: float, total_size: int | None = None,
-               share: float = 1.0) -> list[SampleBatch]:
+    def sample(
+        self, rows: list[int], beta: float, total_size: int | None = None, share: float = 1.0
+    ) -> list[SampleBatch]:
         """This shard's `rows[b]` rows of each batch b, in one call: one message per chunk of
         updates, not per update. `total_size` and `share` place the shard in the logical replay
         (see `PrioritizedReplay.sample`); by default the shard is all of it."""

@@ -41,8 +41,9 @@ class InlineRuntime:
     def where(self, handle: Any) -> InlineFuture:
         return InlineFuture(this_process("inline"))
 
-    def wait(self, futures: Sequence[InlineFuture], num_returns: int = 1,
-             timeout: float | None = None) -> list[InlineFuture]:
+    def wait(
+        self, futures: Sequence[InlineFuture], num_returns: int = 1, timeout: float | None = None
+    ) -> list[InlineFuture]:
         return list(futures)
 
     def get(self, future: InlineFuture) -> Any:

@@ -13,9 +13,10 @@ import os
 import secrets
 import socket
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from distdqn.config import PlacementConfig, RoleResources
 from distdqn.errors import UserError
@@ -69,8 +70,12 @@ def role_kind(name: str) -> str:
 
 def embedded_cluster_cpus(placement: PlacementConfig) -> int:
     """Logical CPUs the embedded cluster needs to place every role at once."""
-    total = (placement.num_actors * placement.actor.num_cpus + placement.num_shards * placement.shard.num_cpus
-             + placement.num_learners * placement.learner.num_cpus + placement.evaluator.num_cpus)
+    total = (
+        placement.num_actors * placement.actor.num_cpus
+        + placement.num_shards * placement.shard.num_cpus
+        + placement.num_learners * placement.learner.num_cpus
+        + placement.evaluator.num_cpus
+    )
     return max(1, math.ceil(total))
 
 
@@ -126,8 +131,13 @@ class RayRuntime:
                 self._connected = True
             else:
                 ensure_private_token()
-                ray.init(num_cpus=embedded_cluster_cpus(placement), include_dashboard=False,
-                         _node_ip_address="127.0.0.1", log_to_driver=True, logging_level=logging.WARNING)
+                ray.init(
+                    num_cpus=embedded_cluster_cpus(placement),
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    log_to_driver=True,
+                    logging_level=logging.WARNING,
+                )
                 self._connected = True
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RaySystemError) as error:
             raise UserError(f"cannot reach the Ray cluster at {address!r}: {str(error).splitlines()[0]}") from None
@@ -136,22 +146,29 @@ class RayRuntime:
     @staticmethod
     def cluster_nodes() -> list[Node]:
         """The alive nodes of the connected cluster with their total resources."""
-        return [Node(f"{node['NodeManagerAddress']} ({node['NodeID'][:8]})", dict(node["Resources"]))
-                for node in ray.nodes() if node["Alive"]]
+        return [
+            Node(f"{node['NodeManagerAddress']} ({node['NodeID'][:8]})", dict(node["Resources"]))
+            for node in ray.nodes()
+            if node["Alive"]
+        ]
 
     def _resources(self, name: str) -> RoleResources:
         return getattr(self.placement, role_kind(name))
 
     def spawn(self, role: type[RoleT], *args: Any, name: str) -> RayRole:
         resources = self._resources(name)
-        actor: Any = ray.remote(RoleHost).options(
-            num_cpus=resources.num_cpus,
-            num_gpus=resources.num_gpus,
-            resources=dict(resources.resources),
-            max_restarts=resources.max_restarts,
-            max_task_retries=0,  # the loop sees each failure and decides what to redo
-            max_concurrency=1,
-        ).remote(role, args)
+        actor: Any = (
+            ray.remote(RoleHost)
+            .options(
+                num_cpus=resources.num_cpus,
+                num_gpus=resources.num_gpus,
+                resources=dict(resources.resources),
+                max_restarts=resources.max_restarts,
+                max_task_retries=0,  # the loop sees each failure and decides what to redo
+                max_concurrency=1,
+            )
+            .remote(role, args)
+        )
         handle = RayRole(name, actor)
         self._roles.append(handle)
         self._names_by_actor_id[actor._actor_id.hex()] = name
@@ -168,8 +185,9 @@ class RayRuntime:
     def wait(self, futures: Sequence[Any], num_returns: int = 1, timeout: float | None = None) -> list[Any]:
         if not futures:
             return []
-        ready, _ = ray.wait(list(futures), num_returns=min(num_returns, len(futures)), timeout=timeout,
-                            fetch_local=False)
+        ready, _ = ray.wait(
+            list(futures), num_returns=min(num_returns, len(futures)), timeout=timeout, fetch_local=False
+        )
         return ready
 
     def get(self, future: Any) -> Any:
@@ -178,7 +196,8 @@ class RayRuntime:
         except (RayActorError, ActorUnavailableError) as error:
             # a call that consumed a dead role's result names that role only in its message
             actor_id = getattr(error, "actor_id", None) or next(
-                (known for known in self._names_by_actor_id if known in str(error)), "")
+                (known for known in self._names_by_actor_id if known in str(error)), ""
+            )
             name = self._names_by_actor_id.get(actor_id, "unknown role")
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise RoleFailed(name, reason, restarting=isinstance(error, ActorUnavailableError)) from error
