@@ -120,7 +120,9 @@ class PartsEncoder(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         batch = inputs.shape[: 1 + len(self.stack)]
         features = []
-        for part, start, stop, encoder in zip(self.parts, self.bounds[:-1], self.bounds[1:], self.encoders, strict=True):
+        for part, start, stop, encoder in zip(
+            self.parts, self.bounds[:-1], self.bounds[1:], self.encoders, strict=True
+        ):
             values = inputs[..., start:stop].reshape(*batch, *part.shape)
             features.append(encoder(values * part.scale if part.scale != 1.0 else values).flatten(1))
         return torch.cat(features, dim=1)
