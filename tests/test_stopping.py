@@ -101,3 +101,19 @@ def test_a_run_directory_in_use_is_refused_and_a_dead_owners_lock_is_taken_over(
     assert (run_dir / ".lock").exists()
     steps = load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"]
     assert main(["train", "--resume", str(run_dir), "--total-steps", str(steps + 200)]) == 0
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_resumed(tmp_path: Path):
+    """`--resume` used to say "checkpoint not found" and a fresh `train` "not empty": a dead end."""
+    from distdqn.cli import main
+
+    run_dir = tmp_path / "run"
+    process = _start(run_dir)  # no checkpoint is due before a million steps
+    _wait_for_training(run_dir)
+    process.kill()
+    process.communicate()
+    assert not (run_dir / "checkpoints").exists()
+    assert main(["train", "--resume", str(run_dir), "--total-steps", "300"]) == 0
+    steps = [json.loads(line)["env_steps"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] >= 300  # one run, started over from its config.toml
+    assert load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"] >= 300

@@ -139,7 +139,7 @@ def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin
 
 
 def _command_train(args: argparse.Namespace) -> int:
-    from distdqn.train import resume, train
+    from distdqn.train import resumable_config, resume, train
 
     if args.resume is not None:
         if args.env or args.config or args.run_dir or args.seed is not None:
@@ -147,9 +147,9 @@ def _command_train(args: argparse.Namespace) -> int:
                 "--resume takes the run's own config; only --set, --total-steps, --stop-return, "
                 "--runtime and --address may change it"
             )
-        checkpoint = load_checkpoint(args.resume / "checkpoints" / "latest")
-        config = override_config(checkpoint.config, _overrides(args), origin="--resume")
-        _refuse_unrequested_imports(config, args, origin=f"{args.resume}/checkpoints/latest")
+        saved, origin = resumable_config(args.resume)
+        config = override_config(saved, _overrides(args), origin="--resume")
+        _refuse_unrequested_imports(config, args, origin=str(origin))
         result = resume(args.resume, config)
     else:
         config = resolve_config(args.env, args.config, _overrides(args))

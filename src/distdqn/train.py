@@ -29,14 +29,14 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 
 from distdqn.checkpoint import load_checkpoint, save_checkpoint
-from distdqn.config import Config, config_to_toml
+from distdqn.config import Config, config_to_toml, load_config_toml
 from distdqn.envs import env_spaces, policy_space
-from distdqn.errors import CheckpointError, TrainingDiverged, UserError
+from distdqn.errors import CheckpointError, ConfigError, TrainingDiverged, UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.networks import build_q_network
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
-from distdqn.run_lock import RunLock
+from distdqn.run_lock import LOCK_FILE, RunLock
 from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 from distdqn.seeding import role_rng, stream_seed
@@ -628,31 +628,51 @@ def train(config: Config, run_dir: Path) -> TrainResult:
         with RunLock(run_dir):
             return _execute(config, run_dir, Counters())
     except UserError:
-        _remove_unstarted_run(run_dir, keep_directory=existed)
+        _remove_unstarted_run(run_dir, remove_directory=not existed)
         raise
 
 
-def _remove_unstarted_run(run_dir: Path, keep_directory: bool) -> None:
-    """A run refused before its first checkpoint (an unreachable cluster, say) leaves nothing
-    behind, so that the same command can be run again once the cause is fixed."""
+def _remove_unstarted_run(run_dir: Path, keep: tuple[str, ...] = (), remove_directory: bool = False) -> None:
+    """Remove what a run left before its first checkpoint (a refused start, or a run killed
+    early), so that the same command can run again; a run with checkpoints is never touched."""
     if (run_dir / "checkpoints").exists():
         return
     for path in run_dir.iterdir():
+        if path.name in keep:
+            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
-    if not keep_directory:
+    if remove_directory:
         run_dir.rmdir()
+
+
+def resumable_config(run_dir: Path) -> tuple[Config, Path]:
+    """The config `--resume run_dir` continues with, and the file it comes from: the latest
+    checkpoint's, or, for a run that died before its first checkpoint, the run's config.toml."""
+    latest = run_dir / "checkpoints" / "latest"
+    if latest.exists() or not (run_dir / "config.toml").is_file():
+        return load_checkpoint(latest).config, latest
+    try:
+        return load_config_toml(run_dir / "config.toml"), run_dir / "config.toml"
+    except ConfigError as error:
+        raise CheckpointError(f"cannot resume {run_dir}: {error}") from None
 
 
 def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
     """Continue a run from `run_dir/checkpoints/latest`: counters, weights, optimizer, schedules.
+    A run that died before its first checkpoint starts over from its config.toml.
 
     Replay starts empty and refills to `learning_starts` before updates resume.
     """
     with RunLock(run_dir):
         latest = run_dir / "checkpoints" / "latest"
+        if not latest.exists() and (run_dir / "config.toml").is_file():
+            config = config or resumable_config(run_dir)[0]
+            _remove_unstarted_run(run_dir, keep=(LOCK_FILE,))
+            (run_dir / "config.toml").write_text(config_to_toml(config))
+            return _execute(config, run_dir, Counters())
         checkpoint = load_checkpoint(latest)
         config = config or checkpoint.config
         counters = _saved_counters(latest, checkpoint.state)
