@@ -325,3 +325,20 @@ def test_an_unreachable_cluster_is_one_line_within_seconds_and_leaves_no_run_beh
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "distdqn: error: cannot reach the Ray cluster at '127.0.0.1:1': Connection refused"
     assert time.monotonic() - started < 15 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "placement.json", "checkpoints"])
+def test_a_run_directory_whose_files_link_outside_it_is_refused(finished_run: Path, tmp_path: Path, capsys, name: str):
+    """A downloaded run whose `metrics.jsonl` links to ~/.bashrc must not make us append to it."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    outside = tmp_path / "outside"
+    shutil.move(str(copy / name), str(outside))
+    (copy / name).symlink_to(outside)
+    before = sorted((p.name, p.stat().st_size) for p in [outside, *outside.rglob("*")] if p.is_file())
+    assert main(["train", "--resume", str(copy), "--total-steps", "200"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{name} is a link to" in err and "\n" not in err
+    assert sorted((p.name, p.stat().st_size) for p in [outside, *outside.rglob("*")] if p.is_file()) == before

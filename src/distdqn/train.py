@@ -666,6 +666,7 @@ def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
 
     Replay starts empty and refills to `learning_starts` before updates resume.
     """
+    refuse_links_out(run_dir)
     with RunLock(run_dir):
         latest = run_dir / "checkpoints" / "latest"
         if not latest.exists() and (run_dir / "config.toml").is_file():
@@ -680,6 +681,22 @@ def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
         counters.best_eval_return = _best_so_far(run_dir / "checkpoints" / "best", counters.best_eval_return)
         truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps)
         return _execute(config, run_dir, counters)
+
+
+RUN_FILES = ("config.toml", "metrics.jsonl", "placement.json", "tb", "checkpoints", LOCK_FILE)
+
+
+def refuse_links_out(run_dir: Path) -> None:
+    """A run writes only inside its own directory. In a run directory someone else made, a
+    `metrics.jsonl` that is a link would have us append to its target, and a `checkpoints` link
+    would have us write (and delete old versions) there; so such a directory is refused."""
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_symlink():
+            raise CheckpointError(
+                f"run directory {run_dir}: {name} is a link to {os.readlink(path)}; "
+                "a run writes only inside its own directory"
+            )
 
 
 def _saved_counters(directory: Path, state: dict[str, Any]) -> Counters:
