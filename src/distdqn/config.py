@@ -397,21 +397,21 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply one `a.b.c=value` override in place; the value is parsed as YAML (1e-3, true, [64, 64])."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set expects key.path=value, got {assignment!r}")
+        raise ConfigError(f"--set expects key.path=value, got {short_repr(assignment)}")
     parts = key.strip().split(".")
     fields: dict[str, Any] = Config.model_fields
     node = data
     for depth, part in enumerate(parts):
         if part not in fields:
-            raise ConfigError(f"--set {key}: unknown field {'.'.join(parts[: depth + 1])!r}")
+            raise ConfigError(f"--set {short_repr(key)}: unknown field {short_repr('.'.join(parts[: depth + 1]))}")
         annotation = fields[part].annotation
         is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
         if depth == len(parts) - 1:
             if is_section:
-                raise ConfigError(f"--set {key}: {key!r} is a section; set one of its fields")
+                raise ConfigError(f"--set {short_repr(key)}: {short_repr(key)} is a section; set one of its fields")
             break
         if not is_section:
-            raise ConfigError(f"--set {key}: {'.'.join(parts[: depth + 1])!r} has no fields")
+            raise ConfigError(f"--set {short_repr(key)}: {short_repr('.'.join(parts[: depth + 1]))} has no fields")
         node = node.setdefault(part, {})
         fields = annotation.model_fields
     try:

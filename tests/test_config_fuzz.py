@@ -1,0 +1,107 @@
+"""Random `--set` overrides and random config files: the validator answers with a Config or a
+one-line ConfigError, never a traceback from deep inside."""
+
+from pathlib import Path
+
+import tomli_w
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from distdqn.config import Config, resolve_config
+from distdqn.errors import ConfigError
+
+
+def _paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths += _paths(annotation, f"{prefix}{name}.")
+        paths.append(f"{prefix}{name}")
+    return paths
+
+
+FIELDS = _paths(Config)
+KEYS = st.one_of(
+    st.sampled_from(FIELDS),
+    st.text(min_size=1, max_size=12),
+    st.builds(lambda a, b: f"{a}.{b}", st.sampled_from(FIELDS), st.text(max_size=6)),
+)
+RAW_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "true",
+            "null",
+            ".inf",
+            "-.inf",
+            ".nan",
+            "[]",
+            "{}",
+            "[-5]",
+            "[0]",
+            "1e308",
+            "-1",
+            "2**70",
+            "{a: 1}",
+            "'x'",
+            "ALE/Pong-v5",
+            "0",
+            "1",
+            "0.5",
+            "[64, 64]",
+            "&a [*a]",
+            "{render_mode: 5}",
+        ]
+    ),
+    st.integers().map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.text(max_size=20),
+)
+LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=10),
+)
+TREES = st.recursive(
+    LEAVES,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+SECTION_DATA = st.dictionaries(
+    st.sampled_from([*Config.model_fields, "other"]),
+    st.one_of(TREES, st.dictionaries(st.sampled_from(FIELDS + ["x"]), TREES, max_size=4)),
+    max_size=4,
+)
+
+
+def _validated(**kwargs) -> None:
+    try:
+        assert isinstance(resolve_config(**kwargs), Config)
+    except ConfigError as error:
+        assert "\n" not in str(error) and len(str(error)) < 1000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(KEYS, RAW_VALUES), max_size=4))
+def test_random_set_overrides_are_validated_or_refused_in_one_line(assignments):
+    _validated(overrides=[f"{key}={value}" for key, value in assignments])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=SECTION_DATA, as_yaml=st.booleans())
+def test_random_config_files_are_validated_or_refused_in_one_line(tmp_path: Path, data, as_yaml: bool):
+    path = tmp_path / ("run.yaml" if as_yaml else "run.toml")
+    if as_yaml:
+        path.write_text(yaml.safe_dump(data))
+    else:
+        try:
+            path.write_text(tomli_w.dumps(data))
+        except (TypeError, ValueError):  # None and other values TOML cannot hold
+            return
+    _validated(config_file=path)
