@@ -25,6 +25,7 @@ BAD_SETTINGS = [
     ("network.hidden_sizes=[0]", "network.hidden_sizes"),
     ("env.kwargs={render_mode: 5}", "render_mode"),
     ("placement.rate_limit=unlimited", "rate_limit"),
+    ("replay.capacity=1000000000000", "replay.capacity=1000000000000 needs"),
     ("env.num_envs=0", "env.num_envs"),
     ("algorithm.n_step=0", "algorithm.n_step"),
 ]

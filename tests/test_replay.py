@@ -187,3 +187,11 @@ def test_a_lane_new_to_the_buffer_stacks_only_frames_it_received():
     assert set(batch.stamps.tolist()) == set(range(20, 25))
     assert np.array_equal(batch.observations[:, :, 0], _expected_stacks(batch.stamps, 20))
     assert np.array_equal(batch.next_observations[:, :, 0], _expected_stacks(batch.stamps + 1, 20))
+
+
+def test_the_memory_estimate_bounds_what_a_replay_allocates():
+    from distdqn.replay.buffer import PrioritizedReplay, replay_bytes
+
+    replay = PrioritizedReplay(3, 1000, (84, 84), np.dtype(np.uint8), 0.6, 1e-6, 0, frame_stack=4)
+    estimate = replay_bytes(3000, (84, 84), np.dtype(np.uint8))
+    assert replay.nbytes <= estimate < replay.nbytes * 1.01  # frames dominate: 7,056 bytes a slot

@@ -24,16 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from pydantic import TypeAdapter, ValidationError
 
 from distdqn.checkpoint import load_checkpoint, save_checkpoint
 from distdqn.config import Config, config_to_toml, load_config_toml
-from distdqn.envs import env_spaces, policy_space
+from distdqn.envs import env_spaces, frame_box, policy_space
 from distdqn.errors import CheckpointError, ConfigError, TrainingDiverged, UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.networks import build_q_network
+from distdqn.replay.buffer import replay_bytes
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.run_lock import LOCK_FILE, RunLock
@@ -621,7 +623,8 @@ class TrainingRun:
 
 def train(config: Config, run_dir: Path) -> TrainResult:
     """Train a fresh run in `run_dir` (which must be new or empty)."""
-    env_spaces(config.env)  # an env that cannot be made fails here, before anything is written
+    frame_space, _ = env_spaces(config.env)  # an env that cannot be made fails here, before anything is written
+    check_replay_fits(config, frame_box(frame_space))
     existed = run_dir.exists()
     prepare_run_dir(run_dir, config)
     try:
@@ -630,6 +633,22 @@ def train(config: Config, run_dir: Path) -> TrainResult:
     except UserError:
         _remove_unstarted_run(run_dir, remove_directory=not existed)
         raise
+
+
+def check_replay_fits(config: Config, frames: gym.spaces.Box) -> None:
+    """Refuse, in one line, a replay larger than this machine's memory, before allocating it (a
+    replay.capacity of 10**12 ended in NumPy's allocation traceback). Roles on other Ray nodes
+    are not checked here: their memory is theirs."""
+    if config.placement.runtime == "ray" and config.placement.address is not None:
+        return
+    needed = replay_bytes(config.replay.capacity, frames.shape, frames.dtype)
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > available:
+        raise UserError(
+            f"replay.capacity={config.replay.capacity} needs {needed / 2**30:,.1f} GiB of replay "
+            f"memory ({needed // config.replay.capacity} bytes a transition); this machine has "
+            f"{available / 2**30:,.1f} GiB"
+        )
 
 
 def _remove_unstarted_run(run_dir: Path, keep: tuple[str, ...] = (), remove_directory: bool = False) -> None:

@@ -24,6 +24,19 @@ _UNWRITTEN = -(2**62)
 """The position of a slot never written: no stream position, nor one computed from it, equals it."""
 
 
+SLOT_FIELD_BYTES = 8 + 4 + 4 + 8 + 8 + 8 + 1 + 8
+"""Bytes of a slot's fields beside its observation: action, return, discount, offset, position,
+episode start, sampleable flag, and a lane's origin (a lane has at least one slot)."""
+
+
+def replay_bytes(capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> int:
+    """What `capacity` slots preallocate: observations, fields, and a sum tree of at most twice
+    the next power of two of float64 (an upper bound: shards round their trees separately)."""
+    observation = int(np.prod(obs_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
+    tree = 2 * 8 * (1 << max(1, (capacity - 1).bit_length()))
+    return capacity * (observation + SLOT_FIELD_BYTES) + tree
+
+
 class PrioritizedReplay:
     def __init__(
         self,
