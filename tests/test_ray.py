@@ -19,6 +19,17 @@ from distdqn.train import train
 
 QUIET = ["logging.progress=false", "logging.tensorboard=false"]
 RAY = ["placement.runtime=ray", "placement.actor_steps_per_call=16"]
+TWO_LEARNERS = (
+    QUIET
+    + RAY
+    + [
+        "placement.num_learners=2",
+        "placement.num_shards=2",
+        "placement.num_actors=2",
+        "placement.learner.num_cpus=0.5",
+        "placement.actor.num_cpus=0.5",
+    ]
+)
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -126,14 +137,8 @@ def test_plan_reads_the_cluster_and_refuses_what_it_cannot_hold(cluster, tmp_pat
 def test_two_learners_stay_bit_identical(tmp_path: Path):
     config = resolve_config(
         "CartPole-v1",
-        overrides=QUIET
-        + RAY
+        overrides=TWO_LEARNERS
         + [
-            "placement.num_learners=2",
-            "placement.num_shards=2",
-            "placement.num_actors=2",
-            "placement.learner.num_cpus=0.5",
-            "placement.actor.num_cpus=0.5",
             "total_steps=3000",
             "algorithm.learning_starts=500",
         ],
@@ -157,14 +162,8 @@ def test_two_learners_stay_bit_identical(tmp_path: Path):
 def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path):
     config = resolve_config(
         "CartPole-v1",
-        overrides=QUIET
-        + RAY
+        overrides=TWO_LEARNERS
         + [
-            "placement.num_learners=2",
-            "placement.num_shards=2",
-            "placement.num_actors=2",
-            "placement.learner.num_cpus=0.5",
-            "placement.actor.num_cpus=0.5",
             "checkpoint.every_steps=1000",
             "logging.every_steps=500",
             "total_steps=12000",
