@@ -205,6 +205,10 @@ def test_cartpole_on_ray_with_two_actors_solves(tmp_path: Path, seed: int):
     assert counters.solved_at_env_steps is not None
 
 
+def _train_command(run_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "distdqn", "train", "--run-dir", str(run_dir), *args]
+
+
 def _wait_until(predicate, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -228,13 +232,8 @@ def _logged_updates(run_dir: Path) -> int:
 
 def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(tmp_path: Path):
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "distdqn",
-        "train",
-        "--run-dir",
-        str(run_dir),
+    command = _train_command(
+        run_dir,
         "--total-steps",
         "30000",
         "--set",
@@ -251,7 +250,7 @@ def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(tmp_p
         "logging.progress=false",
         "--set",
         "logging.tensorboard=false",
-    ]
+    )
     process = subprocess.Popen(
         command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -295,13 +294,8 @@ def _processes_mentioning(marker: str) -> list[int]:
 
 def test_driver_killed_mid_run_leaves_a_checkpoint_that_resume_continues(tmp_path: Path):
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "distdqn",
-        "train",
-        "--run-dir",
-        str(run_dir),
+    command = _train_command(
+        run_dir,
         "--runtime",
         "ray",
         "--total-steps",
@@ -314,7 +308,7 @@ def test_driver_killed_mid_run_leaves_a_checkpoint_that_resume_continues(tmp_pat
         "logging.progress=false",
         "--set",
         "logging.tensorboard=false",
-    ]
+    )
     driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until(lambda: _logged_updates(run_dir) >= 1500, timeout=240)
@@ -385,13 +379,8 @@ def test_the_embedded_cluster_token_is_readable_by_its_owner_only(tmp_path: Path
 def test_sigterm_to_the_ray_driver_writes_latest_and_exits_0(cluster, tmp_path: Path):
     """Ray's driver installs a SIGTERM handler of its own (exit 1 and a stack dump); ours must win."""
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "distdqn",
-        "train",
-        "--run-dir",
-        str(run_dir),
+    command = _train_command(
+        run_dir,
         "--total-steps",
         "1000000",
         "--runtime",
@@ -404,7 +393,7 @@ def test_sigterm_to_the_ray_driver_writes_latest_and_exits_0(cluster, tmp_path: 
         "logging.progress=false",
         "--set",
         "logging.every_steps=500",
-    ]
+    )
     driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = run_dir / "metrics.jsonl"
     _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, timeout=120)
