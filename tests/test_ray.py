@@ -109,27 +109,18 @@ def test_plan_reads_the_cluster_and_refuses_what_it_cannot_hold(cluster, tmp_pat
         "--set",
         "placement.num_actors=2",
     ]
-    fits = subprocess.run(
-        base + ["--set", "placement.actor.resources={node2: 1}"],
-        capture_output=True,
-        text=True,
-        env=ray_environment(),
-        cwd=tmp_path,
-        timeout=120,
-    )
+
+    def plan(actor_resources: str) -> subprocess.CompletedProcess:
+        command = base + ["--set", f"placement.actor.resources={actor_resources}"]
+        return subprocess.run(command, capture_output=True, text=True, env=ray_environment(), cwd=tmp_path, timeout=120)
+
+    fits = plan("{node2: 1}")
     assert fits.returncode == 0, fits.stderr
     rows = {line.split()[0]: line for line in fits.stdout.splitlines()[1:]}
     assert set(rows) == {"learner-0", "shard-0", "actor-0", "actor-1", "evaluator"}
     assert "node2=1" in rows["actor-0"]
 
-    too_big = subprocess.run(
-        base + ["--set", "placement.actor.resources={gpu_node: 1}"],
-        capture_output=True,
-        text=True,
-        env=ray_environment(),
-        cwd=tmp_path,
-        timeout=120,
-    )
+    too_big = plan("{gpu_node: 1}")
     assert too_big.returncode == 2
     assert "cannot hold actor-" in too_big.stderr and len(too_big.stderr.strip().splitlines()) == 1
 
