@@ -161,7 +161,7 @@ def test_sharded_replay_samples_as_one_buffer(counter_id):
         batch, _ = actor.collect(3)
         for replay in (whole, *shards):
             replay.add(batch)
-    sizes, masses = zip(*(shard.size_and_mass() for shard in shards), strict=True)
+    sizes, masses, _ = zip(*(shard.size_and_mass() for shard in shards), strict=True)
     assert sizes[0] == 2 * sizes[1] and sum(sizes) == whole.size()
     slots = np.flatnonzero(whole.replay._sampleable)
     order = np.argsort(_keys(slots // whole.replay.lane_capacity, whole.replay._positions[slots]))

@@ -447,9 +447,13 @@ class TrainingRun:
         asked, self._asked = self._asked, []
         for index, future in enumerate(asked):
             try:
-                self._shard_sizes[index], self._shard_masses[index] = self.runtime.get(future)
+                size, mass, pid = self.runtime.get(future)
             except RoleFailed:
                 self._reconcile_restarts()
+                continue
+            if pid != self._where[f"shard-{index}"]["pid"]:  # restarted since: count what the old one held
+                self._reconcile_restarts()
+            self._shard_sizes[index], self._shard_masses[index] = size, mass
 
     # -- evaluation, logs, checkpoints --------------------------------------------------------
     def _next_multiple(self, every: int) -> int:

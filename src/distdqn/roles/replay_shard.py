@@ -6,6 +6,8 @@ lane's steps stay in time order on one shard and actors' data spreads evenly ove
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 
 from distdqn.config import Config, lane_capacity, shard_lanes
@@ -66,10 +68,12 @@ class ReplayShard:
         """Sampleable transitions held."""
         return self.replay.num_sampleable
 
-    def size_and_mass(self) -> tuple[int, float]:
+    def size_and_mass(self) -> tuple[int, float, int]:
         """Sampleable transitions held and their priority mass: what the loop plans draws over
-        all shards from (a shard's share of every batch is its share of the total mass)."""
-        return self.replay.num_sampleable, self.replay.mass
+        all shards from (a shard's share of every batch is its share of the total mass). The
+        process id says which incarnation answered: a restarted shard's answer must not hide
+        what its predecessor held."""
+        return self.replay.num_sampleable, self.replay.mass, os.getpid()
 
     def sample(
         self, rows: list[int], beta: float, total_size: int | None = None, share: float = 1.0
