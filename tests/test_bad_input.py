@@ -1,11 +1,13 @@
 """Bad input, thrown as a hostile but realistic user would: every case is one line
 `distdqn: error: ...` naming the bad value, exit code 2, no traceback, nothing written."""
 
+import errno
 import json
 from pathlib import Path
 
 import pytest
 
+import distdqn.checkpoint as checkpoint_module
 from distdqn.checkpoint import load_checkpoint
 from distdqn.cli import main
 
@@ -148,7 +150,7 @@ def _damaged_copy(run_dir: Path, tmp_path: Path, edit) -> Path:
             "sha256": hashlib.sha256((version / name).read_bytes()).hexdigest(),
             "size": (version / name).stat().st_size,
         }
-        for name in ("tensors.safetensors", "state.json", "config.toml")
+        for name in json.loads((version / "manifest.json").read_text())["files"]
     }
     (version / "manifest.json").write_text(json.dumps({"files": files}))
     return copy
@@ -343,3 +345,51 @@ def test_a_run_directory_whose_files_link_outside_it_is_refused(finished_run: Pa
     err = capsys.readouterr().err.strip()
     assert f"{name} is a link to" in err and "\n" not in err
     assert sorted((p.name, p.stat().st_size) for p in [outside, *outside.rglob("*")] if p.is_file()) == before
+
+
+def _fill_the_disk_after(calls: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoint writes fail as on a full disk once `calls` tensors files have been written."""
+    real = checkpoint_module.save_file
+    written = []
+
+    def save_file(tensors: dict, path: Path) -> None:
+        written.append(path)
+        if len(written) > calls:
+            Path(path).write_bytes(b"\0" * 100)  # what a write cut short leaves
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(tensors, path)
+
+    monkeypatch.setattr(checkpoint_module, "save_file", save_file)
+
+
+def test_a_full_disk_stops_training_in_one_line_with_latest_intact(tmp_path: Path, capsys, monkeypatch):
+    run_dir = tmp_path / "run"
+    _fill_the_disk_after(2, monkeypatch)  # the first `latest` and the first `best`
+    code = main(
+        ["train", "--run-dir", str(run_dir), "--total-steps", "3000", "--set", "checkpoint.every_steps=1000"]
+        + ["--set", "evaluation.every_steps=1000", "--set", "logging.progress=false"]
+        + ["--set", "logging.tensorboard=false", "--set", "checkpoint.keep_best=false"]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("distdqn: error: the disk is full") and "\n" not in err, err
+    latest = load_checkpoint(run_dir / "checkpoints" / "latest")
+    assert f"checkpoints/latest keeps env step {latest.state['counters']['env_steps']}" in err
+    assert not [p for p in (run_dir / "checkpoints").iterdir() if not (p / "manifest.json").is_file()]
+
+
+def test_a_full_disk_while_resuming_is_one_line(tmp_path: Path, capsys, monkeypatch):
+    run_dir = tmp_path / "run"
+    settings = ["--set", "logging.progress=false", "--set", "logging.tensorboard=false"]
+    assert main(["train", "--run-dir", str(run_dir), "--total-steps", "1000", *settings]) == 0
+    (run_dir / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text() + '{"env_steps": 99999}\n')
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "metrics.jsonl.tmp"))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    monkeypatch.setattr(Path, "write_text", full)
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run_dir), "--total-steps", "2000"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("distdqn: error: the disk is full") and "\n" not in err, err
+    assert load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"] >= 1000

@@ -9,10 +9,11 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ray_cluster import TwoNodeCluster, ray_environment
 
-from distdqn.checkpoint import load_checkpoint
+from distdqn.checkpoint import load_checkpoint, load_resume_state
 from distdqn.config import resolve_config
 from distdqn.runtime.ray import RayRuntime, ray  # first: it sets Ray's environment before Ray loads
 from distdqn.train import train
@@ -393,3 +394,55 @@ def test_sigterm_to_the_ray_driver_writes_latest_and_exits_0(cluster, tmp_path: 
     assert driver.returncode == 0, err[-2000:]
     assert "stopped by SIGTERM" in err and "Traceback" not in err
     assert load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"] > 0
+
+
+def test_a_resumed_ray_run_restores_every_shard_exactly_and_finishes(cluster, tmp_path: Path):
+    """Two actors, two shards, the driver killed with kill -9: `--resume` puts back the replay
+    the checkpoint holds, bit for bit (a resume to the checkpoint's own step count inserts
+    nothing, and its final checkpoint holds the shards as restored), then the run finishes."""
+    run_dir = tmp_path / "run"
+    command = _train_command(
+        run_dir,
+        "--total-steps",
+        "100000",
+        *[item for setting in [*QUIET, *RAY, f"placement.address={cluster.address}"] for item in ("--set", setting)],
+        "--set",
+        "placement.num_actors=2",
+        "--set",
+        "placement.num_shards=2",
+        "--set",
+        "checkpoint.every_steps=1000",
+    )
+    driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(lambda: _logged_updates(run_dir) >= 1500, timeout=240)
+    finally:
+        driver.kill()
+        driver.wait()
+    latest = run_dir / "checkpoints" / "latest"
+    saved_steps = load_checkpoint(latest).state["counters"]["env_steps"]
+    saved_shards = load_resume_state(latest)["shards"]
+
+    def resume(total_steps: int) -> None:
+        resumed = subprocess.run(
+            [sys.executable, "-m", "distdqn", "train", "--resume", str(run_dir), "--total-steps", str(total_steps)],
+            env=ray_environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    resume(saved_steps)
+    restored_shards = load_resume_state(latest)["shards"]
+    assert len(restored_shards) == 2
+    for saved, restored in zip(saved_shards, restored_shards, strict=True):
+        assert saved["replay"]["arrays"].keys() == restored["replay"]["arrays"].keys()
+        for name, array in saved["replay"]["arrays"].items():
+            assert np.array_equal(array, restored["replay"]["arrays"][name]), name
+        assert np.array_equal(saved["replay"]["tree"], restored["replay"]["tree"])
+        assert saved["replay"]["rng"] == restored["replay"]["rng"]
+    assert restored_shards[0]["replay"]["arrays"]["sampleable"].any()
+
+    resume(saved_steps + 2000)
+    assert load_checkpoint(latest).state["counters"]["env_steps"] >= saved_steps + 2000

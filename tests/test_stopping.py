@@ -78,6 +78,8 @@ def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path: Path):
     run_dir = tmp_path / "run"
     process = _start(run_dir, "--set", "checkpoint.every_steps=400")
     _wait_for_training(run_dir, lines=4)
+    while not (run_dir / "checkpoints" / "latest").exists():  # written on a thread of its own
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     time.sleep(0.01)
     process.send_signal(signal.SIGINT)

@@ -6,6 +6,10 @@ name, with a `manifest.json` holding the SHA-256 and size of every file, then th
 with one atomic rename, so a reader (or a crash at any instant) only ever sees a complete
 checkpoint. Loading follows links only within the checkpoints directory, checks every file
 against the manifest, refuses tensors that hold NaN or inf, and never unpickles.
+
+A checkpoint that resumes exactly also holds every role's state (`resume.json`, whose arrays,
+the replay among them, are compressed `.npy` files under `resume/`); it is read only by
+`--resume`, so loading weights to evaluate never touches the replay.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,8 +28,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from distdqn.array_files import array_file_name, read_array, write_array
 from distdqn.config import Config, config_to_toml, load_config_toml
 from distdqn.errors import CheckpointError, ConfigError
+from distdqn.state_tree import join_arrays, split_arrays
 
 FORMAT_VERSION = 2
 TENSORS_FILE = "tensors.safetensors"
@@ -32,6 +39,8 @@ STATE_FILE = "state.json"
 CONFIG_FILE = "config.toml"
 MANIFEST_FILE = "manifest.json"
 CONTENT_FILES = (TENSORS_FILE, STATE_FILE, CONFIG_FILE)
+RESUME_FILE = "resume.json"
+RESUME_DIR = "resume"
 
 
 class Checkpoint(NamedTuple):
@@ -70,22 +79,23 @@ def save_checkpoint(
     tensors: dict[str, torch.Tensor],
     state: dict[str, Any],
     keep: int = 1,
+    resume: dict[str, Any] | None = None,
+    codec: str = "zstd",
 ) -> Path:
     """Write a complete checkpoint and atomically point `checkpoints_dir/name` at it; keep the
-    `keep` newest versions of `name`. Refuses (ValueError) tensors that are not finite."""
+    `keep` newest versions of `name`. Refuses (ValueError) tensors that are not finite.
+    `resume`: the roles' states (see `distdqn.state_tree`), arrays compressed with `codec`."""
     bad = non_finite(tensors)
     if bad:
         raise ValueError(f"tensors {bad[:3]} hold NaN or inf")
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     version_dir = checkpoints_dir / f".{name}-{uuid.uuid4().hex[:12]}"
     version_dir.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, version_dir / TENSORS_FILE)
-    (version_dir / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **state}, indent=1, allow_nan=False))
-    (version_dir / CONFIG_FILE).write_text(config_to_toml(config))
-    manifest = {"files": {file_name: _digest(version_dir / file_name) for file_name in CONTENT_FILES}}
-    (version_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-    for path in (*version_dir.iterdir(), version_dir):
-        _fsync(path)
+    try:
+        _write_version(version_dir, config, tensors, state, resume, codec)
+    except BaseException:
+        shutil.rmtree(version_dir, ignore_errors=True)  # half a version would only take space (a full disk's)
+        raise
     link = checkpoints_dir / name
     temporary_link = checkpoints_dir / f".{name}-link-{uuid.uuid4().hex[:12]}"
     temporary_link.symlink_to(version_dir.name, target_is_directory=True)
@@ -93,6 +103,69 @@ def save_checkpoint(
     _fsync(checkpoints_dir)
     _remove_old_versions(checkpoints_dir.glob(f".{name}-*"), version_dir, keep)
     return link
+
+
+def _write_version(
+    version_dir: Path,
+    config: Config,
+    tensors: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    resume: dict[str, Any] | None,
+    codec: str,
+) -> None:
+    """Every file of a checkpoint version, its manifest last, all synced to disk."""
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, version_dir / TENSORS_FILE)
+    (version_dir / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **state}, indent=1, allow_nan=False))
+    (version_dir / CONFIG_FILE).write_text(config_to_toml(config))
+    files = list(CONTENT_FILES)
+    if resume is not None:
+        files += _write_resume_state(version_dir, resume, codec)
+    manifest = {"files": {file_name: _digest(version_dir / file_name) for file_name in files}}
+    (version_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    for file_name in (*files, MANIFEST_FILE):
+        _fsync(version_dir / file_name)
+    for directory in (version_dir / RESUME_DIR, version_dir):
+        if directory.is_dir():
+            _fsync(directory)
+
+
+def _write_resume_state(version_dir: Path, resume: dict[str, Any], codec: str) -> list[str]:
+    """Write `resume.json` and its arrays; return the files written, relative to `version_dir`."""
+    tree, arrays = split_arrays(resume)
+    (version_dir / RESUME_DIR).mkdir()
+    files = {name: f"{RESUME_DIR}/{array_file_name(name, codec)}" for name in arrays}
+    for name, array in arrays.items():
+        write_array(version_dir / files[name], array)
+    # an env's own float state may hold NaN or inf: Python's JSON reads them back (this file is ours)
+    (version_dir / RESUME_FILE).write_text(json.dumps({"tree": tree, "arrays": files}))
+    return [RESUME_FILE, *files.values()]
+
+
+class CheckpointWriter:
+    """Writes checkpoints on a thread of its own, one at a time, so that training goes on while
+    a large replay is compressed and written. A write's error is raised by the next `submit` or
+    by `wait`; what it was writing never becomes `latest` (see `save_checkpoint`)."""
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending: Future | None = None
+
+    def submit(self, *args: Any, **kwargs: Any) -> None:
+        """`save_checkpoint(*args, **kwargs)` once the previous write is done."""
+        self.wait()
+        self._pending = self._thread.submit(save_checkpoint, *args, **kwargs)
+
+    def wait(self) -> None:
+        """Block until the write in progress is done; raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._thread.shutdown(wait=True)
 
 
 def _remove_old_versions(candidates: Iterable[Path], current: Path, keep: int) -> None:
@@ -124,14 +197,17 @@ def _resolve_within(directory: Path) -> Path:
     return target
 
 
-def _verify_manifest(directory: Path, version: Path) -> None:
+def _verify_manifest(directory: Path, version: Path, names: Iterable[str] = CONTENT_FILES) -> None:
+    """Every file of `names` is listed in the manifest, with the size and SHA-256 it has."""
     try:
         manifest = json.loads((version / MANIFEST_FILE).read_text())
         files = manifest["files"]
-        expected = {name: files[name] for name in CONTENT_FILES}
+        expected = {name: files[name] for name in names}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"checkpoint {directory}: {MANIFEST_FILE} is missing or corrupt ({error})") from None
     for name, recorded in expected.items():
+        if not (version / name).is_file():
+            raise CheckpointError(f"checkpoint {directory} is incomplete: {name} is missing")
         actual = _digest(version / name)
         if actual != recorded:
             what = "size" if actual["size"] != recorded.get("size") else "SHA-256"
@@ -170,3 +246,30 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     except ConfigError as error:
         raise CheckpointError(f"checkpoint {directory}: {error}") from None
     return Checkpoint(config, tensors, state)
+
+
+def load_resume_state(directory: Path) -> dict[str, Any] | None:
+    """The roles' states a checkpoint holds for an exact resume (None if it holds none), each
+    file checked against the manifest; a referenced file must lie in `resume/`."""
+    version = _resolve_within(directory)
+    if not (version / RESUME_FILE).is_file():
+        return None
+    _verify_manifest(directory, version, [RESUME_FILE])
+    try:
+        saved = json.loads((version / RESUME_FILE).read_text())
+        tree, files = saved["tree"], saved["arrays"]
+        if not isinstance(files, dict):
+            raise TypeError("arrays is not a mapping")
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {directory}: {RESUME_FILE} is corrupt ({error})") from None
+    for file_name in files.values():
+        if not (isinstance(file_name, str) and Path(file_name).parent == Path(RESUME_DIR) and "/." not in file_name):
+            raise CheckpointError(f"checkpoint {directory}: {RESUME_FILE} names {file_name!r} outside {RESUME_DIR}/")
+    _verify_manifest(directory, version, files.values())
+
+    def load(name: str) -> Any:
+        if name not in files:
+            raise CheckpointError(f"checkpoint {directory}: {RESUME_FILE} refers to an unknown array {name!r}")
+        return read_array(version / files[name])
+
+    return join_arrays(tree, load)

@@ -7,6 +7,7 @@ stderr and exit code 2, before anything on disk is touched.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
@@ -260,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         return _command_evaluate(args)
     except UserError as error:
         print(f"distdqn: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"distdqn: error: the disk is full (writing {error.filename})", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("distdqn: interrupted", file=sys.stderr)

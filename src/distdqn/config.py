@@ -231,6 +231,12 @@ class CheckpointConfig(_Section):
     keep: int = Field(1, ge=1)
     """Versions of `checkpoints/latest` kept (the newest is `latest`; older ones stay as complete
     checkpoints in `checkpoints/.latest-*`, newest first by time); `best` is kept apart."""
+    replay: bool | Literal["auto"] = "auto"
+    """Also store the replay and every role's state (RNGs, envs where they can be captured, n-step
+    records, the loop's counters) in `latest`, so that `--resume` continues as if the run had never
+    stopped. `auto`: on when the replay preallocates at most 1 GiB (written in seconds)."""
+    replay_codec: Literal["zstd", "lz4", "none"] = "zstd"
+    """Compression of the stored replay: `zstd` (smaller), `lz4` (faster), `none`."""
 
 
 class LoggingConfig(_Section):

@@ -24,3 +24,8 @@ class CheckpointError(UserError):
 class TrainingDiverged(UserError):
     """The loss or the weights went non-finite (a learning rate far too high, say); the run stops
     and keeps its last finite checkpoint."""
+
+
+class DiskFull(UserError):
+    """A write in the run directory found the disk (or the user's quota) full; the run stops and
+    keeps its last complete checkpoint."""

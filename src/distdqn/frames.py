@@ -35,3 +35,6 @@ class FrameStacker:
     @property
     def stacks(self) -> np.ndarray:
         return self._stacks
+
+    def restore(self, stacks: np.ndarray) -> None:
+        self._stacks[...] = stacks

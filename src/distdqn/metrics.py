@@ -43,6 +43,11 @@ class MetricsLog:
             group = "eval" if key.startswith("eval_") else "train"
             self._writer.add_scalar(f"{group}/{key.removeprefix('eval_')}", value, step)
 
+    @property
+    def position(self) -> int:
+        """Bytes in metrics.jsonl so far: where a resume from a checkpoint taken now cuts it."""
+        return self._file.tell()
+
     def close(self) -> None:
         self._file.close()
         if self._writer is not None:

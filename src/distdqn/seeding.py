@@ -31,10 +31,11 @@ def stream_seed(seed: int, role: str, *path: int) -> int:
     return int_seed(seed_sequence(seed, role, *path))
 
 
-def env_seeds(seed: int, role: str, index: int, num_envs: int) -> list[int]:
+def env_seeds(seed: int, role: str, index: int, num_envs: int, *more: int) -> list[int]:
     """One seed per environment of role instance `index`: environment k is stream `role/index/k+1`
-    (stream `role/index/0` is the instance's own generator)."""
-    return [stream_seed(seed, role, index, k + 1) for k in range(num_envs)]
+    (stream `role/index/0` is the instance's own generator). `more` names later resets of the
+    same envs (a resumed actor whose envs could not be restored starts new episodes)."""
+    return [stream_seed(seed, role, index, k + 1, *more) for k in range(num_envs)]
 
 
 def role_rng(seed: int, role: str, index: int) -> np.random.Generator:

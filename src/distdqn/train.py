@@ -15,10 +15,12 @@ With `"unlimited"` (Ape-X), actors run free and the learners keep `max_update_la
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +31,10 @@ import numpy as np
 import torch
 from pydantic import TypeAdapter, ValidationError
 
-from distdqn.checkpoint import load_checkpoint, save_checkpoint
+from distdqn.checkpoint import CheckpointWriter, load_checkpoint, load_resume_state, non_finite, save_checkpoint
 from distdqn.config import Config, config_to_toml, load_config_toml
 from distdqn.envs import env_spaces, frame_box, policy_space
-from distdqn.errors import CheckpointError, ConfigError, TrainingDiverged, UserError
+from distdqn.errors import CheckpointError, ConfigError, DiskFull, TrainingDiverged, UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.networks import build_q_network
 from distdqn.replay.buffer import replay_bytes
@@ -43,6 +45,7 @@ from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 from distdqn.seeding import role_rng, stream_seed
 from distdqn.stopping import StopSignals
+from distdqn.types import TransitionBatch, Weights
 
 UPDATE_CHUNK = 8
 """Batches per sample -> update call: small enough that a learner starts while the shard samples
@@ -103,14 +106,15 @@ class TrainingRun:
         runtime: Runtime,
         counters: Counters,
         stop_signals: StopSignals | None = None,
+        resume_state: dict[str, Any] | None = None,
     ) -> None:
-        """`stop_signals`: a SIGTERM or SIGINT it records ends the loop at its next turn."""
+        """`stop_signals`: a SIGTERM or SIGINT it records ends the loop at its next turn.
+        `resume_state`: what a checkpoint's `resume.json` holds; the run continues from it exactly."""
         self.config = config
         self.run_dir = run_dir
         self.runtime = runtime
         self.counters = counters
         self.stop_signals = stop_signals
-        self._saved_at: int | None = None  # env steps of the newest `latest` this run wrote
         placement = config.placement
         frame_space, action_space = env_spaces(config.env)
         latest = str(run_dir / "checkpoints" / "latest")
@@ -161,6 +165,15 @@ class TrainingRun:
         self._episode_lengths: list[int] = []
         self._stop = False
         self._evaluation_mark = (-1, 0, 0.0)  # (env_steps, updates, wall_s) of the last evaluation
+        self._due = {  # env steps at which the next log line, evaluation and checkpoint are due
+            "log": self._next_multiple(config.logging.every_steps),
+            "eval": self._next_multiple(config.evaluation.every_steps),
+            "checkpoint": self._next_multiple(config.checkpoint.every_steps),
+        }
+        self._writer = CheckpointWriter()
+        self._snapshots = snapshots_replay(config)
+        if resume_state is not None:
+            self._restore(resume_state)
 
     def _record_placement(self) -> None:
         """Write where every role instance actually runs to RUN_DIR/placement.json."""
@@ -198,14 +211,13 @@ class TrainingRun:
         return self.stop_signals is not None and self.stop_signals.requested is not None
 
     def run(self) -> Counters:
-        config, counters = self.config, self.counters
-        next_eval = self._next_multiple(config.evaluation.every_steps)
-        next_log = self._next_multiple(config.logging.every_steps)
-        next_checkpoint = self._next_multiple(config.checkpoint.every_steps)
+        config, counters, due = self.config, self.counters, self._due
         started = time.perf_counter() - counters.wall_s
         self._publish_weights()
+        pending = {index for index, _ in self._collects.values()}  # restored from a checkpoint
         for index in range(len(self.actors)):
-            self._launch_collect(index)
+            if index not in pending:
+                self._launch_collect(index)
 
         while counters.env_steps < config.total_steps and not self._stop and not self._stop_requested():
             in_flight = [*self._collects, *self._updates, *([self._evaluation] if self._evaluation else [])]
@@ -219,16 +231,18 @@ class TrainingRun:
             self._issue_updates()
             self._harvest_background()
             counters.wall_s = time.perf_counter() - started
-            if counters.env_steps >= next_log:
-                next_log = self._next_multiple(config.logging.every_steps)
+            if counters.env_steps >= due["log"]:
+                due["log"] = self._next_multiple(config.logging.every_steps)
                 self._log_training()
-            if counters.env_steps >= next_eval and self._evaluation is None:
-                next_eval = self._next_multiple(config.evaluation.every_steps)
+            if counters.env_steps >= due["eval"] and self._evaluation is None:
+                due["eval"] = self._next_multiple(config.evaluation.every_steps)
                 self._start_evaluation()
-            if counters.env_steps >= next_checkpoint:
-                next_checkpoint = self._next_multiple(config.checkpoint.every_steps)
+            if counters.env_steps >= due["checkpoint"]:
+                due["checkpoint"] = self._next_multiple(config.checkpoint.every_steps)
                 self.save("latest")
 
+        if self._stop_requested() and self._snapshots:
+            return self._stop_with_snapshot()
         self._drain()
         if self._evaluation is not None and not self._stop_requested():
             self._finish_evaluation()
@@ -238,9 +252,26 @@ class TrainingRun:
         if self._log_mark[0] != counters.env_steps:
             self._log_training()
         self.save("latest")
-        self.progress.close()
-        self.metrics.close()
+        self._close()
         return counters
+
+    def _stop_with_snapshot(self) -> Counters:
+        """Stopped by a signal: `latest` takes everything in flight as it is (no drain, which
+        would drop the actors' pending batches), so that `--resume` continues exactly here. The
+        training line logged after it is for the user; a resume drops it again."""
+        self.save("latest")
+        if self._log_mark[0] != self.counters.env_steps:
+            self._log_training()
+        self._close()
+        return self.counters
+
+    def _close(self) -> None:
+        """Finish the checkpoint being written, then close the logs."""
+        try:
+            self._writer.close()
+        finally:
+            self.progress.close()
+            self.metrics.close()
 
     # -- collect and insert ---------------------------------------------------------------
     def _launch_collect(self, index: int) -> None:
@@ -605,24 +636,149 @@ class TrainingRun:
             raise self._diverged(f"the evaluated {error}") from None
 
     def save(self, name: str) -> None:
+        """Write checkpoint `name`: the learner's state and, with replay snapshots, every role's,
+        all taken at this one point of the loop, then written on the checkpoint thread while
+        training goes on. A role that died meanwhile skips this checkpoint (the last one stays)."""
         try:
+            resume = self._snapshot() if self._snapshots else None
             tensors, learner_state = self.runtime.get(self.runtime.call(self.learners[0], "state_dict"))
         except RoleFailed:
             self._reconcile_restarts()
             return
+        bad = non_finite(tensors)
+        if bad:
+            raise self._diverged(f"the learner's tensors {bad[:3]} hold NaN or inf")
+        tensors = {key: value.detach().clone() for key, value in tensors.items()}  # the learner goes on
         state = {"counters": dataclasses.asdict(self.counters), "learner": learner_state}
-        try:
-            save_checkpoint(
-                self.run_dir / "checkpoints", name, self.config, tensors, state, self.config.checkpoint.keep
-            )
-        except ValueError as error:
-            raise self._diverged(f"the learner's {error}") from None
-        self._saved_at = self.counters.env_steps
+        checkpoint = self.config.checkpoint
+        self._writer.submit(
+            self.run_dir / "checkpoints",
+            name,
+            self.config,
+            tensors,
+            state,
+            checkpoint.keep,
+            resume,
+            checkpoint.replay_codec,
+        )
+
+    # -- exact resume -------------------------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        """Every role's state at this point of the loop, and what is in flight between roles:
+        actors' finished batches not yet inserted, and the evaluation under way. Updates in
+        flight are finished first, as the loop's next turn would finish them, so the learner's
+        state and the priorities it sent back are in the cut. Each role takes its snapshot call
+        after every call made to it before, so shards hold every batch inserted so far."""
+        runtime = self.runtime
+        while self._updates:
+            for future in runtime.wait(list(self._updates), num_returns=len(self._updates)):
+                self._finish_update(future)
+        self._read_shard_contents()
+        shards = [runtime.call(shard, "snapshot") for shard in self.shards]
+        actors = [runtime.call(actor, "snapshot") for actor in self.actors]
+        pending = [
+            {
+                "actor": index,
+                "steps": runtime.get(steps),
+                "batches": [runtime.get(batch)._asdict() for batch in batches],
+            }
+            for steps, (index, batches) in self._collects.items()
+        ]
+        evaluation = None
+        if self._evaluation is not None and self._evaluated is not None:
+            weights_future, seed = self._evaluated
+            weights = runtime.get(weights_future)
+            evaluation = {
+                "seed": seed,
+                "mark": list(self._evaluation_mark),
+                "weights_version": weights.version,
+                "weights": weights.tensors,
+            }
+        return {
+            "layout": snapshot_layout(self.config),
+            "loop": self._loop_state(),
+            "shards": [runtime.get(future) for future in shards],
+            "actors": [runtime.get(future) for future in actors],
+            "pending": pending,
+            "evaluation": evaluation,
+        }
+
+    def _loop_state(self) -> dict[str, Any]:
+        return {
+            "plan_rng": self._plan_rng.bit_generator.state,
+            "learning_origin": self._learning_origin,
+            "due": dict(self._due),
+            "log_mark": list(self._log_mark),
+            "evaluation_mark": list(self._evaluation_mark),
+            "last_metrics": dict(self._last_metrics),
+            "collects_launched": list(self._collects_launched),
+            "shard_sizes": list(self._shard_sizes),
+            "shard_masses": list(self._shard_masses),
+            "role_marks": dict(self._role_marks),
+            "episode_returns": list(self._episode_returns),
+            "episode_lengths": list(self._episode_lengths),
+            "metrics_offset": self.metrics.position,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Put every role, and the loop, back where `_snapshot` found them."""
+        runtime = self.runtime
+        calls = [
+            runtime.call(handle, "restore", part)
+            for handles, parts in ((self.shards, state["shards"]), (self.actors, state["actors"]))
+            for handle, part in zip(handles, parts, strict=True)
+        ]
+        for call in calls:
+            runtime.get(call)
+        loop = state["loop"]
+        self._plan_rng.bit_generator.state = loop["plan_rng"]
+        origin = loop["learning_origin"]
+        self._learning_origin = None if origin is None else (int(origin[0]), int(origin[1]))
+        self._due = {key: int(loop["due"][key]) for key in self._due}
+        self._log_mark = (int(loop["log_mark"][0]), int(loop["log_mark"][1]), float(loop["log_mark"][2]))
+        mark = loop["evaluation_mark"]
+        self._evaluation_mark = (int(mark[0]), int(mark[1]), float(mark[2]))
+        self._last_metrics = {str(key): float(value) for key, value in loop["last_metrics"].items()}
+        self._collects_launched = [int(count) for count in loop["collects_launched"]]
+        self._shard_sizes = [int(size) for size in loop["shard_sizes"]]
+        self._shard_masses = [float(mass) for mass in loop["shard_masses"]]
+        self._role_marks = {str(key): float(value) for key, value in loop["role_marks"].items()}
+        self._episode_returns = [float(x) for x in loop["episode_returns"]]
+        self._episode_lengths = [int(x) for x in loop["episode_lengths"]]
+        for item in state["pending"]:
+            batches = [runtime.put(TransitionBatch(**batch)) for batch in item["batches"]]
+            self._collects[runtime.put(int(item["steps"]))] = (int(item["actor"]), batches)
+        evaluation = state["evaluation"]
+        if evaluation is not None:
+            weights = runtime.put(Weights(int(evaluation["weights_version"]), evaluation["weights"]))
+            seed = int(evaluation["seed"])
+            self._evaluation = runtime.call(self.evaluator, "evaluate", weights, seed)
+            self._evaluated = (weights, seed)
+            mark = evaluation["mark"]
+            self._evaluation_mark = (int(mark[0]), int(mark[1]), float(mark[2]))
 
     def _diverged(self, what: str) -> TrainingDiverged:
         """Stop the run: nothing non-finite is saved, so `latest` keeps the last finite weights."""
-        kept = f"checkpoints/latest keeps env step {self._saved_at}" if self._saved_at is not None else "no checkpoint"
-        return TrainingDiverged(f"training diverged at env step {self.counters.env_steps} ({what}); {kept}")
+        return TrainingDiverged(f"training diverged at env step {self.counters.env_steps} ({what}); {self._kept()}")
+
+    def disk_full(self, error: OSError) -> DiskFull:
+        """Stop the run: a checkpoint is linked only once complete, so `latest` is intact."""
+        where = error.filename or self.run_dir
+        return DiskFull(f"the disk is full (writing {where}) at env step {self.counters.env_steps}; {self._kept()}")
+
+    def _kept(self) -> str:
+        """What `--resume` would continue from. A checkpoint being written when the run stopped
+        may not have become `latest`: the last one written in full is named."""
+        try:
+            self._writer.wait()
+        except OSError:
+            pass  # a write that failed never became `latest`
+        latest = self.run_dir / "checkpoints" / "latest"
+        try:
+            steps = load_checkpoint(latest).state["counters"]["env_steps"]
+        except (CheckpointError, KeyError, TypeError):
+            return "no checkpoint was written"
+        return f"checkpoints/latest keeps env step {steps}"
 
 
 def train(config: Config, run_dir: Path) -> TrainResult:
@@ -655,6 +811,31 @@ def check_replay_fits(config: Config, frames: gym.spaces.Box) -> None:
         )
 
 
+SNAPSHOT_AUTO_BYTES = 1 << 30
+"""`checkpoint.replay = "auto"` stores replays up to this size: a few seconds to write."""
+
+
+def snapshots_replay(config: Config) -> bool:
+    """Whether `latest` holds the replay and every role's state (`checkpoint.replay`)."""
+    if config.checkpoint.replay != "auto":
+        return config.checkpoint.replay
+    frames = frame_box(env_spaces(config.env)[0])
+    return replay_bytes(config.replay.capacity, frames.shape, frames.dtype) <= SNAPSHOT_AUTO_BYTES
+
+
+def snapshot_layout(config: Config) -> dict[str, Any]:
+    """What the shapes of the roles' states depend on: a snapshot restores only into the same."""
+    return {
+        "env": config.env.id,
+        "num_envs": config.env.num_envs,
+        "frame_stack": config.env.frame_stack,
+        "num_actors": config.placement.num_actors,
+        "num_shards": config.placement.num_shards,
+        "capacity": config.replay.capacity,
+        "n_step": config.algorithm.n_step,
+    }
+
+
 def _remove_unstarted_run(run_dir: Path, keep: tuple[str, ...] = (), remove_directory: bool = False) -> None:
     """Remove what a run left before its first checkpoint (a refused start, or a run killed
     early), so that the same command can run again; a run with checkpoints is never touched."""
@@ -684,10 +865,11 @@ def resumable_config(run_dir: Path) -> tuple[Config, Path]:
 
 
 def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
-    """Continue a run from `run_dir/checkpoints/latest`: counters, weights, optimizer, schedules.
-    A run that died before its first checkpoint starts over from its config.toml.
-
-    Replay starts empty and refills to `learning_starts` before updates resume.
+    """Continue a run from `run_dir/checkpoints/latest`: counters, weights, optimizer, schedules,
+    and, where `latest` holds them (`checkpoint.replay`), the replay and every role's state, so
+    that the run goes on exactly as if it had never stopped. Otherwise replay starts empty and
+    refills to `learning_starts` before updates resume. A run that died before its first
+    checkpoint starts over from its config.toml.
     """
     refuse_links_out(run_dir)
     with RunLock(run_dir):
@@ -702,8 +884,28 @@ def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
         counters = _saved_counters(latest, checkpoint.state)
         check_learner_tensors(latest, checkpoint.tensors, config)
         counters.best_eval_return = _best_so_far(run_dir / "checkpoints" / "best", counters.best_eval_return)
-        truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps)
-        return _execute(config, run_dir, counters)
+        resume_state = _usable_resume_state(latest, config)
+        offset = None if resume_state is None else resume_state["loop"]["metrics_offset"]
+        truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps, offset)
+        return _execute(config, run_dir, counters, resume_state)
+
+
+def _usable_resume_state(latest: Path, config: Config) -> dict[str, Any] | None:
+    """`latest`'s roles' states, if it holds them and they fit `config` (a resume that changes
+    the placement or the replay starts with an empty replay instead, and says so)."""
+    state = load_resume_state(latest)
+    if state is None:
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get("loop"), dict):
+        raise CheckpointError(f"checkpoint {latest}: resume.json holds no loop state")
+    if state.get("layout") != snapshot_layout(config):
+        print(
+            f"distdqn: {latest} holds a replay for {state.get('layout')}; this config needs "
+            f"{snapshot_layout(config)}: resuming with an empty replay",
+            file=sys.stderr,
+        )
+        return None
+    return state
 
 
 RUN_FILES = ("config.toml", "metrics.jsonl", "placement.json", "tb", "checkpoints", LOCK_FILE)
@@ -780,13 +982,23 @@ def check_learner_tensors(directory: Path, tensors: dict[str, torch.Tensor], con
             )
 
 
-def truncate_metrics(path: Path, env_steps: int) -> None:
+def truncate_metrics(path: Path, env_steps: int, offset: int | None = None) -> None:
     """Drop lines logged after the checkpoint a run resumes from (a crashed run got further than
-    its last checkpoint), so that metrics.jsonl reads as one run. Rewritten atomically."""
+    its last checkpoint), so that metrics.jsonl reads as one run: cut at `offset`, the file's
+    size when the checkpoint was taken, where known and still there; else drop lines of later
+    env steps (and partial lines). Rewritten atomically."""
     if not path.exists():
         return
     if not path.is_file():
         raise UserError(f"cannot resume: {path} is not a file")
+    if isinstance(offset, int) and 0 <= offset <= path.stat().st_size:
+        with path.open("rb") as file:
+            kept_bytes = file.read(offset)
+        if kept_bytes.endswith(b"\n") or not kept_bytes:
+            temporary = path.with_suffix(".jsonl.tmp")
+            temporary.write_bytes(kept_bytes)
+            os.replace(temporary, path)
+            return
     lines = path.read_text(errors="replace").splitlines(keepends=True)
     kept = [
         line.rstrip("\n") + "\n" for line in lines if (steps := _logged_at(line)) is not None and steps <= env_steps
@@ -809,14 +1021,21 @@ def _logged_at(line: str) -> int | None:
     return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
 
 
-def _execute(config: Config, run_dir: Path, counters: Counters) -> TrainResult:
+def _execute(
+    config: Config, run_dir: Path, counters: Counters, resume_state: dict[str, Any] | None = None
+) -> TrainResult:
     """Run the loop; a SIGTERM or SIGINT ends it with `latest` written (see distdqn.stopping)."""
     torch.set_num_threads(config.placement.torch_threads)
     with StopSignals() as stop_signals:
         runtime = make_runtime(config.placement)
         stop_signals.install()
         try:
-            run = TrainingRun(config, run_dir, runtime, counters, stop_signals)
-            return TrainResult(run_dir, run.run(), stop_signals.requested)
+            run = TrainingRun(config, run_dir, runtime, counters, stop_signals, resume_state)
+            try:
+                return TrainResult(run_dir, run.run(), stop_signals.requested)
+            except OSError as error:
+                if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise run.disk_full(error) from None
+                raise
         finally:
             runtime.shutdown()

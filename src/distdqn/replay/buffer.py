@@ -14,8 +14,11 @@ frame the buffer holds, as at an episode start, so a stack never holds a frame i
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from distdqn.errors import CheckpointError
 from distdqn.frames import stack_positions
 from distdqn.replay.sum_tree import SumTree
 from distdqn.types import PriorityUpdate, SampleBatch
@@ -35,6 +38,20 @@ def replay_bytes(capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype)
     observation = int(np.prod(obs_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
     tree = 2 * 8 * (1 << max(1, (capacity - 1).bit_length()))
     return capacity * (observation + SLOT_FIELD_BYTES) + tree
+
+
+_STORED = (
+    "_observations",
+    "_actions",
+    "_returns",
+    "_discounts",
+    "_offsets",
+    "_positions",
+    "_episode_starts",
+    "_origins",
+    "_sampleable",
+)
+"""The buffer's arrays, besides its sum tree: what a snapshot holds."""
 
 
 class PrioritizedReplay:
@@ -73,18 +90,30 @@ class PrioritizedReplay:
 
     @property
     def nbytes(self) -> int:
-        arrays = (
-            self._observations,
-            self._actions,
-            self._returns,
-            self._discounts,
-            self._offsets,
-            self._positions,
-            self._episode_starts,
-            self._origins,
-            self._sampleable,
-        )
-        return sum(a.nbytes for a in arrays) + self._tree.nbytes
+        return sum(getattr(self, name).nbytes for name in _STORED) + self._tree.nbytes
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything sampling depends on, copied: storage, lane origins, the sum tree and the RNG."""
+        return {
+            "arrays": {name.lstrip("_"): getattr(self, name).copy() for name in _STORED},
+            "tree": self._tree.nodes.copy(),
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take a snapshot's contents; it must come from a buffer of the same layout (lanes, lane
+        capacity, observation shape and dtype)."""
+        for name in _STORED:
+            mine, saved = getattr(self, name), np.asarray(state["arrays"][name.lstrip("_")])
+            if saved.shape != mine.shape or saved.dtype != mine.dtype:
+                raise CheckpointError(
+                    f"the checkpoint's replay {name.lstrip('_')} is {saved.dtype}{list(saved.shape)}; "
+                    f"this config's replay needs {mine.dtype}{list(mine.shape)}"
+                )
+            setattr(self, name, saved if saved.flags.writeable else saved.copy())
+        self._tree.restore(np.asarray(state["tree"]))
+        self._rng.bit_generator.state = state["rng"]
+        self.num_sampleable = int(np.count_nonzero(self._sampleable))
 
     def _slots(self, lanes: np.ndarray, positions: np.ndarray) -> np.ndarray:
         return lanes * self.lane_capacity + positions % self.lane_capacity

@@ -10,7 +10,7 @@ That final-observation record never completes, so it is never sampled.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,6 +38,18 @@ class NStepAccumulator:
         self._q_taken = np.zeros((num_envs, n_step), np.float32)
         self._active = np.zeros((num_envs, n_step), bool)
         self._resetting = np.zeros(num_envs, bool)
+
+    _STATE = ("_returns", "_ages", "_q_taken", "_active", "_resetting")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The records still folding, copied, and the stream position."""
+        return {"position": self.position, **{name.lstrip("_"): getattr(self, name).copy() for name in self._STATE}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.position = int(state["position"])
+        for name in self._STATE:
+            mine = getattr(self, name)
+            setattr(self, name, np.array(state[name.lstrip("_")], mine.dtype).reshape(mine.shape))
 
     @property
     def resetting(self) -> np.ndarray:

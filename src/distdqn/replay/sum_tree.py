@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from distdqn.errors import CheckpointError
+
 
 class SumTree:
     def __init__(self, capacity: int) -> None:
@@ -24,6 +26,18 @@ class SumTree:
     @property
     def nbytes(self) -> int:
         return self._nodes.nbytes
+
+    @property
+    def nodes(self) -> np.ndarray:
+        """The whole tree (leaves and sums), for snapshots."""
+        return self._nodes
+
+    def restore(self, nodes: np.ndarray) -> None:
+        if nodes.shape != self._nodes.shape or nodes.dtype != self._nodes.dtype:
+            raise CheckpointError(
+                f"a sum tree of {nodes.dtype}{list(nodes.shape)} does not fit {list(self._nodes.shape)}"
+            )
+        self._nodes = nodes if nodes.flags.writeable else nodes.copy()
 
     def values(self, indices: np.ndarray) -> np.ndarray:
         return self._nodes[self._leaf_base + np.asarray(indices)]

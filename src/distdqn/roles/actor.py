@@ -6,16 +6,20 @@ computed to act (Ape-X), so a transition is never evaluated twice and replay nee
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from distdqn.config import Config
 from distdqn.envs import frame_box, make_vector_env, num_actions, policy_space
+from distdqn.envs.env_state import capture_vector_env, restore_vector_env
 from distdqn.frames import FrameStacker
 from distdqn.networks import build_q_network, load_weights
 from distdqn.replay.nstep import Completed, NStepAccumulator
 from distdqn.schedules import apex_epsilon, linear_schedule
 from distdqn.seeding import env_seeds, role_rng
+from distdqn.state_tree import copy_arrays
 from distdqn.types import TransitionBatch, Weights
 
 
@@ -40,24 +44,26 @@ class Actor:
         self.weights_version = -1
         self.env_steps = start_env_steps
         self._rng = role_rng(config.seed, "actor", actor_index)
-        algorithm = config.algorithm
-        self._accumulator = NStepAccumulator(self.num_envs, algorithm.n_step, algorithm.gamma)
         self._stacker = (
             FrameStacker(self.num_envs, frame_space.shape, frame_space.dtype, config.env.frame_stack)
             if config.env.frame_stack > 1
             else None
         )
-        seeds: list[int | None] = [*env_seeds(config.seed, "actor", actor_index, self.num_envs)]
+        self._finished_returns: list[float] = []
+        self._finished_lengths: list[int] = []
+        self._start_stream(env_seeds(config.seed, "actor", actor_index, self.num_envs))
+
+    def _start_stream(self, seeds: list[int]) -> None:
+        """Reset every env and count steps from position 0: a new stream for replay's lanes."""
+        self._accumulator = NStepAccumulator(self.num_envs, self.config.algorithm.n_step, self.config.algorithm.gamma)
         self._frames: np.ndarray
-        self._frames, infos = self.env.reset(seed=seeds)
+        self._frames, infos = self.env.reset(seed=[*seeds])
         self._episode_start = np.zeros(self.num_envs, np.int64)
         self._lives = infos.get("lives")
         self._q_values = self._q(self._policy_input(self._frames, np.ones(self.num_envs, bool)))
         self._held: tuple[Completed, np.ndarray] | None = None
         self._episode_returns = np.zeros(self.num_envs)
         self._episode_lengths = np.zeros(self.num_envs, np.int64)
-        self._finished_returns: list[float] = []
-        self._finished_lengths: list[int] = []
 
     def _policy_input(self, frames: np.ndarray, new_episode: np.ndarray) -> np.ndarray:
         return frames if self._stacker is None else self._stacker.push(frames, new_episode)
@@ -80,6 +86,70 @@ class Actor:
     def set_progress(self, env_steps: int) -> None:
         """Continue the epsilon schedule from `env_steps` (after a resume or a restart)."""
         self.env_steps = env_steps
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the next collect depends on, copied. The envs' own states are in it when
+        `capture_vector_env` can take them exactly; otherwise `stream` is None and a restored
+        actor starts new episodes (see `restore`)."""
+        state: dict[str, Any] = {
+            "rng": self._rng.bit_generator.state,
+            "env_steps": self.env_steps,
+            "weights_version": self.weights_version,
+            "weights": {name: value.numpy().copy() for name, value in self.q_network.state_dict().items()},
+            "finished_returns": list(self._finished_returns),
+            "finished_lengths": list(self._finished_lengths),
+            "stream": None,
+        }
+        envs = capture_vector_env(self.env)
+        if envs is not None:
+            held = None if self._held is None else {**self._held[0]._asdict(), "priorities": self._held[1]}
+            state["stream"] = copy_arrays(
+                {
+                    "envs": envs,
+                    "frames": self._frames,
+                    "q_values": self._q_values,
+                    "episode_start": self._episode_start,
+                    "lives": self._lives,
+                    "accumulator": self._accumulator.snapshot(),
+                    "stacks": None if self._stacker is None else self._stacker.stacks,
+                    "held": held,
+                    "episode_returns": self._episode_returns,
+                    "episode_lengths": self._episode_lengths,
+                }
+            )
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a snapshot: exactly, if it holds the envs' states; else with the same
+        weights, RNG and schedules but new episodes, seeded by the env steps, whose steps replay
+        takes as a new stream (as after an actor restart)."""
+        self._rng.bit_generator.state = state["rng"]
+        self.env_steps = int(state["env_steps"])
+        load_weights(self.q_network, state["weights"])
+        self.weights_version = int(state["weights_version"])
+        self._finished_returns = [float(x) for x in state["finished_returns"]]
+        self._finished_lengths = [int(x) for x in state["finished_lengths"]]
+        stream = state["stream"]
+        if stream is None:
+            self._start_stream(env_seeds(self.config.seed, "actor", self.actor_index, self.num_envs, self.env_steps))
+            return
+        restore_vector_env(self.env, stream["envs"])
+        self._frames = np.array(stream["frames"])
+        self._q_values = np.array(stream["q_values"])
+        self._episode_start = np.array(stream["episode_start"])
+        self._lives = None if stream["lives"] is None else np.array(stream["lives"])
+        self._accumulator.restore(stream["accumulator"])
+        if self._stacker is not None:
+            self._stacker.restore(stream["stacks"])
+        held = stream["held"]
+        self._held = (
+            None
+            if held is None
+            else (Completed(*(np.array(held[name]) for name in Completed._fields)), np.array(held["priorities"]))
+        )
+        self._episode_returns = np.array(stream["episode_returns"])
+        self._episode_lengths = np.array(stream["episode_lengths"])
 
     def stats(self) -> dict[str, float]:
         return {"env_steps": self.env_steps, "weights_version": self.weights_version, "epsilon": self.current_epsilon()}

@@ -7,6 +7,7 @@ lane's steps stay in time order on one shard and actors' data spreads evenly ove
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import gymnasium as gym
 
@@ -60,6 +61,14 @@ class ReplayShard:
         )
         self.inserted += batch.num_steps
         return batch.num_steps
+
+    def snapshot(self) -> dict[str, Any]:
+        """This shard's whole state, copied, for a checkpoint that resumes exactly."""
+        return {"replay": self.replay.snapshot(), "inserted": self.inserted, "sampled": self.sampled}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.replay.restore(state["replay"])
+        self.inserted, self.sampled = int(state["inserted"]), int(state["sampled"])
 
     def stats(self) -> dict[str, int]:
         return {"inserted": self.inserted, "sampled": self.sampled, "size": self.size()}

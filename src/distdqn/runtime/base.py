@@ -36,6 +36,9 @@ class Runtime(Protocol):
         With `num_returns` > 1 the method returns a tuple and the call one future per element,
         so a small part can be read without fetching a large one."""
 
+    def put(self, value: Any) -> Any:
+        """A future already holding `value` (a restored result, such as a checkpoint's pending batch)."""
+
     def where(self, handle: Any) -> Any:
         """Where the role runs: {pid, node_id, node_ip, restarted}."""
 

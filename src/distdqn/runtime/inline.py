@@ -38,6 +38,9 @@ class InlineRuntime:
             return InlineFuture(result)
         return tuple(InlineFuture(part) for part in result)
 
+    def put(self, value: Any) -> InlineFuture:
+        return InlineFuture(value)
+
     def where(self, handle: Any) -> InlineFuture:
         return InlineFuture(this_process("inline"))
 

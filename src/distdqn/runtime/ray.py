@@ -179,6 +179,9 @@ class RayRuntime:
             return handle.actor.invoke.remote(method, *args)
         return handle.actor.invoke.options(num_returns=num_returns).remote(method, *args)
 
+    def put(self, value: Any) -> Any:
+        return ray.put(value)
+
     def where(self, handle: RayRole) -> Any:
         return handle.actor.where.remote()
 

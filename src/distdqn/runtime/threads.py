@@ -59,10 +59,13 @@ class ThreadedRuntime:
             return whole
         return tuple(_part(whole, index) for index in range(num_returns))
 
-    def where(self, handle: Any) -> Future:
+    def put(self, value: Any) -> Future:
         done: Future = Future()
-        done.set_result(this_process("threads"))
+        done.set_result(value)
         return done
+
+    def where(self, handle: Any) -> Future:
+        return self.put(this_process("threads"))
 
     def wait(self, futures: Sequence[Future], num_returns: int = 1, timeout: float | None = None) -> list[Future]:
         """Block until all `futures` are done (or one failed, or `timeout` passed); return the done ones."""
