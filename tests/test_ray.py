@@ -1,8 +1,10 @@
 """The Ray runtime on real clusters: placement across two nodes, faults, learners, learning."""
 
+import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -337,6 +339,96 @@ def test_a_killed_driver_leaves_no_ray_process_and_resume_restores_every_shard_e
 
     resume(saved_steps + 2000)
     assert load_checkpoint(latest).state["counters"]["env_steps"] >= saved_steps + 2000
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) from /proc/PID/stat, or None once the process is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))):
+            children.setdefault(stat[1], []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        found += (new := children.get(todo.pop(), []))
+        todo += new
+    return found
+
+
+def _alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def _listening_addresses(pids: list[int]) -> set[str]:
+    """Addresses the TCP sockets of these processes listen on, from /proc/net/tcp{,6}."""
+    listening = {}
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]  # little-endian words
+                listening[f"socket:[{fields[9]}]"] = socket.inet_ntop(family, b"".join(words))
+    found = set()
+    for pid in pids:
+        try:
+            descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for descriptor in descriptors:
+            try:
+                found.add(listening[os.readlink(descriptor)])
+            except (OSError, KeyError):
+                pass
+    return found
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
+DRIVER_DEATH_BOUND_S = 5.0
+"""README (Driver death): 0.2 s measured for Ray's processes, 0.5 s for the reaper; room for a busy machine."""
+
+
+def test_kill_9_of_the_driver_ends_its_embedded_cluster_which_listens_on_loopback_only(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    command = _train_command(
+        run_dir,
+        *("--runtime", "ray", "--total-steps", "200000"),
+        *("--set", "placement.actor_steps_per_call=16", "--set", "logging.every_steps=500"),
+        *("--set", "logging.progress=false", "--set", "logging.tensorboard=false"),
+    )
+    driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started: list[int] = []
+    try:
+        _wait_until(lambda: _logged_updates(run_dir) > 0, timeout=120)
+        started = _descendants(driver.pid)
+        for name in ("gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent", "ray::RoleHost"):
+            assert set(_processes_mentioning(name)) & set(started), f"no {name} among the driver's descendants"
+        addresses = _listening_addresses([driver.pid, *started])
+        assert addresses and all(_is_loopback(address) for address in addresses), addresses
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + DRIVER_DEATH_BOUND_S
+        while (left := [pid for pid in started if _alive(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, f"still running {DRIVER_DEATH_BOUND_S} s after the driver's kill -9: {left}"
+    finally:
+        driver.kill()
+        driver.wait()
+        for pid in started:  # only what this test's driver started, if the assertion failed
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 _CONNECT = "import ray; ray.init(address='{address}'); print(ray.cluster_resources())"

@@ -1,8 +1,9 @@
 """Each role as a Ray actor; futures are object refs. The only module that imports Ray.
 
-Without an address this starts an embedded local cluster with token authentication on and the
-dashboard off. Ray has no switch to keep its own ports (GCS, raylet, workers) on loopback:
-they listen on all interfaces, guarded by the token. Keep Ray clusters inside a private network.
+Without an address this starts an embedded local cluster with token authentication on, the
+dashboard off, every port on 127.0.0.1 (`loopback_only`) and a reaper that ends all of its
+processes at once when this driver dies, even by `kill -9` (`distdqn.runtime.reaper`). A cluster
+joined by address is only connected to: its ports are its own, and nothing here ever stops it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import os
 import secrets
 import socket
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,13 @@ from distdqn.config import PlacementConfig, RoleResources
 from distdqn.errors import UserError
 from distdqn.plan import Node, assign, role_demands
 from distdqn.runtime.base import RoleFailed, RoleT
+from distdqn.runtime.reaper import Reaper
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 import ray  # noqa: E402  (the environment above must be set before Ray reads it)
+from ray._private import ray_constants  # noqa: E402
 from ray.exceptions import ActorUnavailableError, RayActorError  # noqa: E402
 
 
@@ -115,12 +119,34 @@ def ensure_private_token() -> None:
         token.write(secrets.token_hex(32))
 
 
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """Keep a cluster that `ray.init` starts on 127.0.0.1. Ray rewrites `_node_ip_address=127.0.0.1`
+    to the machine's routable address unless multi-node clusters are off, which is what Ray does
+    on macOS and Windows (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`): then the GCS, raylet, workers
+    and agents all bind 127.0.0.1. Ray read that variable when it was imported, so its constant is
+    set too, both only while the cluster starts: joining a remote cluster later needs this
+    machine's real address."""
+    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved_env, saved_constant = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[name], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        if saved_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved_env
+
+
 class RayRuntime:
     def __init__(self, placement: PlacementConfig) -> None:
         self.placement = placement
         self._connected = False
         self._roles: list[RayRole] = []
         self._names_by_actor_id: dict[str, str] = {}
+        self._reaper: Reaper | None = None
         address = placement.address or os.environ.get("RAY_ADDRESS")
         try:
             if ray.is_initialized():
@@ -131,15 +157,18 @@ class RayRuntime:
                 self._connected = True
             else:
                 ensure_private_token()
-                ray.init(
-                    num_cpus=embedded_cluster_cpus(placement),
-                    include_dashboard=False,
-                    _node_ip_address="127.0.0.1",
-                    log_to_driver=True,
-                    logging_level=logging.WARNING,
-                )
+                self._reaper = Reaper()
+                with loopback_only(), self._reaper.marking():
+                    ray.init(
+                        num_cpus=embedded_cluster_cpus(placement),
+                        include_dashboard=False,
+                        _node_ip_address="127.0.0.1",
+                        log_to_driver=True,
+                        logging_level=logging.WARNING,
+                    )
                 self._connected = True
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RaySystemError) as error:
+            self._close_reaper()
             raise UserError(f"cannot reach the Ray cluster at {address!r}: {str(error).splitlines()[0]}") from None
         assign(role_demands(placement), self.cluster_nodes())  # fail now, clearly, not hang later
 
@@ -209,5 +238,13 @@ class RayRuntime:
         for handle in self._roles:
             ray.kill(handle.actor, no_restart=True)
         self._roles.clear()
-        if self._connected:
-            ray.shutdown()  # stops an embedded cluster; only disconnects from one we joined
+        try:
+            if self._connected:
+                ray.shutdown()  # stops an embedded cluster; only disconnects from one we joined
+        finally:
+            self._close_reaper()
+
+    def _close_reaper(self) -> None:
+        if self._reaper is not None:
+            self._reaper.close()  # kills what `ray.shutdown` left of the embedded cluster, if anything
+            self._reaper = None
