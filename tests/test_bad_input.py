@@ -5,9 +5,11 @@ import errno
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import distdqn.checkpoint as checkpoint_module
+from distdqn.array_files import write_array
 from distdqn.checkpoint import load_checkpoint
 from distdqn.cli import main
 
@@ -178,6 +180,35 @@ def _edit_tensors(change):
     return edit
 
 
+def _edit_resume(change):
+    def edit(version: Path) -> None:
+        change(version / "resume", json.loads((version / "resume.json").read_text()), version / "resume.json")
+
+    return edit
+
+
+def _replace_resume_array(part: str, array: np.ndarray):
+    def change(directory: Path, saved: dict, path: Path) -> None:
+        target = next(directory.glob(f"*{part}*"))
+        target.unlink()
+        write_array(target, array)
+
+    return _edit_resume(change)
+
+
+def _flip_a_byte(directory: Path, saved: dict, path: Path) -> None:
+    target = next(directory.glob("*observations*"))
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+
+
+def _point_outside(directory: Path, saved: dict, path: Path) -> None:
+    name = next(iter(saved["arrays"]))
+    saved["arrays"][name] = "resume/../tensors.safetensors"
+    path.write_text(json.dumps(saved))
+
+
 DAMAGES = {
     "counters of the wrong type": (_edit_state(lambda s: s["counters"].update(env_steps="many")), "env_steps"),
     "counters missing": (_edit_state(lambda s: s.pop("counters")), "counters"),
@@ -193,6 +224,13 @@ DAMAGES = {
         "optimizer.0.exp_avg",
     ),
     "a NaN weight": (_edit_tensors(lambda t: t["online.head.bias"].fill_(float("nan"))), "NaN"),
+    "a replay array of the wrong shape": (_replace_resume_array("positions", np.zeros(3, np.int64)), "positions"),
+    "a replay array of the wrong dtype": (
+        _replace_resume_array("sampleable", np.zeros(4, np.float64)),
+        "sampleable",
+    ),
+    "a damaged replay file": (_edit_resume(_flip_a_byte), "observations"),
+    "a replay file outside resume/": (_edit_resume(_point_outside), "outside resume/"),
 }
 
 
@@ -393,3 +431,13 @@ def test_a_full_disk_while_resuming_is_one_line(tmp_path: Path, capsys, monkeypa
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("distdqn: error: the disk is full") and "\n" not in err, err
     assert load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"] >= 1000
+
+
+def test_a_resume_that_changes_the_layout_says_so_and_starts_with_an_empty_replay(
+    finished_run: Path, tmp_path: Path, capsys
+):
+    copy = _damaged_copy(finished_run, tmp_path, lambda version: None)
+    assert main(["train", "--resume", str(copy), "--total-steps", "200", "--set", "placement.num_shards=2"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert "resuming with an empty replay" in err and len(err.splitlines()) == 1, err
+    assert load_checkpoint(copy / "checkpoints" / "latest").state["counters"]["env_steps"] >= 200

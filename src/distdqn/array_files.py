@@ -2,7 +2,8 @@
 
 Replay snapshots run to gigabytes, so an array is written and read in chunks straight from and
 into its own memory: neither direction makes a second full-size copy. The file's suffix names
-its codec (`.npy.zst`, `.npy.lz4`, `.npy`); object arrays, which only pickle can hold, are refused.
+its codec (`.npy.zst`, `.npy.lz4`, `.npy`); compressed frames carry a checksum of their content,
+so damage is found even where no manifest is checked; object arrays (pickle only) are refused.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def _codec(path: Path) -> str:
 
 def _writer(file: IO[bytes], codec: str) -> Any:
     if codec == "zstd":
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(file, closefd=False)
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).stream_writer(file, closefd=False)
     if codec == "lz4":
-        return lz4.frame.LZ4FrameFile(file, mode="wb")
+        return lz4.frame.LZ4FrameFile(file, mode="wb", content_checksum=True)
     return file
 
 

@@ -270,6 +270,9 @@ def load_resume_state(directory: Path) -> dict[str, Any] | None:
     def load(name: str) -> Any:
         if name not in files:
             raise CheckpointError(f"checkpoint {directory}: {RESUME_FILE} refers to an unknown array {name!r}")
-        return read_array(version / files[name])
+        try:
+            return read_array(version / files[name])
+        except CheckpointError as error:
+            raise CheckpointError(f"checkpoint {directory}: {error}") from None
 
     return join_arrays(tree, load)

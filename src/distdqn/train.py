@@ -721,7 +721,18 @@ class TrainingRun:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        """Put every role, and the loop, back where `_snapshot` found them."""
+        """Put every role, and the loop, back where `_snapshot` found them; a state that does not
+        fit (a hand-edited or foreign `resume.json`) is refused in one line."""
+        try:
+            self._restore_roles_and_loop(state)
+        except (CheckpointError, KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            cause = getattr(error, "cause", None) or error  # Ray wraps a role's error with its traceback
+            detail = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+            raise CheckpointError(
+                f"checkpoint {self.run_dir / 'checkpoints' / 'latest'}: resume.json does not fit this run ({detail})"
+            ) from None
+
+    def _restore_roles_and_loop(self, state: dict[str, Any]) -> None:
         runtime = self.runtime
         calls = [
             runtime.call(handle, "restore", part)
