@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from distdqn.errors import CheckpointError
 from distdqn.replay import PrioritizedReplay, SumTree
 from distdqn.types import PriorityUpdate
 
@@ -195,3 +196,29 @@ def test_the_memory_estimate_bounds_what_a_replay_allocates():
     replay = PrioritizedReplay(3, 1000, (84, 84), np.dtype(np.uint8), 0.6, 1e-6, 0, frame_stack=4)
     estimate = replay_bytes(3000, (84, 84), np.dtype(np.uint8))
     assert replay.nbytes <= estimate < replay.nbytes * 1.01  # frames dominate: 7,056 bytes a slot
+
+
+def test_a_restored_snapshot_samples_exactly_as_the_original_would():
+    original = _replay(num_lanes=2, lane_capacity=8)
+    for lane in (0, 1):
+        _write(original, lane, 0, 11)  # wraps: the oldest three are overwritten
+        _complete(original, lane, range(4, 10), np.arange(1.0, 7.0) + lane)
+    original.sample(3, beta=0.4)  # the RNG has moved on
+    snapshot = original.snapshot()
+    _write(original, 0, 11, 1)  # the snapshot is a copy: later writes do not reach it
+    restored = _replay(num_lanes=2, lane_capacity=8)
+    restored.restore(snapshot)
+
+    assert restored.num_sampleable == 12
+    again = _replay(num_lanes=2, lane_capacity=8)
+    again.restore(snapshot)
+    first, second = restored.sample(6, beta=0.4), again.sample(6, beta=0.4)
+    for field in first._fields:
+        np.testing.assert_array_equal(getattr(first, field), getattr(second, field))
+    assert set(first.stamps) <= set(range(4, 10))
+
+
+def test_a_snapshot_restores_only_into_a_buffer_of_the_same_layout():
+    snapshot = _replay(num_lanes=2, lane_capacity=8).snapshot()
+    with pytest.raises(CheckpointError, match=r"replay observations is float32\[16, 1\].*needs float32\[24, 1\]"):
+        _replay(num_lanes=3, lane_capacity=8).restore(snapshot)
