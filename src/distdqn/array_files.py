@@ -1,15 +1,25 @@
-"""NumPy arrays in files without pickle: the `.npy` format inside a zstd or lz4 frame, streamed.
+"""NumPy arrays in files for replay snapshots: the `.npy` format, zstd- or lz4-compressed, streamed.
 
-Replay snapshots run to gigabytes, so an array is written and read in chunks straight from and
-into its own memory: neither direction makes a second full-size copy. The file's suffix names
-its codec (`.npy.zst`, `.npy.lz4`, `.npy`); compressed frames carry a checksum of their content,
-so damage is found even where no manifest is checked; object arrays (pickle only) are refused.
+A replay snapshot runs to gigabytes, so both directions stream in `CHUNK_BYTES` pieces straight
+from and into the array's own memory and never hold a second full-size copy. The `.npy` format
+holds plain dtypes without pickle (object arrays are refused both ways), and its bytes are what
+`np.save` writes, so an uncompressed file is an ordinary `.npy` and a compressed one turns into
+one with the `zstd -d` or `lz4 -d` command line tools. The file's suffix names its codec.
+
+Both codecs write a checksum of the content and the content's size into their frame, so a
+flipped byte or a missing tail is found on reading (an uncompressed file has no checksum: a
+checkpoint's manifest holds the SHA-256 of every file). Every way a file can be wrong (not ours,
+damaged, truncated, followed by other bytes, holding another shape) is one `CheckpointError` line.
 """
 
 from __future__ import annotations
 
+import io
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import IO, Any
+from typing import Protocol
 
 import lz4.frame
 import numpy as np
@@ -19,111 +29,230 @@ from distdqn.errors import CheckpointError
 
 CODECS = ("zstd", "lz4", "none")
 _SUFFIXES = {"zstd": ".npy.zst", "lz4": ".npy.lz4", "none": ".npy"}
-CHUNK_BYTES = 32 << 20
-ZSTD_LEVEL = 3
-"""zstd's default: about as fast as level 1 on replay data and noticeably smaller."""
+
+CHUNK_BYTES = 1 << 20
+"""Bytes handed to the compressor, or asked of the decompressor, at once. A thousand calls a
+gigabyte cost nothing, and small chunks keep the memory beside the array small: lz4's reader
+makes a bytes object per chunk, which at 16 MiB halved its speed."""
+
+ZSTD_LEVEL = 1
+"""zstd's fastest standard level. Measured with benchmarks/array_codecs.py on the 2-core
+development VM: on 200k synthetic Atari frames (1,411 MB) level 3, the library's default, wrote
+a *larger* file (36.5 vs 34.2 MB) in 1.1x the time (1.27x the CPU time when compressing in
+memory); on MinAtar frames it saved 0.03 of 0.2 MB. Level 1 is as small and faster."""
+
+ZSTD_THREADS = 0
+"""zstd compresses on the calling thread. Its worker threads (`threads=-1`) wrote the same Atari
+frames 1.13x faster (0.96 vs 1.09 s) and MinAtar's slower on the 2-core VM; in a run they
+would take cores from the actors and the learner, which go on while a checkpoint is written."""
+
+
+class _Sink(Protocol):
+    def write(self, data: memoryview | bytes, /) -> int: ...
+
+
+class _Source(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+
+class _Damaged(Exception):
+    """What is wrong with a file being read; `_read` adds the file's name."""
 
 
 def array_file_name(name: str, codec: str) -> str:
+    """The file name of array `name` stored with `codec` (one of `CODECS`)."""
+    if codec not in _SUFFIXES:
+        raise ValueError(f"unknown array codec {codec!r}; expected one of {', '.join(CODECS)}")
     return name + _SUFFIXES[codec]
 
 
-def _codec(path: Path) -> str:
-    for codec, suffix in sorted(_SUFFIXES.items(), key=lambda item: -len(item[1])):
-        if path.name.endswith(suffix):
-            return codec
-    raise CheckpointError(f"{path}: not an array file (.npy, .npy.zst or .npy.lz4)")
-
-
-def _writer(file: IO[bytes], codec: str) -> Any:
-    if codec == "zstd":
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).stream_writer(file, closefd=False)
-    if codec == "lz4":
-        return lz4.frame.LZ4FrameFile(file, mode="wb", content_checksum=True)
-    return file
-
-
-def _reader(file: IO[bytes], codec: str) -> Any:
-    if codec == "zstd":
-        return zstandard.ZstdDecompressor().stream_reader(file, closefd=False)
-    if codec == "lz4":
-        return lz4.frame.LZ4FrameFile(file, mode="rb")
-    return file
+def _codec(path: Path) -> str | None:
+    return next((codec for codec, suffix in _SUFFIXES.items() if path.name.endswith(suffix)), None)
 
 
 def write_array(path: Path, array: np.ndarray) -> int:
-    """Write `array` to `path` in the codec its suffix names; return the bytes on disk."""
-    if array.dtype.hasobject:
-        raise ValueError(f"{path.name}: an object array can only be pickled")
+    """Write `array` to `path` in the codec its suffix names; return the file's size in bytes.
+
+    Syncing and atomic replacement are the caller's: a checkpoint syncs all its files at once.
+    """
     codec = _codec(path)
-    with path.open("wb") as file:
-        stream = _writer(file, codec)
-        header = np.lib.format.header_data_from_array_1_0(array)
-        header["fortran_order"] = False  # the data below is always in C order
-        np.lib.format.write_array_header_2_0(stream, header)
-        # contiguous chunks along the first axis: a non-contiguous view is never copied whole
-        rows = array.reshape(1, -1) if array.ndim == 0 else array
-        step = max(1, CHUNK_BYTES // max(1, rows[:1].nbytes))
-        for start in range(0, len(rows) if array.size else 0, step):
-            stream.write(np.ascontiguousarray(rows[start : start + step]).data.cast("B"))
-        if stream is not file:
-            stream.close()
+    if codec is None:
+        raise ValueError(f"{path}: the name must end in one of {', '.join(_SUFFIXES.values())}")
+    if array.dtype.hasobject:
+        raise ValueError(f"{path}: an array of dtype {array.dtype} can only be stored by pickling it")
+    header = _npy_header(array)
+    with path.open("wb") as file, _compressing(file, codec, len(header) + array.nbytes) as sink:
+        sink.write(header)
+        for chunk in _c_order_bytes(array):
+            sink.write(chunk)
     return path.stat().st_size
 
 
-def _header(stream: Any, path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"npy format version {version}")
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(stream)
-    except (ValueError, OSError, EOFError, RuntimeError, zstandard.ZstdError) as error:
-        raise CheckpointError(f"{path}: not a readable array file ({error})") from None
-    if dtype.hasobject or fortran:
-        raise CheckpointError(f"{path}: holds an array this project never writes ({dtype}, fortran={fortran})")
-    return shape, dtype
+def _npy_header(array: np.ndarray) -> bytes:
+    """The `.npy` header `np.save` writes for `array`, in C order (the data is always written so)."""
+    header = np.lib.format.header_data_from_array_1_0(array)
+    header["fortran_order"] = False
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
 
 
-def _fill(stream: Any, out: np.ndarray, path: Path) -> None:
-    """Read exactly `out.nbytes` into `out`, then expect the end of the stream."""
-    view = out.reshape(-1).data.cast("B") if out.size else memoryview(b"")
-    try:
-        done = 0
-        while done < len(view):
-            got = stream.readinto(view[done : done + CHUNK_BYTES])
-            if not got:
-                raise CheckpointError(f"{path}: truncated ({done} of {len(view)} bytes of data)")
-            done += got
-        if stream.read(1):
-            raise CheckpointError(f"{path}: has data after its array")
-    except (OSError, RuntimeError, zstandard.ZstdError) as error:
-        raise CheckpointError(f"{path}: damaged ({error})") from None
+def _compressing(file: io.BufferedWriter, codec: str, size: int) -> AbstractContextManager[_Sink]:
+    """A writer into `file` for `size` bytes that compresses with `codec`; closing it ends the frame."""
+    if codec == "zstd":
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=ZSTD_THREADS, write_checksum=True)
+        return compressor.stream_writer(file, size=size, closefd=False)
+    if codec == "lz4":
+        return lz4.frame.LZ4FrameFile(file, "wb", content_checksum=True, source_size=size)
+    return nullcontext(file)
 
 
-def _open(path: Path) -> tuple[IO[bytes], Any]:
-    try:
-        file = path.open("rb")
-    except OSError as error:
-        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
-    return file, _reader(file, _codec(path))
+def _c_order_bytes(array: np.ndarray) -> Iterator[memoryview]:
+    """The bytes of `array` in C order, about `CHUNK_BYTES` at a time.
+
+    A C-contiguous array is sliced without a copy; any other view is made contiguous one slab
+    of rows along its first axis at a time, going into the rows when one row is bigger than that.
+    """
+    if array.flags.c_contiguous:
+        data = _bytes(array)
+        for start in range(0, len(data), CHUNK_BYTES):
+            yield data[start : start + CHUNK_BYTES]
+    elif array[0].nbytes > CHUNK_BYTES:
+        for index in range(len(array)):
+            yield from _c_order_bytes(array[index, ...])  # a view even of one element, never a scalar
+    else:
+        rows = CHUNK_BYTES // array[0].nbytes
+        for start in range(0, len(array), rows):
+            yield _bytes(np.ascontiguousarray(array[start : start + rows]))
+
+
+def _bytes(array: np.ndarray) -> memoryview:
+    """The memory of a C-contiguous array as bytes, shared, not copied."""
+    return array.reshape(-1).view(np.uint8).data
 
 
 def read_array(path: Path) -> np.ndarray:
-    """The array in `path`, in a new writable array."""
-    file, stream = _open(path)
-    with file:
-        shape, dtype = _header(stream, path)
-        out = np.empty(shape, dtype)
-        _fill(stream, out, path)
-    return out
+    """The array stored in `path`, as a new writable array."""
+    return _read(path, None)
 
 
 def read_array_into(path: Path, out: np.ndarray) -> None:
-    """Fill `out` (contiguous) with the array in `path`, which must have its shape and dtype."""
-    file, stream = _open(path)
-    with file:
-        shape, dtype = _header(stream, path)
-        if shape != out.shape or dtype != out.dtype:
-            raise CheckpointError(f"{path}: holds {dtype}{list(shape)}, expected {out.dtype}{list(out.shape)}")
-        _fill(stream, out, path)
+    """Fill `out`, which must be C-contiguous and writable, with the array stored in `path`; the
+    file must hold exactly `out`'s dtype and shape."""
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("read_array_into needs a C-contiguous, writable array to fill")
+    _read(path, out)
+
+
+def _read(path: Path, out: np.ndarray | None) -> np.ndarray:
+    """The array in `path`, read into `out` or else a new array; turns every way the file can be
+    wrong, the codec libraries' errors included, into one `CheckpointError` line."""
+    codec = _codec(path)
+    try:
+        if codec is None:
+            raise _Damaged(f"is not an array file: the name ends in none of {', '.join(_SUFFIXES.values())}")
+        with path.open("rb") as file, _decompressing(file, codec) as source:
+            shape, dtype = _read_npy_header(source)
+            if out is None:
+                out = _allocate(shape, dtype)
+            elif (out.shape, out.dtype) != (shape, dtype):
+                raise _Damaged(f"holds {_describe(dtype, shape)}, expected {_describe(out.dtype, out.shape)}")
+            _fill(source, out)
+            if source.read(1):
+                raise _Damaged("has more data after its array")
+            if codec == "zstd":
+                _check_zstd_frame_fills(file)
+    except _Damaged as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({_reason(error)})") from None
+    except (EOFError, ValueError, RuntimeError, zstandard.ZstdError) as error:
+        raise CheckpointError(f"{path}: is damaged or not an array file ({_reason(error)})") from None
+    return out
+
+
+def _reason(error: Exception) -> str:
+    """A library's error as one short line."""
+    message = " ".join(str(getattr(error, "strerror", None) or error).split())
+    return f"{type(error).__name__}: {message[:200]}"
+
+
+def _decompressing(file: io.BufferedReader, codec: str) -> AbstractContextManager[_Source]:
+    if codec == "zstd":
+        return zstandard.ZstdDecompressor().stream_reader(file, closefd=False)
+    if codec == "lz4":
+        return lz4.frame.LZ4FrameFile(file, "rb")
+    return nullcontext(file)
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_npy_header(source: _Source) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a `.npy` header announces, refusing what only pickle could hold."""
+    version = np.lib.format.read_magic(source)
+    if version not in _HEADER_READERS:
+        raise _Damaged(f"is in .npy format version {version[0]}.{version[1]}, which this project never writes")
+    try:
+        shape, fortran_order, dtype = _HEADER_READERS[version](source)
+    except Exception as error:  # numpy parses the text with tokenize and ast, which raise all kinds
+        raise _Damaged(f"has a damaged .npy header ({_reason(error)})") from None
+    if dtype.hasobject:
+        raise _Damaged(f"holds an array of dtype {dtype}, which only pickle can read")
+    if fortran_order:
+        raise _Damaged("holds an array in Fortran order, which this project never writes")
+    return shape, dtype
+
+
+def _allocate(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    try:
+        return np.empty(shape, dtype)
+    except MemoryError:
+        raise _Damaged(f"holds {_describe(dtype, shape)}, more than this machine can allocate") from None
+
+
+def _describe(dtype: np.dtype, shape: tuple[int, ...]) -> str:
+    return f"{dtype}[{', '.join(map(str, shape))}]"
+
+
+def _fill(source: _Source, out: np.ndarray) -> None:
+    """Read exactly `out.nbytes` from `source` into `out`'s memory, a chunk at a time."""
+    data = _bytes(out)
+    done = 0
+    while done < len(data):
+        got = source.readinto(data[done : done + CHUNK_BYTES])
+        if not got:
+            raise _Damaged(f"is truncated: its data ends after {done:,} of {len(data):,} bytes")
+        done += got
+
+
+_ZSTD_RLE_BLOCK = 1
+
+
+def _check_zstd_frame_fills(file: io.BufferedReader) -> None:
+    """Check that the zstd frame at the start of `file` ends exactly where the file does.
+
+    python-zstandard's reader returns without complaint when its input stops inside the frame's
+    checksum, or when the bytes after the frame look like the start of another one, so the
+    frame's length is found by walking its block headers (RFC 8878, section 3.1.1).
+    """
+    file.seek(0)
+    head = file.read(18)  # the longest frame header
+    end = zstandard.frame_header_size(head)
+    last = False
+    while not last:
+        file.seek(end)
+        block = file.read(3)
+        if len(block) < 3:
+            raise _Damaged("is truncated inside its last zstd block header")
+        header = int.from_bytes(block, "little")
+        last, kind, size = bool(header & 1), (header >> 1) & 3, header >> 3
+        end += 3 + (1 if kind == _ZSTD_RLE_BLOCK else size)
+    end += 4 * zstandard.get_frame_parameters(head).has_checksum
+    file_size = os.fstat(file.fileno()).st_size
+    if file_size < end:
+        raise _Damaged(f"is truncated: its zstd frame needs {end:,} bytes, the file has {file_size:,}")
+    if file_size > end:
+        raise _Damaged(f"has {file_size - end:,} bytes after its zstd frame")

@@ -236,7 +236,9 @@ class CheckpointConfig(_Section):
     records, the loop's counters) in `latest`, so that `--resume` continues as if the run had never
     stopped. `auto`: on when the replay preallocates at most 1 GiB (written in seconds)."""
     replay_codec: Literal["zstd", "lz4", "none"] = "zstd"
-    """Compression of the stored replay: `zstd` (smaller), `lz4` (faster), `none`."""
+    """Compression of the stored replay: `zstd` (level 1; the smallest, and on replay data as fast
+    as `lz4`, see benchmarks/RESULTS.md), `lz4`, or `none` (no checksum of its own; the manifest's
+    SHA-256 still checks it)."""
 
 
 class LoggingConfig(_Section):
