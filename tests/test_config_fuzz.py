@@ -105,3 +105,15 @@ def test_random_config_files_are_validated_or_refused_in_one_line(tmp_path: Path
         except (TypeError, ValueError):  # None and other values TOML cannot hold
             return
     _validated(config_file=path)
+
+
+def test_a_key_holding_a_newline_is_quoted_in_the_one_line_error(tmp_path: Path):
+    """Found by the fuzzer: `{env: {"\\n": null}}` in a YAML file gave a two-line error."""
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"env": {"\n": None}}))
+    try:
+        resolve_config(config_file=path)
+    except ConfigError as error:
+        assert "\n" not in str(error) and "env.'\\n'" in str(error), str(error)
+    else:
+        raise AssertionError("an unknown key was accepted")

@@ -331,9 +331,12 @@ def short_repr(value: Any, limit: int = 80) -> str:
 
 def _format_validation_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"])
+    # a key from a file may hold a newline or be long: quote such a key, cut short, as the value is
+    field = ".".join(
+        str(part) if str(part).isprintable() and len(str(part)) <= 80 else short_repr(part) for part in first["loc"]
+    )
     where = f"{origin}: {field}" if field else origin
-    message = first["msg"].removeprefix("Value error, ")
+    message = " ".join(first["msg"].removeprefix("Value error, ").splitlines())
     # a whole-section check names its values itself; echoing the section would bury the message
     if "input" in first and first["type"] != "model_type" and not isinstance(first["input"], dict):
         return f"{where}: {message} (got {short_repr(first['input'])})"
