@@ -91,6 +91,44 @@ def _build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _add_placement_flags(plan)
 
+    k8s = commands.add_parser("k8s", help="print KubeRay manifests (RayJob or RayCluster) made from the placement")
+    k8s.add_argument("--env", help="Gymnasium id (picks the preset)")
+    k8s.add_argument("--config", type=Path, help="TOML or YAML config file")
+    k8s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    k8s.add_argument("--image", required=True, help="container image with distdqn and Ray, for every pod")
+    k8s.add_argument("--kind", choices=["rayjob", "raycluster"], default="rayjob", help="default rayjob")
+    k8s.add_argument("--name", help="name of the RayJob/RayCluster (default distdqn-ENV)")
+    k8s.add_argument("--namespace", help="namespace of every object (default: kubectl's current one)")
+    k8s.add_argument(
+        "--storage", metavar="URI", help="run directory, e.g. s3://bucket/run (default /tmp/run on the head pod)"
+    )
+    k8s.add_argument(
+        "--token",
+        choices=["random", "external"],
+        default="random",
+        help="random: emit the token Secret with a fresh token; external: you create the Secret",
+    )
+    k8s.add_argument("--open-dashboard", action="store_true", help="RayCluster: run the dashboard and job API")
+    k8s.add_argument("--actor-groups", type=int, default=1, metavar="N", help="split actors over N worker groups")
+    k8s.add_argument("--pod-cpus", type=int, default=16, metavar="N", help="most Ray CPUs of actors in one pod")
+    k8s.add_argument(
+        "--node-selector",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("GROUP", "KEY=VALUE"),
+        help="node selector of a group (head, learners, shards, actors[-i], evaluator; repeatable)",
+    )
+    k8s.add_argument(
+        "--toleration",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("GROUP", "KEY[=VALUE]:EFFECT"),
+        help="toleration of a group (repeatable)",
+    )
+    k8s.add_argument("--service-account", help="service account of every pod")
+
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
     evaluate.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR", help="e.g. RUN_DIR/checkpoints/best")
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
@@ -251,6 +289,28 @@ def _command_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_k8s(args: argparse.Namespace) -> int:
+    from distdqn.k8s import K8sOptions, render, resolve_k8s_config
+
+    config = resolve_k8s_config(args.env, args.config, args.overrides)
+    options = K8sOptions(
+        image=args.image,
+        kind=args.kind,
+        name=args.name,
+        namespace=args.namespace,
+        storage=args.storage,
+        token=args.token,
+        open_dashboard=args.open_dashboard,
+        actor_groups=args.actor_groups,
+        pod_cpus=args.pod_cpus,
+        node_selectors=tuple(map(tuple, args.node_selector)),
+        tolerations=tuple(map(tuple, args.toleration)),
+        service_account=args.service_account,
+    )
+    print(render(config, options), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -258,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             return _command_train(args)
         if args.command == "plan":
             return _command_plan(args)
+        if args.command == "k8s":
+            return _command_k8s(args)
         return _command_evaluate(args)
     except UserError as error:
         print(f"distdqn: error: {error}", file=sys.stderr)

@@ -1,0 +1,456 @@
+"""`distdqn k8s`: KubeRay manifests valid against the CRDs, in agreement with `distdqn plan`,
+closed by default, and the examples in `deploy/` current."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gzip
+import importlib.util
+import io
+import json
+import re
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from distdqn import k8s
+from distdqn.cli import main as distdqn
+from distdqn.config import Config, build_config, load_config_toml, resolve_config
+from distdqn.errors import UserError
+from distdqn.k8s import GiB, K8sOptions, MiB
+from distdqn.plan import assign, role_demands
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).parents[1]
+SCHEMAS = Path(__file__).parent / "kuberay"
+IMAGE = "ghcr.io/OWNER/distdqn:0.1.0"
+
+PLACEMENTS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
+    "cpu-4-actors": ("CartPole-v1", ["placement.num_actors=4"], {}),
+    "gpu-learner-32-actors-4-shards": (
+        "ALE/Pong-v5",
+        [
+            "placement.device=cuda",
+            "placement.learner.num_gpus=1",
+            "placement.num_actors=32",
+            "placement.num_shards=4",
+        ],
+        {"storage": "s3://bucket/pong"},
+    ),
+    "two-learners-64-actors-two-groups": (
+        "ALE/Pong-v5",
+        [
+            "placement.device=cuda",
+            "placement.num_learners=2",
+            "placement.learner.num_gpus=1",
+            "placement.num_actors=64",
+            "placement.num_shards=4",
+        ],
+        {"actor_groups": 2, "node_selectors": (("actors-1", "pool=spot"),)},
+    ),
+}
+KINDS = ["rayjob", "raycluster"]
+
+
+@cache
+def _config(placement: str) -> Config:
+    env_id, overrides, _ = PLACEMENTS[placement]
+    return k8s.resolve_k8s_config(env_id, None, overrides)
+
+
+@cache
+def _objects(placement: str, kind: str) -> tuple[dict[str, Any], ...]:
+    options = K8sOptions(image=IMAGE, kind=kind, **PLACEMENTS[placement][2])  # type: ignore[arg-type]
+    return tuple(k8s.manifests(_config(placement), options, token="0" * 64))
+
+
+def _by_kind(objects: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for obj in objects}
+
+
+def _cluster_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["spec"]["rayClusterSpec"] if obj["kind"] == "RayJob" else obj["spec"]
+
+
+def _pod_groups(spec: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
+    """(name, replicas, group spec) of the head and every worker group."""
+    return [("head", 1, spec["headGroupSpec"])] + [(g["groupName"], g["replicas"], g) for g in spec["workerGroupSpecs"]]
+
+
+def _container(group: dict[str, Any]) -> dict[str, Any]:
+    return group["template"]["spec"]["containers"][0]
+
+
+def _bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)(Mi|Gi)?", quantity).groups()  # type: ignore[union-attr]
+    return int(number) * {"Mi": MiB, "Gi": GiB, None: 1}[unit]
+
+
+# -- validation against the CRDs -----------------------------------------------------------------
+def _strict(schema: Any) -> Any:
+    """The API server drops fields a structural schema does not list: make them errors instead."""
+    if isinstance(schema, dict):
+        schema = {key: _strict(value) for key, value in schema.items()}
+        listed = "properties" in schema and "additionalProperties" not in schema
+        if listed and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    return schema
+
+
+@cache
+def _validator(kind: str) -> jsonschema.Draft7Validator:
+    schema = json.loads(gzip.decompress((SCHEMAS / f"{kind.lower()}.v1.schema.json.gz").read_bytes()))
+    return jsonschema.Draft7Validator(_strict(schema))
+
+
+def _schema_errors(obj: dict[str, Any]) -> list[str]:
+    errors = _validator(obj["kind"]).iter_errors(obj)
+    return [f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in errors]
+
+
+def _operator_errors(obj: dict[str, Any]) -> list[str]:
+    """The checks of KubeRay's validation.go that apply to what `distdqn k8s` writes."""
+    errors = []
+    name, spec = obj["metadata"]["name"], _cluster_spec(obj)
+    limit = 47 if obj["kind"] == "RayJob" else 53
+    if len(name) > limit or not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name):
+        errors.append(f"name {name!r} is no DNS-1035 label of at most {limit} characters")
+    if tuple(map(int, spec["rayVersion"].split("."))) < (2, 52, 0):
+        errors.append("token auth needs rayVersion >= 2.52.0")
+    for group_name, _, group in _pod_groups(spec):
+        params = group["rayStartParams"]
+        if group.get("resources") and {"num-cpus", "num-gpus", "memory", "resources"} & set(params):
+            errors.append(f"{group_name}: Ray resources both in rayStartParams and resources")
+        if group_name != "head" and not group["minReplicas"] == group["replicas"] == group["maxReplicas"]:
+            errors.append(f"{group_name}: without autoscaling minReplicas = replicas = maxReplicas")
+    if obj["kind"] == "RayJob" and obj["spec"]["submissionMode"] == "SidecarMode":
+        if {"submitterPodTemplate", "submitterConfig"} & set(obj["spec"]):
+            errors.append("SidecarMode takes no submitterPodTemplate or submitterConfig")
+        if spec["headGroupSpec"]["template"]["spec"].get("restartPolicy", "Never") != "Never":
+            errors.append("SidecarMode needs the head's restartPolicy Never or unset")
+    return errors
+
+
+def _check_plain_objects(objects: list[dict[str, Any]] | tuple[dict[str, Any], ...], main: dict[str, Any]) -> None:
+    """ConfigMap and Secret: the few fields they have, and the references to them."""
+    spec = _cluster_spec(main)
+    secret_name = spec["authOptions"]["secretName"]
+    for obj in objects:
+        assert obj["apiVersion"] == ("ray.io/v1" if obj["kind"] in ("RayJob", "RayCluster") else "v1")
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", obj["metadata"]["name"])
+        assert obj["metadata"].get("namespace") == main["metadata"].get("namespace")
+    plain = _by_kind(objects)
+    config_map = plain["ConfigMap"]
+    assert set(config_map) == {"apiVersion", "kind", "metadata", "data"}
+    assert all(isinstance(value, str) for value in config_map["data"].values())
+    head = spec["headGroupSpec"]["template"]["spec"]
+    assert head["volumes"] == [{"name": "run-config", "configMap": {"name": config_map["metadata"]["name"]}}]
+    if "Secret" in plain:
+        secret = plain["Secret"]
+        assert set(secret) == {"apiVersion", "kind", "metadata", "type", "immutable", "stringData"}
+        assert secret["type"] == "Opaque" and secret["immutable"] is True
+        assert secret["metadata"]["name"] == secret_name
+        assert set(secret["stringData"]) == {"auth_token"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+def test_manifests_validate_against_the_kuberay_crds(placement: str, kind: str):
+    objects = _objects(placement, kind)
+    assert [obj["kind"] for obj in objects] == ["Secret", "ConfigMap", {"rayjob": "RayJob"}.get(kind, "RayCluster")]
+    main = objects[-1]
+    assert _schema_errors(main) == []
+    assert _operator_errors(main) == []
+    _check_plain_objects(objects, main)
+
+
+def test_the_strict_schema_catches_a_misspelt_field():
+    """The point of `_strict`: the API server would silently drop `replica`."""
+    main = copy.deepcopy(_objects("cpu-4-actors", "raycluster")[-1])
+    main["spec"]["workerGroupSpecs"][0]["replica"] = 2
+    main["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "two"
+    errors = _schema_errors(main)
+    assert any("'replica' was unexpected" in error for error in errors), errors
+    assert any("limits.cpu" in error for error in errors), errors
+
+
+# -- plan and k8s agree -----------------------------------------------------------------------------
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+def test_plan_fits_the_generated_cluster_and_resources_add_up(placement: str):
+    config = _config(placement)
+    main = _objects(placement, "rayjob")[-1]
+    spec = _cluster_spec(main)
+    nodes = k8s.cluster_nodes(spec)
+    text = _by_kind(_objects(placement, "rayjob"))["ConfigMap"]["data"]["run.toml"]
+    run = build_config(tomllib.loads(text), origin="ConfigMap")
+
+    # what the cluster runs fits, each role on its own group's pods; the user's placement too
+    placed = assign(role_demands(run.placement), nodes)
+    for role, node in placed.items():
+        assert node.startswith(k8s.GROUP_NAMES[role.split("-")[0]]), (role, node)
+    assign(role_demands(config.placement), nodes)
+
+    roles = role_demands(run.placement)
+    needed = {key: sum(r.demand.get(key, 0.0) for r in roles) for key in {k for r in roles for k in r.demand}}
+    offered: dict[str, float] = {}
+    for node in nodes:
+        for key, amount in node.resources.items():
+            offered[key] = offered.get(key, 0.0) + amount
+    workers = len(nodes) - 1
+    assert offered.get("GPU", 0.0) == needed.get("GPU", 0.0)  # whole GPUs asked, whole GPUs given
+    assert needed["CPU"] <= offered["CPU"] <= needed["CPU"] + workers  # at most a rounding per pod
+    for role in k8s.ROLE_KINDS:
+        pin = k8s.pin_resource(role)
+        assert offered[pin] == needed[pin]  # every pod full: pins offered = role instances
+
+    # the pods' Kubernetes requests are what Ray is told they have (the head: its services)
+    for name, _, group in _pod_groups(spec):
+        container = _container(group)
+        limits = container["resources"]["limits"]
+        assert container["resources"]["requests"] == limits
+        assert int(limits["cpu"]) == (k8s.HEAD_CPUS if name == "head" else max(1, int(group["resources"]["CPU"])))
+        assert limits.get("nvidia.com/gpu", "0") == group["resources"].get("GPU", "0")
+
+    # memory: every shard pod holds its replay and the headroom, and the total is not far above
+    _, total_replay, _ = k8s.replay_sizes(run)
+    memory = {name: _bytes(_container(group)["resources"]["limits"]["memory"]) for name, _, group in _pod_groups(spec)}
+    replicas = {name: count for name, count, _ in _pod_groups(spec)}
+    shard_share = total_replay / run.placement.num_shards
+    assert memory["shards"] >= shard_share + k8s.RAY_NODE_BYTES + k8s.OBJECT_STORE_BYTES + k8s.PROCESS_BYTES
+    processes = len(roles) + 1  # and the driver
+    total = sum(memory[name] * replicas[name] for name in memory)
+    overhead = processes * (k8s.PROCESS_BYTES + k8s.GPU_PROCESS_BYTES) + len(nodes) * 2 * GiB
+    assert total_replay < total <= 2 * total_replay + overhead
+
+
+def test_shard_pod_memory_by_hand():
+    """Pong, 32 actors x 8 envs over 4 shards: 64 lanes a shard of 1_000_000 // 4 // 64 = 3906
+    slots, 249_984 slots of 84*84 frame bytes + 49 bytes of fields = 1_776_136_320 bytes, and a
+    sum tree of 2 * 8 * 2**18 = 4_194_304 bytes. A 1M replay is no snapshot (over 1 GiB), so the
+    pod is 1 GiB (Ray) + 512 MiB (object store) + 1 GiB (the shard's process) + the replay:
+    4_464_685_184 bytes, 4258 MiB rounded up."""
+    spec = _cluster_spec(_objects("gpu-learner-32-actors-4-shards", "rayjob")[-1])
+    (shards,) = [g for g in spec["workerGroupSpecs"] if g["groupName"] == "shards"]
+    assert shards["replicas"] == 4
+    assert _container(shards)["resources"]["limits"]["memory"] == "4258Mi"
+    assert shards["rayStartParams"] == {"object-store-memory": str(512 * MiB)}
+
+
+def test_a_snapshot_of_the_replay_is_counted_on_its_shard_and_on_the_head():
+    """CartPole's 50k replay is in checkpoints (under 1 GiB): 50_000 slots of 16 + 49 bytes and a
+    tree of 2 * 8 * 2**16 bytes = 4_298_576 bytes, once more in each object store that holds it."""
+    spec = _cluster_spec(_objects("cpu-4-actors", "rayjob")[-1])
+    groups = {name: group for name, _, group in _pod_groups(spec)}
+    replay = 4_298_576
+    assert groups["shards"]["rayStartParams"]["object-store-memory"] == str(512 * MiB + replay)
+    assert groups["head"]["rayStartParams"]["object-store-memory"] == str(512 * MiB + replay)
+    expected = {"shards": 2 * GiB + 512 * MiB + 2 * replay, "head": 3 * GiB + 512 * MiB + replay}
+    for name, size in expected.items():
+        assert _container(groups[name])["resources"]["limits"]["memory"] == f"{-(-size // MiB)}Mi"
+
+
+@pytest.mark.parametrize("placement", ["cpu-4-actors", "gpu-learner-32-actors-4-shards"])
+def test_snapshot_rule_agrees_with_training(placement: str):
+    from distdqn.train import snapshots_replay
+
+    run = k8s.run_config(_config(placement))
+    assert k8s.snapshots_replay(run, k8s.replay_sizes(run)[2]) == snapshots_replay(run)
+
+
+def test_actors_pack_into_pods_and_split_over_groups():
+    spec = _cluster_spec(_objects("two-learners-64-actors-two-groups", "rayjob")[-1])
+    groups = {name: (replicas, group) for name, replicas, group in _pod_groups(spec)}
+    for name in ("actors-0", "actors-1"):
+        replicas, group = groups[name]
+        assert replicas == 2 and group["resources"] == {"CPU": "16", "distdqn_actor": "16"}
+    assert groups["learners"][0] == 2 and groups["learners"][1]["resources"]["GPU"] == "1"
+    assert groups["actors-1"][1]["template"]["spec"]["nodeSelector"] == {"pool": "spot"}
+    assert "nodeSelector" not in groups["actors-0"][1]["template"]["spec"]
+
+    odd = k8s.pod_groups(
+        k8s.run_config(resolve_config("CartPole-v1", None, ["placement.num_actors=35"])), K8sOptions(IMAGE)
+    )
+    (actors,) = [g for g in odd if g.name == "actors"]
+    assert (actors.replicas, actors.per_pod, actors.ray_cpus) == (3, 12, 12)  # evenly, not 16 + 16 + 3
+
+
+def test_placement_pinning_lands_on_the_group_of_its_role():
+    config = resolve_config("CartPole-v1", None, ["placement.shard.resources={bigmem: 1}", "placement.num_shards=2"])
+    spec = _cluster_spec(k8s.manifests(config, K8sOptions(IMAGE, token="external"))[-1])
+    (shards,) = [g for g in spec["workerGroupSpecs"] if g["groupName"] == "shards"]
+    assert shards["resources"] == {"CPU": "1", "bigmem": "1", "distdqn_shard": "1"}
+    placed = assign(role_demands(config.placement), k8s.cluster_nodes(spec))
+    assert placed["shard-0"].startswith("shards-") and placed["shard-1"].startswith("shards-")
+
+
+# -- the run config, the token, the dashboard ---------------------------------------------------------
+def test_config_map_holds_the_config_the_driver_runs(tmp_path: Path):
+    config = _config("gpu-learner-32-actors-4-shards")
+    objects = _by_kind(_objects("gpu-learner-32-actors-4-shards", "rayjob"))
+    path = tmp_path / "run.toml"
+    path.write_text(objects["ConfigMap"]["data"]["run.toml"])
+    in_pod = resolve_config(None, path)  # what `distdqn train --config /config/run.toml` resolves
+    assert in_pod == load_config_toml(path) == k8s.run_config(config)
+    assert in_pod.placement.runtime == "ray" and in_pod.placement.address == "auto"
+    assert in_pod.placement.learner.resources == {"distdqn_learner": 1.0}
+    assert in_pod.model_dump(exclude={"placement"}) == config.model_dump(exclude={"placement"})
+    job = objects["RayJob"]["spec"]
+    assert job["entrypoint"] == "distdqn train --config /config/run.toml --run-dir s3://bucket/pong"
+    assert job["shutdownAfterJobFinishes"] is True and job["ttlSecondsAfterFinished"] == k8s.FINISHED_TTL_S
+
+
+def test_every_container_gets_the_token_from_the_secret():
+    config = _config("cpu-4-actors")
+    first, second = (k8s.manifests(config, K8sOptions(IMAGE)) for _ in range(2))
+    tokens = [_by_kind(objects)["Secret"]["stringData"]["auth_token"] for objects in (first, second)]
+    assert all(re.fullmatch(r"[0-9a-f]{64}", token) for token in tokens) and tokens[0] != tokens[1]
+    spec = _cluster_spec(first[-1])
+    assert spec["authOptions"] == {"mode": "token", "secretName": "distdqn-cartpole-v1-ray-token"}
+    for _, _, group in _pod_groups(spec):
+        env = {item["name"]: item for item in _container(group)["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"] == {
+            "secretKeyRef": {"name": "distdqn-cartpole-v1-ray-token", "key": "auth_token"}
+        }
+
+    external = k8s.manifests(config, K8sOptions(IMAGE, token="external"))
+    assert [obj["kind"] for obj in external] == ["ConfigMap", "RayJob"]
+    assert _cluster_spec(external[-1])["authOptions"]["secretName"] == "distdqn-cartpole-v1-ray-token"
+
+
+def test_dashboard_and_job_api_stay_closed_unless_asked():
+    config = _config("cpu-4-actors")
+
+    def head(kind: str, open_dashboard: bool = False) -> dict[str, Any]:
+        options = K8sOptions(IMAGE, kind=kind, open_dashboard=open_dashboard)  # type: ignore[arg-type]
+        return _cluster_spec(k8s.manifests(config, options)[-1])["headGroupSpec"]
+
+    cluster = head("raycluster")
+    assert cluster["rayStartParams"]["include-dashboard"] == "false"
+    assert cluster["serviceType"] == "ClusterIP"
+    assert _container(cluster)["ports"] == [{"name": "gcs-server", "containerPort": 6379}]
+    opened = head("raycluster", open_dashboard=True)
+    assert "include-dashboard" not in opened["rayStartParams"]
+    assert [port["containerPort"] for port in _container(opened)["ports"]] == [6379, 8265]
+
+    job = k8s.manifests(config, K8sOptions(IMAGE))[-1]
+    assert job["spec"]["submissionMode"] == "SidecarMode"  # the submitter talks to 127.0.0.1
+    job_head = job["spec"]["rayClusterSpec"]["headGroupSpec"]
+    assert job_head["serviceType"] == "ClusterIP"
+    assert [port["containerPort"] for port in _container(job_head)["ports"]] == [6379, 8265]  # no client port
+    with pytest.raises(UserError, match="--open-dashboard is for --kind raycluster"):
+        k8s.manifests(config, K8sOptions(IMAGE, open_dashboard=True))
+
+
+# -- refusals ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("overrides", "options", "message"),
+    [
+        (["placement.learner.num_gpus=1"], {}, "placement.device='cpu' leaves unused"),
+        (["placement.device=cuda"], {}, "needs GPUs on the learners' pods"),
+        (["placement.actor.resources={edge_gpu: 1}"], {}, "KubeRay would read the custom resource 'edge_gpu'"),
+        ([], {"name": "Pong"}, "--name must be a DNS-1035 label"),
+        ([], {"name": "x" * 48}, "at most 47 characters for a rayjob"),
+        ([], {"namespace": "Team_A"}, "--namespace must be a DNS-1123 label"),
+        ([], {"actor_groups": 2}, "--actor-groups must be between 1 and placement.num_actors=1"),
+        ([], {"pod_cpus": 0}, "--pod-cpus must be at least 1"),
+        ([], {"node_selectors": (("gpus", "a=b"),)}, "--node-selector 'gpus': no such group"),
+        ([], {"node_selectors": (("actors", "a"),)}, "expects KEY=VALUE"),
+        ([], {"tolerations": (("learners", "a=b:Sometimes"),)}, "expects KEY\\[=VALUE\\]:EFFECT"),
+    ],
+)
+def test_bad_requests_are_refused_in_one_line(overrides: list[str], options: dict[str, Any], message: str):
+    config = resolve_config("CartPole-v1", None, overrides)
+    with pytest.raises(UserError, match=message) as caught:
+        k8s.manifests(config, K8sOptions(IMAGE, **options))
+    assert "\n" not in str(caught.value)
+
+
+def test_names_and_tolerations():
+    assert k8s.default_name("ALE/Pong-v5", "rayjob") == "distdqn-ale-pong-v5"
+    assert k8s.default_name("MinAtar/Breakout-v1", "rayjob") == "distdqn-minatar-breakout-v1"
+    long = k8s.default_name("distdqn/" + "Very-Long-Name-" * 5, "rayjob")
+    assert len(long) <= 47 and not long.endswith("-")
+    options = K8sOptions(
+        IMAGE,
+        tolerations=(("learners", "nvidia.com/gpu:NoSchedule"), ("actors", "spot=true:NoExecute")),
+        service_account="distdqn-runner",
+    )
+    spec = _cluster_spec(k8s.manifests(_config("cpu-4-actors"), options)[-1])
+    groups = {name: group["template"]["spec"] for name, _, group in _pod_groups(spec)}
+    assert groups["learners"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert groups["actors"]["tolerations"] == [
+        {"key": "spot", "operator": "Equal", "value": "true", "effect": "NoExecute"}
+    ]
+    assert "tolerations" not in groups["head"]
+    assert {spec["serviceAccountName"] for spec in groups.values()} == {"distdqn-runner"}
+
+
+# -- the command and the examples ------------------------------------------------------------------
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = distdqn(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_command_prints_multi_document_yaml(capsys: pytest.CaptureFixture[str]):
+    argv = ["k8s", "--env", "CartPole-v1", "--image", IMAGE, "--kind", "raycluster", "--namespace", "rl"]
+    status, out, _ = _run(argv + ["--set", "placement.num_learners=2"], capsys)
+    assert status == 0
+    assert out.startswith("# RayCluster distdqn-cartpole-v1 for CartPole-v1")
+    assert "kubectl exec -n rl -it" in out and "-- distdqn train --config /config/run.toml --run-dir /tmp/run" in out
+    objects = list(yaml.safe_load_all(out))
+    assert [obj["kind"] for obj in objects] == ["Secret", "ConfigMap", "RayCluster"]
+    assert _schema_errors(objects[-1]) == [] and _operator_errors(objects[-1]) == []
+    assert {obj["metadata"]["namespace"] for obj in objects} == {"rl"}
+    assert objects[-1]["spec"]["workerGroupSpecs"][0]["replicas"] == 2  # learners; runtime forced to ray
+
+    status, out, err = _run(["k8s", "--env", "CartPole-v1", "--image", IMAGE, "--open-dashboard"], capsys)
+    assert (status, out) == (2, "") and err.startswith("distdqn: error: --open-dashboard") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exited:
+        distdqn(["k8s", "--env", "CartPole-v1"])
+    assert exited.value.code == 2 and "--image" in capsys.readouterr().err
+
+
+def _examples_script() -> Any:
+    spec = importlib.util.spec_from_file_location("k8s_examples", ROOT / "scripts" / "k8s_examples.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_examples_in_deploy_are_current_and_valid():
+    """Regenerate with `python scripts/k8s_examples.py`."""
+    script = _examples_script()
+    assert sorted(path.name for path in (ROOT / "deploy").iterdir()) == sorted(script.EXAMPLES)
+    for name in script.EXAMPLES:
+        committed = (ROOT / "deploy" / name).read_text()
+        with contextlib.redirect_stderr(io.StringIO()):
+            assert script.generate(name) == committed, f"deploy/{name} is stale: run python scripts/k8s_examples.py"
+        objects = list(yaml.safe_load_all(committed))
+        assert [obj["kind"] for obj in objects] == ["ConfigMap", "RayJob"]  # --token external: no secret inside
+        assert _schema_errors(objects[-1]) == [] and _operator_errors(objects[-1]) == []
+        _check_plain_objects(objects, objects[-1])
+
+
+def test_ray_version_is_the_floor_of_the_ray_extra():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (ray,) = [req for req in pyproject["project"]["optional-dependencies"]["ray"] if req.startswith("ray")]
+    floor = re.fullmatch(r"ray>=([\d.]+)", ray).group(1)  # type: ignore[union-attr]
+    assert ".".join((floor.split(".") + ["0", "0"])[:3]) == k8s.RAY_VERSION
