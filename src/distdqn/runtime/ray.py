@@ -28,9 +28,10 @@ from distdqn.runtime.reaper import Reaper
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "token")
-# The GCS keeps an event record per task for Ray's state API, up to this many; with thousands of
-# actor calls a minute the default (100k) let an embedded cluster's GCS grow by ~340 MB over 25 min.
-os.environ.setdefault("RAY_task_events_max_num_task_in_gcs", "10000")
+# Workers report an event per task to the GCS for Ray's state API and dashboard (both unused here):
+# with thousands of actor calls a minute the GCS grew ~2.6 MB a minute for as long as a run lasted
+# (benchmarks/RESULTS.md, soaks); without the reports it stays flat.
+os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
 
 import ray  # noqa: E402  (the environment above must be set before Ray reads it)
 from ray._private import ray_constants  # noqa: E402
