@@ -449,8 +449,10 @@ def test_examples_in_deploy_are_current_and_valid():
         _check_plain_objects(objects, objects[-1])
 
 
-def test_ray_version_is_the_floor_of_the_ray_extra():
+def test_ray_version_is_the_pin_of_the_ray_extra():
+    """The manifests' rayVersion is the Ray the image holds: the `ray` extra's exact pin."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     (ray,) = [req for req in pyproject["project"]["optional-dependencies"]["ray"] if req.startswith("ray")]
-    floor = re.fullmatch(r"ray>=([\d.]+)", ray).group(1)  # type: ignore[union-attr]
-    assert ".".join((floor.split(".") + ["0", "0"])[:3]) == k8s.RAY_VERSION
+    pinned = re.fullmatch(r"ray==([\d.]+)", ray)
+    assert pinned is not None, ray
+    assert ".".join((pinned.group(1).split(".") + ["0", "0"])[:3]) == k8s.RAY_VERSION
