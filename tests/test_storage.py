@@ -79,12 +79,16 @@ def test_run_on_s3_killed_and_resumed_from_there(s3_env: dict[str, str], tmp_pat
     complete version (with the replay), and `--resume s3://...` continues it from there."""
     run = f"{BUCKET}/run"
     store = _s3()
+    work, temporary = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    temporary.mkdir()
+    env = {**s3_env, "TMPDIR": str(temporary)}  # where the staging directories go
     # many steps, so that the kill surely comes before the end; the resume sets its own total
     process = subprocess.Popen(
         [sys.executable, "-m", "distdqn", "train", "--run-dir", f"s3://{run}", "--total-steps", "100000"]
         + ["--set", "checkpoint.every_steps=1000", *SMALL],
-        cwd=tmp_path,
-        env=s3_env,
+        cwd=work,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -107,7 +111,7 @@ def test_run_on_s3_killed_and_resumed_from_there(s3_env: dict[str, str], tmp_pat
     assert store.exists(f"{run}/config.toml") and store.exists(f"{run}/placement.json")
 
     target = killed_at + 2000
-    resumed = distdqn("train", "--resume", f"s3://{run}", "--total-steps", str(target), env=s3_env, cwd=tmp_path)
+    resumed = distdqn("train", "--resume", f"s3://{run}", "--total-steps", str(target), env=env, cwd=work)
     assert resumed.returncode == 0, resumed.stderr
     assert f"run s3://{run}: {target}" in resumed.stdout.replace(f"{target + 1}", f"{target}"), resumed.stdout
 
@@ -124,16 +128,16 @@ def test_run_on_s3_killed_and_resumed_from_there(s3_env: dict[str, str], tmp_pat
     steps = [json.loads(line)["env_steps"] for line in lines]
     assert steps == sorted(steps) and steps[-1] >= target
     assert any(s <= killed_at for s in steps) and any(s > killed_at for s in steps)
-    # nothing was written next to the command: the local copy was a temporary staging directory
-    assert list(tmp_path.iterdir()) == []
+    # nothing was written next to the command: the local copy was a temporary staging directory,
+    # which only the killed run left behind
+    assert list(work.iterdir()) == []
+    assert len([path for path in temporary.iterdir() if path.name.startswith("distdqn-run-")]) == 1
 
     # a fresh run into the same location is refused, as for a local --run-dir
-    again = distdqn("train", "--run-dir", f"s3://{run}", "--total-steps", "100", *SMALL, env=s3_env, cwd=tmp_path)
+    again = distdqn("train", "--run-dir", f"s3://{run}", "--total-steps", "100", *SMALL, env=env, cwd=work)
     assert again.returncode == 2 and again.stderr.startswith("distdqn: error: run directory s3://"), again.stderr
 
-    evaluated = distdqn(
-        "evaluate", f"s3://{run}/checkpoints/best", "--episodes", "2", "--json", env=s3_env, cwd=tmp_path
-    )
+    evaluated = distdqn("evaluate", f"s3://{run}/checkpoints/best", "--episodes", "2", "--json", env=env, cwd=work)
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["episodes"] == 2
     # a version's own prefix is a checkpoint too

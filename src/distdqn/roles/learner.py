@@ -87,14 +87,15 @@ class Learner:
         learners starting over together after one died); return the update count it holds."""
         if self.restore_dir is not None and is_remote(self.restore_dir):
             with tempfile.TemporaryDirectory(prefix="distdqn-learner-") as temporary:
-                local = fetch_checkpoint(self.restore_dir, Path(temporary), missing_ok=True)
-                if local is not None:
-                    checkpoint = load_checkpoint(local)
-                    self.load_state_dict(checkpoint.tensors, checkpoint.state["learner"])
+                self._load(fetch_checkpoint(self.restore_dir, Path(temporary), missing_ok=True))
         elif self.restore_dir is not None and Path(self.restore_dir).exists():
-            checkpoint = load_checkpoint(Path(self.restore_dir))
-            self.load_state_dict(checkpoint.tensors, checkpoint.state["learner"])
+            self._load(Path(self.restore_dir))
         return self.updates
+
+    def _load(self, directory: Path | None) -> None:
+        if directory is not None:
+            checkpoint = load_checkpoint(directory)
+            self.load_state_dict(checkpoint.tensors, checkpoint.state["learner"])
 
     # -- data-parallel group ----------------------------------------------------------------
     @staticmethod
