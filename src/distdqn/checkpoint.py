@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -144,16 +144,26 @@ def _write_resume_state(version_dir: Path, resume: dict[str, Any], codec: str) -
 class CheckpointWriter:
     """Writes checkpoints on a thread of its own, one at a time, so that training goes on while
     a large replay is compressed and written. A write's error is raised by the next `submit` or
-    by `wait`; what it was writing never becomes `latest` (see `save_checkpoint`)."""
+    by `wait`; what it was writing never becomes `latest` (see `save_checkpoint`).
 
-    def __init__(self) -> None:
+    `after_save(link)` runs on the same thread once a checkpoint is complete (a run on object
+    storage uploads it there), so the next checkpoint also waits for it."""
+
+    def __init__(self, after_save: Callable[[Path], None] | None = None) -> None:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._pending: Future | None = None
+        self._after_save = after_save
 
     def submit(self, *args: Any, **kwargs: Any) -> None:
         """`save_checkpoint(*args, **kwargs)` once the previous write is done."""
         self.wait()
-        self._pending = self._thread.submit(save_checkpoint, *args, **kwargs)
+        self._pending = self._thread.submit(self._save, *args, **kwargs)
+
+    def _save(self, *args: Any, **kwargs: Any) -> Path:
+        link = save_checkpoint(*args, **kwargs)
+        if self._after_save is not None:
+            self._after_save(link)
+        return link
 
     def wait(self) -> None:
         """Block until the write in progress is done; raise its error."""

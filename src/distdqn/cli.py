@@ -20,6 +20,7 @@ from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config, override_config, resolve_config
 from distdqn.errors import CheckpointError, UserError
 from distdqn.seeding import stream_seed
+from distdqn.storage import local_checkpoint, location
 from distdqn.types import EvalResult, Weights
 
 EXIT_USAGE = 2
@@ -67,7 +68,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="override a config field, e.g. --set algorithm.lr=5e-4 (repeatable)",
     )
     train.add_argument("--seed", type=int, help="seed for every random number generator")
-    train.add_argument("--run-dir", type=Path, help="where run files go (default runs/ENV-sSEED-TIME)")
+    train.add_argument(
+        "--run-dir",
+        type=location,
+        help="where run files go: a path or a URI such as s3://bucket/run (default runs/ENV-sSEED-TIME)",
+    )
     train.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
     train.add_argument("--total-steps", type=int, help="env steps to train for")
     _add_placement_flags(train)
@@ -80,7 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--resume",
-        type=Path,
+        type=location,
         metavar="RUN_DIR",
         help="continue RUN_DIR from checkpoints/latest (counters, weights, optimizer, schedules)",
     )
@@ -130,7 +135,9 @@ def _build_parser() -> argparse.ArgumentParser:
     k8s.add_argument("--service-account", help="service account of every pod")
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
-    evaluate.add_argument("checkpoint", type=Path, metavar="CHECKPOINT_DIR", help="e.g. RUN_DIR/checkpoints/best")
+    evaluate.add_argument(
+        "checkpoint", type=location, metavar="CHECKPOINT_DIR", help="e.g. RUN_DIR/checkpoints/best (a path or URI)"
+    )
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -216,7 +223,7 @@ EVALUATE_BATCH = 64
 """Episodes played side by side, one env each: memory stays flat however many are asked for."""
 
 
-def _evaluate_batch(config: Config, weights: Weights, episodes: int, seed: int, checkpoint: Path) -> EvalResult:
+def _evaluate_batch(config: Config, weights: Weights, episodes: int, seed: int, checkpoint: Path | str) -> EvalResult:
     from distdqn.roles import Evaluator
 
     evaluator = Evaluator(
@@ -235,7 +242,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--episodes must be between 1 and {MAX_EVALUATE_EPISODES}, got {args.episodes}")
     if not 0 <= args.seed < 2**63:
         raise UserError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
-    checkpoint = load_checkpoint(args.checkpoint)
+    with local_checkpoint(args.checkpoint) as directory:
+        checkpoint = load_checkpoint(directory)
     online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
     config = checkpoint.config
     _refuse_unrequested_imports(config, args, origin=str(args.checkpoint))

@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 from distdqn.seeding import role_rng, stream_seed
 from distdqn.stopping import StopSignals
+from distdqn.storage import RemoteRun, download_run, is_remote, remote_run
 from distdqn.types import TransitionBatch, Weights
 
 UPDATE_CHUNK = 8
@@ -78,7 +80,7 @@ class Counters:
 
 @dataclass(frozen=True)
 class TrainResult:
-    run_dir: Path
+    run_dir: Path | str  # a URI for a run on object storage
     counters: Counters
     stopped_by: str | None = None  # the signal that ended the run early (SIGTERM, SIGINT)
 
@@ -107,9 +109,11 @@ class TrainingRun:
         counters: Counters,
         stop_signals: StopSignals | None = None,
         resume_state: dict[str, Any] | None = None,
+        store: RemoteRun | None = None,
     ) -> None:
         """`stop_signals`: a SIGTERM or SIGINT it records ends the loop at its next turn.
-        `resume_state`: what a checkpoint's `resume.json` holds; the run continues from it exactly."""
+        `resume_state`: what a checkpoint's `resume.json` holds; the run continues from it exactly.
+        `store`: for a run on object storage, mirrors `run_dir` (a staging directory) there."""
         self.config = config
         self.run_dir = run_dir
         self.runtime = runtime
@@ -117,7 +121,9 @@ class TrainingRun:
         self.stop_signals = stop_signals
         placement = config.placement
         frame_space, action_space = env_spaces(config.env)
-        latest = str(run_dir / "checkpoints" / "latest")
+        self.store = store
+        # a learner restarted on another node reads `latest` from the store
+        latest = store.pointer("latest") if store is not None else str(run_dir / "checkpoints" / "latest")
         self.learners = [
             runtime.spawn(
                 Learner, config, policy_space(config.env, frame_space), action_space, latest, name=f"learner-{i}"
@@ -142,6 +148,8 @@ class TrainingRun:
             name="evaluator",
         )
         self._record_placement()
+        if store is not None:
+            store.sync()  # config.toml and placement.json
         if placement.num_learners > 1:
             self._form_learner_group()
         self.metrics = MetricsLog(run_dir, config.logging.tensorboard)
@@ -170,7 +178,7 @@ class TrainingRun:
             "eval": self._next_multiple(config.evaluation.every_steps),
             "checkpoint": self._next_multiple(config.checkpoint.every_steps),
         }
-        self._writer = CheckpointWriter()
+        self._writer = CheckpointWriter(after_save=None if store is None else store.checkpoint_saved)
         self._snapshots = snapshots_replay(config)
         if resume_state is not None:
             self._restore(resume_state)
@@ -634,6 +642,8 @@ class TrainingRun:
             save_checkpoint(self.run_dir / "checkpoints", "best", self.config, tensors, state)
         except ValueError as error:
             raise self._diverged(f"the evaluated {error}") from None
+        if self.store is not None:
+            self.store.upload_best()
 
     def save(self, name: str) -> None:
         """Write checkpoint `name`: the learner's state and, with replay snapshots, every role's,
@@ -792,15 +802,19 @@ class TrainingRun:
         return f"checkpoints/latest keeps env step {steps}"
 
 
-def train(config: Config, run_dir: Path) -> TrainResult:
-    """Train a fresh run in `run_dir` (which must be new or empty)."""
+def train(config: Config, run_dir: Path | str, store: RemoteRun | None = None) -> TrainResult:
+    """Train a fresh run in `run_dir` (which must be new or empty; a URI: see distdqn.storage)."""
     frame_space, _ = env_spaces(config.env)  # an env that cannot be made fails here, before anything is written
     check_replay_fits(config, frame_box(frame_space))
+    if is_remote(run_dir):
+        with remote_run(str(run_dir), resume=False) as remote:
+            return dataclasses.replace(train(config, remote.staging, remote), run_dir=remote.uri)
+    run_dir = Path(run_dir)
     existed = run_dir.exists()
     prepare_run_dir(run_dir, config)
     try:
         with RunLock(run_dir):
-            return _execute(config, run_dir, Counters())
+            return _execute(config, run_dir, Counters(), store=store)
     except UserError:
         _remove_unstarted_run(run_dir, remove_directory=not existed)
         raise
@@ -863,9 +877,15 @@ def _remove_unstarted_run(run_dir: Path, keep: tuple[str, ...] = (), remove_dire
         run_dir.rmdir()
 
 
-def resumable_config(run_dir: Path) -> tuple[Config, Path]:
+def resumable_config(run_dir: Path | str) -> tuple[Config, Path | str]:
     """The config `--resume run_dir` continues with, and the file it comes from: the latest
     checkpoint's, or, for a run that died before its first checkpoint, the run's config.toml."""
+    if is_remote(run_dir):
+        with tempfile.TemporaryDirectory(prefix="distdqn-run-") as staging:
+            download_run(str(run_dir), Path(staging), replay=False)
+            config, origin = resumable_config(Path(staging))
+            return config, f"{str(run_dir).rstrip('/')}/{Path(origin).relative_to(staging).as_posix()}"
+    run_dir = Path(run_dir)
     latest = run_dir / "checkpoints" / "latest"
     if latest.exists() or not (run_dir / "config.toml").is_file():
         return load_checkpoint(latest).config, latest
@@ -875,13 +895,18 @@ def resumable_config(run_dir: Path) -> tuple[Config, Path]:
         raise CheckpointError(f"cannot resume {run_dir}: {error}") from None
 
 
-def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
+def resume(run_dir: Path | str, config: Config | None = None, store: RemoteRun | None = None) -> TrainResult:
     """Continue a run from `run_dir/checkpoints/latest`: counters, weights, optimizer, schedules,
     and, where `latest` holds them (`checkpoint.replay`), the replay and every role's state, so
     that the run goes on exactly as if it had never stopped. Otherwise replay starts empty and
     refills to `learning_starts` before updates resume. A run that died before its first
-    checkpoint starts over from its config.toml.
+    checkpoint starts over from its config.toml. A URI is downloaded to a staging directory, which
+    the run goes on in, mirrored to the URI (see distdqn.storage).
     """
+    if is_remote(run_dir):
+        with remote_run(str(run_dir), resume=True) as remote:
+            return dataclasses.replace(resume(remote.staging, config, remote), run_dir=remote.uri)
+    run_dir = Path(run_dir)
     refuse_links_out(run_dir)
     with RunLock(run_dir):
         latest = run_dir / "checkpoints" / "latest"
@@ -889,7 +914,7 @@ def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
             config = config or resumable_config(run_dir)[0]
             _remove_unstarted_run(run_dir, keep=(LOCK_FILE,))
             (run_dir / "config.toml").write_text(config_to_toml(config))
-            return _execute(config, run_dir, Counters())
+            return _execute(config, run_dir, Counters(), store=store)
         checkpoint = load_checkpoint(latest)
         config = config or checkpoint.config
         counters = _saved_counters(latest, checkpoint.state)
@@ -898,7 +923,7 @@ def resume(run_dir: Path, config: Config | None = None) -> TrainResult:
         resume_state = _usable_resume_state(latest, config)
         offset = None if resume_state is None else resume_state["loop"]["metrics_offset"]
         truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps, offset)
-        return _execute(config, run_dir, counters, resume_state)
+        return _execute(config, run_dir, counters, resume_state, store)
 
 
 def _usable_resume_state(latest: Path, config: Config) -> dict[str, Any] | None:
@@ -1033,7 +1058,11 @@ def _logged_at(line: str) -> int | None:
 
 
 def _execute(
-    config: Config, run_dir: Path, counters: Counters, resume_state: dict[str, Any] | None = None
+    config: Config,
+    run_dir: Path,
+    counters: Counters,
+    resume_state: dict[str, Any] | None = None,
+    store: RemoteRun | None = None,
 ) -> TrainResult:
     """Run the loop; a SIGTERM or SIGINT ends it with `latest` written (see distdqn.stopping)."""
     torch.set_num_threads(config.placement.torch_threads)
@@ -1041,7 +1070,7 @@ def _execute(
         runtime = make_runtime(config.placement)
         stop_signals.install()
         try:
-            run = TrainingRun(config, run_dir, runtime, counters, stop_signals, resume_state)
+            run = TrainingRun(config, run_dir, runtime, counters, stop_signals, resume_state, store)
             try:
                 return TrainResult(run_dir, run.run(), stop_signals.requested)
             except OSError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from distdqn.losses import dqn_loss, td_target, update_target
 from distdqn.networks import build_q_network
 from distdqn.schedules import learning_rate
 from distdqn.seeding import stream_seed
+from distdqn.storage import fetch_checkpoint, is_remote
 from distdqn.types import PriorityUpdate, SampleBatch, UpdateResult, Weights
 
 
@@ -50,8 +52,10 @@ def merge_shard_rows(parts: tuple[SampleBatch, ...]) -> SampleBatch:
 
 
 class Learner:
-    """`restore_dir` is the run's `checkpoints/latest`: when it exists (a resumed run, or a
-    learner restarted after a crash) the learner starts from it, otherwise from a seeded init."""
+    """`restore_dir` is the run's `checkpoints/latest` (for a run on object storage, the URI of
+    its pointer, so that a learner restarted on another node finds it): when it exists (a resumed
+    run, or a learner restarted after a crash) the learner starts from it, otherwise from a
+    seeded init."""
 
     def __init__(
         self, config: Config, observation_space: gym.Space, action_space: gym.Space, restore_dir: str | None = None
@@ -81,10 +85,17 @@ class Learner:
     def reload(self) -> int:
         """Load `restore_dir` if it exists (a resumed run, a restarted learner, or a group of
         learners starting over together after one died); return the update count it holds."""
-        if self.restore_dir is not None and Path(self.restore_dir).exists():
-            checkpoint = load_checkpoint(Path(self.restore_dir))
-            self.load_state_dict(checkpoint.tensors, checkpoint.state["learner"])
+        if self.restore_dir is not None and is_remote(self.restore_dir):
+            with tempfile.TemporaryDirectory(prefix="distdqn-learner-") as temporary:
+                self._load(fetch_checkpoint(self.restore_dir, Path(temporary), missing_ok=True))
+        elif self.restore_dir is not None and Path(self.restore_dir).exists():
+            self._load(Path(self.restore_dir))
         return self.updates
+
+    def _load(self, directory: Path | None) -> None:
+        if directory is not None:
+            checkpoint = load_checkpoint(directory)
+            self.load_state_dict(checkpoint.tensors, checkpoint.state["learner"])
 
     # -- data-parallel group ----------------------------------------------------------------
     @staticmethod
