@@ -367,6 +367,7 @@ def test_dashboard_and_job_api_stay_closed_unless_asked():
         ([], {"namespace": "Team_A"}, "--namespace must be a DNS-1123 label"),
         ([], {"actor_groups": 2}, "--actor-groups must be between 1 and placement.num_actors=1"),
         ([], {"pod_cpus": 0}, "--pod-cpus must be at least 1"),
+        ([], {"resume": True}, "--resume continues the run in --storage URI"),
         ([], {"node_selectors": (("gpus", "a=b"),)}, "--node-selector 'gpus': no such group"),
         ([], {"node_selectors": (("actors", "a"),)}, "expects KEY=VALUE"),
         ([], {"tolerations": (("learners", "a=b:Sometimes"),)}, "expects KEY\\[=VALUE\\]:EFFECT"),
@@ -456,3 +457,11 @@ def test_ray_version_is_the_pin_of_the_ray_extra():
     pinned = re.fullmatch(r"ray==([\d.]+)", ray)
     assert pinned is not None, ray
     assert ".".join((pinned.group(1).split(".") + ["0", "0"])[:3]) == k8s.RAY_VERSION
+
+
+def test_a_job_made_again_resumes_the_run_in_its_storage():
+    config = _config("gpu-learner-32-actors-4-shards")
+    options = K8sOptions(IMAGE, storage="s3://bucket/pong", resume=True, token="external")
+    (job,) = [o for o in k8s.manifests(config, options) if o["kind"] == "RayJob"]
+    assert job["spec"]["entrypoint"] == "distdqn train --resume s3://bucket/pong"
+    assert _schema_errors(job) == [] and _operator_errors(job) == []

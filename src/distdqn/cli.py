@@ -113,6 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
         default="random",
         help="random: emit the token Secret with a fresh token; external: you create the Secret",
     )
+    k8s.add_argument(
+        "--resume", action="store_true", help="continue the run in --storage (a job made again after one ended)"
+    )
     k8s.add_argument("--open-dashboard", action="store_true", help="RayCluster: run the dashboard and job API")
     k8s.add_argument("--actor-groups", type=int, default=1, metavar="N", help="split actors over N worker groups")
     k8s.add_argument("--pod-cpus", type=int, default=16, metavar="N", help="most Ray CPUs of actors in one pod")
@@ -307,6 +310,7 @@ def _command_k8s(args: argparse.Namespace) -> int:
         name=args.name,
         namespace=args.namespace,
         storage=args.storage,
+        resume=args.resume,
         token=args.token,
         open_dashboard=args.open_dashboard,
         actor_groups=args.actor_groups,

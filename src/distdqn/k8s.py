@@ -136,6 +136,10 @@ class K8sOptions:
     namespace: str | None = None
     storage: str | None = None
     """Run directory: a path or fsspec URI (`s3://bucket/run`); None is /tmp/run on the head."""
+    resume: bool = False
+    """Continue the run in `storage` (`distdqn train --resume`): a job made again after the first
+    was deleted, preempted or failed goes on from its last checkpoint, exactly where the replay
+    is in it, instead of being refused a run directory that is not empty."""
     token: Literal["random", "external"] = "random"
     open_dashboard: bool = False
     """RayCluster only: run the dashboard and job API (a RayJob always runs them)."""
@@ -418,6 +422,8 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
         raise UserError(f"--namespace must be a DNS-1123 label, got {options.namespace!r}")
     if not options.image.strip():
         raise UserError("--image must name a container image")
+    if options.resume and options.storage is None:
+        raise UserError("--resume continues the run in --storage URI: give it (a pod's /tmp/run is gone with the pod)")
     _check_devices(config)
     _check_resource_names(config)
     run = run_config(config)
@@ -536,6 +542,8 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
 def train_command(options: K8sOptions) -> str:
     """The driver's command: the RayJob's entrypoint, or what to run on a RayCluster's head."""
     run_dir = options.storage if options.storage is not None else LOCAL_RUN_DIR
+    if options.resume:
+        return f"distdqn train --resume {shlex.quote(run_dir)}"
     return f"distdqn train --config {CONFIG_DIR}/{CONFIG_KEY} --run-dir {shlex.quote(run_dir)}"
 
 
