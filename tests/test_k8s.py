@@ -157,7 +157,12 @@ def _check_plain_objects(objects: list[dict[str, Any]] | tuple[dict[str, Any], .
     assert set(config_map) == {"apiVersion", "kind", "metadata", "data"}
     assert all(isinstance(value, str) for value in config_map["data"].values())
     head = spec["headGroupSpec"]["template"]["spec"]
-    assert head["volumes"] == [{"name": "run-config", "configMap": {"name": config_map["metadata"]["name"]}}]
+    assert {"name": "run-config", "configMap": {"name": config_map["metadata"]["name"]}} in head["volumes"]
+    for pod in [head] + [group["template"]["spec"] for group in spec.get("workerGroupSpecs", [])]:
+        # every pod's object store gets a memory-backed /dev/shm of its size, not Docker's 64 MB
+        (shm,) = [volume for volume in pod["volumes"] if volume["name"] == "shared-memory"]
+        assert shm["emptyDir"]["medium"] == "Memory"
+        assert {"name": "shared-memory", "mountPath": "/dev/shm"} in pod["containers"][0]["volumeMounts"]
     if "Secret" in plain:
         secret = plain["Secret"]
         assert set(secret) == {"apiVersion", "kind", "metadata", "type", "immutable", "stringData"}

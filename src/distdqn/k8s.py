@@ -453,17 +453,26 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
                 {"name": "RAY_AUTH_MODE", "value": "token"},
                 {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": TOKEN_KEY}}},
                 {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
+                # per-task event reports made the GCS grow for as long as a run lasted (README, Ray)
+                {"name": "RAY_task_events_report_interval_ms", "value": "0"},
             ],
             "resources": {"limits": dict(quantities), "requests": dict(quantities)},
         }
-        spec: dict[str, Any] = {}
+        # Ray's object store lives in /dev/shm, which a container gets only 64 MB of by default;
+        # memory-backed, it counts toward the pod's memory limit, which includes the store already
+        container["volumeMounts"] = [{"name": "shared-memory", "mountPath": "/dev/shm"}]
+        spec: dict[str, Any] = {
+            "volumes": [
+                {"name": "shared-memory", "emptyDir": {"medium": "Memory", "sizeLimit": _mebibytes(group.object_store)}}
+            ]
+        }
         if head:
             ports = [{"name": "gcs-server", "containerPort": 6379}]
             if options.kind == "rayjob" or options.open_dashboard:
                 ports.append({"name": "dashboard", "containerPort": 8265})
             container["ports"] = ports
-            container["volumeMounts"] = [{"name": "run-config", "mountPath": CONFIG_DIR, "readOnly": True}]
-            spec["volumes"] = [{"name": "run-config", "configMap": {"name": config_name}}]
+            container["volumeMounts"].append({"name": "run-config", "mountPath": CONFIG_DIR, "readOnly": True})
+            spec["volumes"].append({"name": "run-config", "configMap": {"name": config_name}})
         spec["containers"] = [container]
         selector, tolerations = settings[group.name]
         if selector:
