@@ -258,11 +258,16 @@ def image(request: pytest.FixtureRequest) -> tuple[str, list[Stage]]:
 
 
 def tracked_files(folder: str) -> list[str]:
-    """The files git tracks under a folder (the files a build of a clean checkout would see)."""
+    """The files git tracks under a folder (the files a build of a clean checkout would see);
+    outside a git checkout (an unpacked sdist), every file there but Python's caches."""
     listed = subprocess.run(["git", "ls-files", "-z", "--", folder], cwd=ROOT, capture_output=True, text=True)
-    if listed.returncode != 0:
-        pytest.skip("not a git checkout")
-    return [name for name in listed.stdout.split("\0") if name]
+    if listed.returncode == 0:
+        return [name for name in listed.stdout.split("\0") if name]
+    return [
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
 
 
 # ---- the parser's own rules, by hand --------------------------------------------------------------
