@@ -756,9 +756,8 @@ class TrainingRun:
         origin = loop["learning_origin"]
         self._learning_origin = None if origin is None else (int(origin[0]), int(origin[1]))
         self._due = {key: int(loop["due"][key]) for key in self._due}
-        self._log_mark = (int(loop["log_mark"][0]), int(loop["log_mark"][1]), float(loop["log_mark"][2]))
-        mark = loop["evaluation_mark"]
-        self._evaluation_mark = (int(mark[0]), int(mark[1]), float(mark[2]))
+        self._log_mark = _mark(loop["log_mark"])
+        self._evaluation_mark = _mark(loop["evaluation_mark"])
         self._last_metrics = {str(key): float(value) for key, value in loop["last_metrics"].items()}
         self._collects_launched = [int(count) for count in loop["collects_launched"]]
         self._shard_sizes = [int(size) for size in loop["shard_sizes"]]
@@ -775,8 +774,7 @@ class TrainingRun:
             seed = int(evaluation["seed"])
             self._evaluation = runtime.call(self.evaluator, "evaluate", weights, seed)
             self._evaluated = (weights, seed)
-            mark = evaluation["mark"]
-            self._evaluation_mark = (int(mark[0]), int(mark[1]), float(mark[2]))
+            self._evaluation_mark = _mark(evaluation["mark"])
 
     def _diverged(self, what: str) -> TrainingDiverged:
         """Stop the run: nothing non-finite is saved, so `latest` keeps the last finite weights."""
@@ -826,7 +824,7 @@ def check_replay_fits(config: Config, frames: gym.spaces.Box) -> None:
     are not checked here: their memory is theirs."""
     if config.placement.runtime == "ray" and config.placement.address is not None:
         return
-    needed = replay_bytes(config.replay.capacity, frames.shape, frames.dtype)
+    needed = _replay_bytes(config, frames)
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if needed > available:
         raise UserError(
@@ -834,6 +832,12 @@ def check_replay_fits(config: Config, frames: gym.spaces.Box) -> None:
             f"memory ({needed // config.replay.capacity} bytes a transition); this machine has "
             f"{available / 2**30:,.1f} GiB"
         )
+
+
+def _mark(saved: list) -> tuple[int, int, float]:
+    """An (env_steps, updates, wall_s) mark as a snapshot's JSON holds it."""
+    env_steps, updates, wall_s = saved
+    return int(env_steps), int(updates), float(wall_s)
 
 
 SNAPSHOT_AUTO_BYTES = 1 << 30
@@ -844,8 +848,12 @@ def snapshots_replay(config: Config) -> bool:
     """Whether `latest` holds the replay and every role's state (`checkpoint.replay`)."""
     if config.checkpoint.replay != "auto":
         return config.checkpoint.replay
-    frames = frame_box(env_spaces(config.env)[0])
-    return replay_bytes(config.replay.capacity, frames.shape, frames.dtype) <= SNAPSHOT_AUTO_BYTES
+    return _replay_bytes(config, frame_box(env_spaces(config.env)[0])) <= SNAPSHOT_AUTO_BYTES
+
+
+def _replay_bytes(config: Config, frames: gym.spaces.Box) -> int:
+    """What the whole replay preallocates, over all shards (see `replay_bytes`)."""
+    return replay_bytes(config.replay.capacity, frames.shape, frames.dtype)
 
 
 def snapshot_layout(config: Config) -> dict[str, Any]:
@@ -1027,22 +1035,16 @@ def truncate_metrics(path: Path, env_steps: int, offset: int | None = None) -> N
         return
     if not path.is_file():
         raise UserError(f"cannot resume: {path} is not a file")
-    if isinstance(offset, int) and 0 <= offset <= path.stat().st_size:
-        with path.open("rb") as file:
-            kept_bytes = file.read(offset)
-        if kept_bytes.endswith(b"\n") or not kept_bytes:
-            temporary = path.with_suffix(".jsonl.tmp")
-            temporary.write_bytes(kept_bytes)
-            os.replace(temporary, path)
-            return
-    lines = path.read_text(errors="replace").splitlines(keepends=True)
-    kept = [
-        line.rstrip("\n") + "\n" for line in lines if (steps := _logged_at(line)) is not None and steps <= env_steps
-    ]
-    if kept == lines:
+    logged = path.read_bytes()
+    kept = logged[:offset] if isinstance(offset, int) and 0 <= offset <= len(logged) else None
+    if kept is None or (kept and not kept.endswith(b"\n")):  # no offset, or not at a line end
+        lines = logged.decode(errors="replace").splitlines(keepends=True)
+        at_checkpoint = [line for line in lines if (steps := _logged_at(line)) is not None and steps <= env_steps]
+        kept = "".join(line.rstrip("\n") + "\n" for line in at_checkpoint).encode()
+    if kept == logged:
         return
     temporary = path.with_suffix(".jsonl.tmp")
-    temporary.write_text("".join(kept))
+    temporary.write_bytes(kept)
     os.replace(temporary, path)
 
 
