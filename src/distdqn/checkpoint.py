@@ -96,6 +96,11 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(version_dir, ignore_errors=True)  # half a version would only take space (a full disk's)
         raise
+    return _publish(checkpoints_dir, name, version_dir, keep)
+
+
+def _publish(checkpoints_dir: Path, name: str, version_dir: Path, keep: int) -> Path:
+    """Point `checkpoints_dir/name` at the complete `version_dir` with one atomic rename."""
     link = checkpoints_dir / name
     temporary_link = checkpoints_dir / f".{name}-link-{uuid.uuid4().hex[:12]}"
     temporary_link.symlink_to(version_dir.name, target_is_directory=True)
@@ -103,6 +108,23 @@ def save_checkpoint(
     _fsync(checkpoints_dir)
     _remove_old_versions(checkpoints_dir.glob(f".{name}-*"), version_dir, keep)
     return link
+
+
+def adopt_checkpoint(source: Path, checkpoints_dir: Path, name: str = "latest", keep: int = 1) -> Path:
+    """Make a copy of another run's checkpoint `source` this run's `name` (a PBT exploit takes
+    the donor's): checked against its manifest first, copied in full, then published atomically."""
+    load_checkpoint(source)
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    version_dir = checkpoints_dir / f".{name}-{uuid.uuid4().hex[:12]}"
+    try:
+        shutil.copytree(_resolve_within(source), version_dir)
+        for path in sorted(version_dir.rglob("*"), reverse=True):
+            _fsync(path)
+        _fsync(version_dir)
+    except BaseException:
+        shutil.rmtree(version_dir, ignore_errors=True)
+        raise
+    return _publish(checkpoints_dir, name, version_dir, keep)
 
 
 def _write_version(

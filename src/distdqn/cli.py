@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -151,7 +151,50 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="let the checkpoint's env id `MODULE:Name` import MODULE (repeatable)",
     )
+    _add_tune_parser(commands)
     return parser
+
+
+def _add_tune_parser(commands: Any) -> None:
+    tune = commands.add_parser(
+        "tune", help="search hyperparameters with Ray Tune (PBT, PB2, ASHA or random search); each trial is a run"
+    )
+    tune.add_argument("--env", help="Gymnasium id; picks the packaged preset (default CartPole-v1)")
+    tune.add_argument("--config", type=Path, help="TOML or YAML config file every trial starts from")
+    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    tune.add_argument(
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="KEY=KIND(ARGS)",
+        help="a searched field: uniform(a,b), loguniform(a,b), randint(a,b) (both ends included), "
+        "choice(v,...) or grid(v,...) (repeatable)",
+    )
+    tune.add_argument(
+        "--start",
+        dest="starts",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[;KEY=VALUE]",
+        help="values of one of the first trials (the others are drawn); repeatable",
+    )
+    tune.add_argument("--scheduler", choices=["pbt", "pb2", "asha", "random"], default="pbt", help="default pbt")
+    tune.add_argument("--trials", type=int, default=4, help="trials (samples of the space; default 4)")
+    tune.add_argument("--total-steps", type=int, help="env steps of each trial")
+    tune.add_argument("--interval", type=int, help="env steps between reports (default total-steps / 10)")
+    tune.add_argument("--seed", type=int, help="base seed: trial i runs with a seed derived from it and i")
+    tune.add_argument("--run-dir", type=Path, help="tune directory (default runs/tune-ENV-TIME)")
+    tune.add_argument("--address", metavar="HOST:PORT", help="Ray cluster to run trials on (default: embedded)")
+    tune.add_argument("--cpus", type=int, help="CPUs of the embedded Ray cluster (default: all of this machine's)")
+    tune.add_argument("--max-concurrent", type=int, help="trials running at once (default: as CPUs allow)")
+    tune.add_argument(
+        "--resample-probability", type=float, default=0.25, help="pbt: chance an explored value is redrawn (0.25)"
+    )
+    tune.add_argument(
+        "--synch", dest="synchronous", action="store_true", help="pbt/pb2: decide when all trials reach an interval"
+    )
+    tune.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -276,6 +319,54 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_tune(args: argparse.Namespace) -> int:
+    from distdqn.search_space import parse_param, parse_start
+    from distdqn.tuning import TuneOptions, tune
+
+    overrides = list(args.overrides)
+    for flag, key in ((args.seed, "seed"), (args.total_steps, "total_steps")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    base = resolve_config(args.env, args.config, overrides)
+    _refuse_unrequested_imports(base, args, origin=str(args.config))
+    for name, value, low in (
+        ("--trials", args.trials, 1),
+        ("--cpus", args.cpus, 1),
+        ("--max-concurrent", args.max_concurrent, 1),
+    ):
+        if value is not None and value < low:
+            raise UserError(f"{name} must be at least {low}, got {value}")
+    interval = args.interval if args.interval is not None else max(1, base.total_steps // 10)
+    if interval < 1:
+        raise UserError(f"--interval must be at least 1, got {interval}")
+    if not 0.0 <= args.resample_probability <= 1.0:
+        raise UserError(f"--resample-probability must be between 0 and 1, got {args.resample_probability}")
+    name = base.env.id.replace("/", "_")
+    options = TuneOptions(
+        specs=tuple(parse_param(text) for text in args.params),
+        scheduler=args.scheduler,
+        trials=args.trials,
+        interval=interval,
+        run_dir=args.run_dir or Path("runs") / f"tune-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        starts=tuple(parse_start(text) for text in args.starts),
+        resample_probability=args.resample_probability,
+        synchronous=args.synchronous,
+        max_concurrent=args.max_concurrent,
+        cpus=args.cpus,
+        address=args.address,
+        quiet=args.quiet,
+    )
+    summary = tune(base, options)
+    values = " ".join(f"{key}={value}" for key, value in summary.best_params.items())
+    print(
+        f"tune {options.run_dir}: {summary.trials} trials, {summary.exploits} exploits; best {summary.best_trial} "
+        f"eval return {summary.best_return:.1f} with {values}; config in {options.run_dir / 'best.toml'}"
+    )
+    for error in summary.errors:
+        print(f"distdqn: trial {error}", file=sys.stderr)
+    return 0
+
+
 def _command_plan(args: argparse.Namespace) -> int:
     from distdqn.plan import Node, assign, render, role_demands
 
@@ -332,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             return _command_plan(args)
         if args.command == "k8s":
             return _command_k8s(args)
+        if args.command == "tune":
+            return _command_tune(args)
         return _command_evaluate(args)
     except UserError as error:
         print(f"distdqn: error: {error}", file=sys.stderr)

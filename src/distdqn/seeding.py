@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ROLE_KEYS = {"learner": 0, "actor": 1, "shard": 2, "evaluator": 3, "loop": 4}
+ROLE_KEYS = {"learner": 0, "actor": 1, "shard": 2, "evaluator": 3, "loop": 4, "trial": 5}
 """Fixed keys: renumbering them would change every seeded run."""
 
 

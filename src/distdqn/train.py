@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,17 @@ class Counters:
 
 
 @dataclass(frozen=True)
+class Reporting:
+    """How a tuner (distdqn.tuning) hears from a run: every `every` env steps, and once at the
+    end, the loop evaluates the greedy policy, writes `latest` in full (with the replay, where
+    `checkpoint.replay` stores it) and calls `send(counters, latest)`. `send` may end the run by
+    raising (Tune stops an exploited trial so)."""
+
+    every: int
+    send: Callable[[Counters, Path], None]
+
+
+@dataclass(frozen=True)
 class TrainResult:
     run_dir: Path | str  # a URI for a run on object storage
     counters: Counters
@@ -110,10 +122,12 @@ class TrainingRun:
         stop_signals: StopSignals | None = None,
         resume_state: dict[str, Any] | None = None,
         store: RemoteRun | None = None,
+        reporting: Reporting | None = None,
     ) -> None:
         """`stop_signals`: a SIGTERM or SIGINT it records ends the loop at its next turn.
         `resume_state`: what a checkpoint's `resume.json` holds; the run continues from it exactly.
-        `store`: for a run on object storage, mirrors `run_dir` (a staging directory) there."""
+        `store`: for a run on object storage, mirrors `run_dir` (a staging directory) there.
+        `reporting`: a tuner's interval and callback (see `Reporting`)."""
         self.config = config
         self.run_dir = run_dir
         self.runtime = runtime
@@ -179,6 +193,9 @@ class TrainingRun:
             "checkpoint": self._next_multiple(config.checkpoint.every_steps),
         }
         self._writer = CheckpointWriter(after_save=None if store is None else store.checkpoint_saved)
+        self.reporting = reporting
+        self._report_due = self._next_multiple(reporting.every) if reporting is not None else 0
+        self._reported_at = -1
         self._snapshots = snapshots_replay(config)
         if resume_state is not None:
             self._restore(resume_state)
@@ -248,6 +265,9 @@ class TrainingRun:
             if counters.env_steps >= due["checkpoint"]:
                 due["checkpoint"] = self._next_multiple(config.checkpoint.every_steps)
                 self.save("latest")
+            if self.reporting is not None and counters.env_steps >= self._report_due:
+                self._report_due = self._next_multiple(self.reporting.every)
+                self._report()
 
         if self._stop_requested() and self._snapshots:
             return self._stop_with_snapshot()
@@ -261,7 +281,28 @@ class TrainingRun:
             self._log_training()
         self.save("latest")
         self._close()
+        if self.reporting is not None and self._reported_at != counters.env_steps:
+            self.reporting.send(counters, self.run_dir / "checkpoints" / "latest")
         return counters
+
+    def _report(self) -> None:
+        """Give the tuner this point of the run: an evaluation at this env step and a complete
+        `latest`. If `send` ends the run (an exploited trial), the logs are closed first."""
+        assert self.reporting is not None
+        if self._evaluation is not None:
+            self._finish_evaluation()
+        if self._evaluation_mark[0] != self.counters.env_steps:
+            self._due["eval"] = self._next_multiple(self.config.evaluation.every_steps)
+            self._start_evaluation()
+            self._finish_evaluation()
+        self.save("latest")
+        self._writer.wait()
+        self._reported_at = self.counters.env_steps
+        try:
+            self.reporting.send(self.counters, self.run_dir / "checkpoints" / "latest")
+        except BaseException:
+            self._close()
+            raise
 
     def _stop_with_snapshot(self) -> Counters:
         """Stopped by a signal: `latest` takes everything in flight as it is (no drain, which
@@ -800,19 +841,21 @@ class TrainingRun:
         return f"checkpoints/latest keeps env step {steps}"
 
 
-def train(config: Config, run_dir: Path | str, store: RemoteRun | None = None) -> TrainResult:
+def train(
+    config: Config, run_dir: Path | str, store: RemoteRun | None = None, reporting: Reporting | None = None
+) -> TrainResult:
     """Train a fresh run in `run_dir` (which must be new or empty; a URI: see distdqn.storage)."""
     frame_space, _ = env_spaces(config.env)  # an env that cannot be made fails here, before anything is written
     check_replay_fits(config, frame_box(frame_space))
     if is_remote(run_dir):
         with remote_run(str(run_dir), resume=False) as remote:
-            return dataclasses.replace(train(config, remote.staging, remote), run_dir=remote.uri)
+            return dataclasses.replace(train(config, remote.staging, remote, reporting), run_dir=remote.uri)
     run_dir = Path(run_dir)
     existed = run_dir.exists()
     prepare_run_dir(run_dir, config)
     try:
         with RunLock(run_dir):
-            return _execute(config, run_dir, Counters(), store=store)
+            return _execute(config, run_dir, Counters(), store=store, reporting=reporting)
     except UserError:
         _remove_unstarted_run(run_dir, remove_directory=not existed)
         raise
@@ -903,17 +946,25 @@ def resumable_config(run_dir: Path | str) -> tuple[Config, Path | str]:
         raise CheckpointError(f"cannot resume {run_dir}: {error}") from None
 
 
-def resume(run_dir: Path | str, config: Config | None = None, store: RemoteRun | None = None) -> TrainResult:
+def resume(
+    run_dir: Path | str,
+    config: Config | None = None,
+    store: RemoteRun | None = None,
+    reporting: Reporting | None = None,
+    adopted: bool = False,
+) -> TrainResult:
     """Continue a run from `run_dir/checkpoints/latest`: counters, weights, optimizer, schedules,
     and, where `latest` holds them (`checkpoint.replay`), the replay and every role's state, so
     that the run goes on exactly as if it had never stopped. Otherwise replay starts empty and
     refills to `learning_starts` before updates resume. A run that died before its first
     checkpoint starts over from its config.toml. A URI is downloaded to a staging directory, which
-    the run goes on in, mirrored to the URI (see distdqn.storage).
+    the run goes on in, mirrored to the URI (see distdqn.storage). `adopted`: `latest` came from
+    another run (`adopt_checkpoint`), so this run's metrics are cut at its env steps, not at the
+    byte offset the other run's file had.
     """
     if is_remote(run_dir):
         with remote_run(str(run_dir), resume=True) as remote:
-            return dataclasses.replace(resume(remote.staging, config, remote), run_dir=remote.uri)
+            return dataclasses.replace(resume(remote.staging, config, remote, reporting, adopted), run_dir=remote.uri)
     run_dir = Path(run_dir)
     refuse_links_out(run_dir)
     with RunLock(run_dir):
@@ -922,16 +973,16 @@ def resume(run_dir: Path | str, config: Config | None = None, store: RemoteRun |
             config = config or resumable_config(run_dir)[0]
             _remove_unstarted_run(run_dir, keep=(LOCK_FILE,))
             (run_dir / "config.toml").write_text(config_to_toml(config))
-            return _execute(config, run_dir, Counters(), store=store)
+            return _execute(config, run_dir, Counters(), store=store, reporting=reporting)
         checkpoint = load_checkpoint(latest)
         config = config or checkpoint.config
         counters = _saved_counters(latest, checkpoint.state)
         check_learner_tensors(latest, checkpoint.tensors, config)
         counters.best_eval_return = _best_so_far(run_dir / "checkpoints" / "best", counters.best_eval_return)
         resume_state = _usable_resume_state(latest, config)
-        offset = None if resume_state is None else resume_state["loop"]["metrics_offset"]
+        offset = None if resume_state is None or adopted else resume_state["loop"]["metrics_offset"]
         truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps, offset)
-        return _execute(config, run_dir, counters, resume_state, store)
+        return _execute(config, run_dir, counters, resume_state, store, reporting)
 
 
 def _usable_resume_state(latest: Path, config: Config) -> dict[str, Any] | None:
@@ -1065,6 +1116,7 @@ def _execute(
     counters: Counters,
     resume_state: dict[str, Any] | None = None,
     store: RemoteRun | None = None,
+    reporting: Reporting | None = None,
 ) -> TrainResult:
     """Run the loop; a SIGTERM or SIGINT ends it with `latest` written (see distdqn.stopping)."""
     torch.set_num_threads(config.placement.torch_threads)
@@ -1072,7 +1124,7 @@ def _execute(
         runtime = make_runtime(config.placement)
         stop_signals.install()
         try:
-            run = TrainingRun(config, run_dir, runtime, counters, stop_signals, resume_state, store)
+            run = TrainingRun(config, run_dir, runtime, counters, stop_signals, resume_state, store, reporting)
             try:
                 return TrainResult(run_dir, run.run(), stop_signals.requested)
             except OSError as error:

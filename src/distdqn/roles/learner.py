@@ -96,6 +96,7 @@ class Learner:
         if directory is not None:
             checkpoint = load_checkpoint(directory)
             self.load_state_dict(checkpoint.tensors, checkpoint.state["learner"])
+            self._apply_hyperparameters(int(checkpoint.state.get("counters", {}).get("env_steps", 0)))
 
     # -- data-parallel group ----------------------------------------------------------------
     @staticmethod
@@ -190,10 +191,7 @@ class Learner:
         largest. Every batch is handed to the device before the first step, and results are read
         back once after the last, so on a GPU the copies and steps queue up without a stall
         between steps (the host waits once per group, not once per step)."""
-        algorithm = self.config
-        lr = learning_rate(algorithm.lr, algorithm.lr_end, algorithm.lr_decay_steps, env_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = self._apply_hyperparameters(env_steps)
         batches = [merge_shard_rows(parts) for parts in zip(*per_shard, strict=True)]
         on_device = [self._to_device(batch) if len(batch.actions) else None for batch in batches]
         outcomes = [self._step(tensors) for tensors in on_device]
@@ -205,6 +203,17 @@ class Learner:
         stamps = np.concatenate([batch.stamps for batch in batches])
         shards = np.concatenate([batch.shards for batch in batches])
         return UpdateResult(PriorityUpdate(indices, stamps, shards, priorities), metrics)
+
+    def _apply_hyperparameters(self, env_steps: int) -> float:
+        """Set the optimizer's learning rate (its schedule at `env_steps`) and epsilon from the
+        config. A restored optimizer state carries the saved run's values; a run resumed or
+        exploited (PBT) with other hyperparameters must train with its own from the first step."""
+        algorithm = self.config
+        lr = learning_rate(algorithm.lr, algorithm.lr_end, algorithm.lr_decay_steps, env_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+            group["eps"] = algorithm.adam_eps
+        return lr
 
     def _step(self, tensors: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor | None, tuple | None]:
         """One gradient step; returns (|TD errors|, (loss, Q(s, a))) as device tensors. An empty

@@ -144,37 +144,62 @@ def loopback_only() -> Iterator[None]:
             os.environ[name] = saved_env
 
 
-class RayRuntime:
-    def __init__(self, placement: PlacementConfig) -> None:
-        self.placement = placement
-        self._connected = False
-        self._roles: list[RayRole] = []
-        self._names_by_actor_id: dict[str, str] = {}
+class RayConnection:
+    """This process's connection to Ray: joins the cluster at `address` (else RAY_ADDRESS), or
+    starts an embedded one of `num_cpus` (token auth, loopback, reaper). A caller that set Ray up
+    itself (a Tune trial) keeps its connection, and `close` leaves it alone."""
+
+    def __init__(self, address: str | None, num_cpus: int) -> None:
+        self.connected = False
         self._reaper: Reaper | None = None
-        address = placement.address or os.environ.get("RAY_ADDRESS")
+        address = address or os.environ.get("RAY_ADDRESS")
         try:
             if ray.is_initialized():
-                pass  # a caller that set Ray up itself keeps its connection
+                pass
             elif address:
                 probe_address(address)
                 ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
-                self._connected = True
+                self.connected = True
             else:
                 ensure_private_token()
                 self._reaper = Reaper()
                 with loopback_only(), self._reaper.marking():
                     ray.init(
-                        num_cpus=embedded_cluster_cpus(placement),
+                        num_cpus=num_cpus,
                         include_dashboard=False,
                         _node_ip_address="127.0.0.1",
                         log_to_driver=True,
                         logging_level=logging.WARNING,
                     )
-                self._connected = True
+                self.connected = True
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RaySystemError) as error:
             self._close_reaper()
             raise UserError(f"cannot reach the Ray cluster at {address!r}: {str(error).splitlines()[0]}") from None
-        assign(role_demands(placement), self.cluster_nodes())  # fail now, clearly, not hang later
+
+    def close(self) -> None:
+        try:
+            if self.connected:
+                ray.shutdown()  # stops an embedded cluster; only disconnects from one we joined
+        finally:
+            self._close_reaper()
+
+    def _close_reaper(self) -> None:
+        if self._reaper is not None:
+            self._reaper.close()  # kills what `ray.shutdown` left of the embedded cluster, if anything
+            self._reaper = None
+
+
+class RayRuntime:
+    def __init__(self, placement: PlacementConfig) -> None:
+        self.placement = placement
+        self._roles: list[RayRole] = []
+        self._names_by_actor_id: dict[str, str] = {}
+        self._connection = RayConnection(placement.address, embedded_cluster_cpus(placement))
+        try:
+            assign(role_demands(placement), self.cluster_nodes())  # fail now, clearly, not hang later
+        except BaseException:
+            self._connection.close()
+            raise
 
     @staticmethod
     def cluster_nodes() -> list[Node]:
@@ -242,13 +267,4 @@ class RayRuntime:
         for handle in self._roles:
             ray.kill(handle.actor, no_restart=True)
         self._roles.clear()
-        try:
-            if self._connected:
-                ray.shutdown()  # stops an embedded cluster; only disconnects from one we joined
-        finally:
-            self._close_reaper()
-
-    def _close_reaper(self) -> None:
-        if self._reaper is not None:
-            self._reaper.close()  # kills what `ray.shutdown` left of the embedded cluster, if anything
-            self._reaper = None
+        self._connection.close()
