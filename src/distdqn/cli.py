@@ -44,6 +44,17 @@ def _placement_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of any command that runs long enough to show progress."""
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr (logging.progress=none); errors and summary stay"
+    )
+
+
+def _output_overrides(args: argparse.Namespace) -> list[str]:
+    return ["logging.progress=none"] if args.quiet else []
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in our one-line form (its own prints the whole usage first)."""
 
@@ -76,6 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
     train.add_argument("--total-steps", type=int, help="env steps to train for")
     _add_placement_flags(train)
+    _add_output_flags(train)
     train.add_argument(
         "--allow-import",
         action="append",
@@ -198,7 +210,7 @@ def _add_tune_parser(commands: Any) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.overrides) + _placement_overrides(args)
+    overrides = list(args.overrides) + _placement_overrides(args) + _output_overrides(args)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.total_steps is not None:
@@ -237,7 +249,7 @@ def _command_train(args: argparse.Namespace) -> int:
         if args.env or args.config or args.run_dir or args.seed is not None:
             raise UserError(
                 "--resume takes the run's own config; only --set, --total-steps, --stop-return, "
-                "--runtime and --address may change it"
+                "--runtime, --address and --quiet may change it"
             )
         saved, origin = resumable_config(args.resume)
         config = override_config(saved, _overrides(args), origin="--resume")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import tomli_w
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distdqn.errors import ConfigError
 
@@ -241,13 +241,29 @@ class CheckpointConfig(_Section):
     SHA-256 still checks it)."""
 
 
+ProgressMode = Literal["auto", "live", "lines", "none"]
+
+
 class LoggingConfig(_Section):
     every_steps: int = Field(1_000, ge=1)
     """Env steps between training lines in metrics.jsonl."""
     tensorboard: bool = True
     """Also write TensorBoard event files under `tb/`."""
-    progress: bool = True
-    """Show a live progress line on stderr."""
+    progress: ProgressMode = "auto"
+    """Progress on stderr: `live` redraws one line (for a terminal); `lines` writes a plain line
+    every progress_interval_s and one at the end (for logs and CI, where redraws pile up on one
+    line); `auto` is live when stderr is a terminal, else lines; `none` (`--quiet`) shows nothing.
+    `true` and `false` are read as `auto` and `none`."""
+    progress_interval_s: float = Field(30.0, ge=0.0)
+    """Seconds between progress lines in `lines` mode (0: a line per batch of env steps)."""
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _progress_from_bool(cls, value: Any) -> Any:
+        """Configs written when progress was a bool say true or false."""
+        if isinstance(value, bool):
+            return "auto" if value else "none"
+        return value
 
 
 class Config(_Section):

@@ -1,14 +1,18 @@
-"""Where numbers go: metrics.jsonl (the contract), TensorBoard, and a live progress line."""
+"""Where numbers go: metrics.jsonl (the contract), TensorBoard, and progress on stderr."""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
+
+from distdqn.config import ProgressMode
 
 TIMING_KEYS = ("wall_s", "env_steps_per_s", "updates_per_s")
 
@@ -55,25 +59,87 @@ class MetricsLog:
 
 
 class Progress:
-    """One live line on stderr: steps, steps/s, last evaluation return, ETA."""
+    """Training progress on stderr, in the form that suits where it is shown.
 
-    def __init__(self, total_steps: int, initial_steps: int, enabled: bool) -> None:
-        self._bar = tqdm(
-            total=total_steps,
-            initial=initial_steps,
-            unit="step",
-            unit_scale=True,
-            mininterval=0.5,
-            disable=not enabled,
-            file=sys.stderr,
-            bar_format="{n_fmt}/{total_fmt} steps {rate_fmt}{postfix} ETA {remaining}",
-        )
+    `live` redraws one tqdm line, for a terminal. `lines` writes a complete plain line every
+    `interval_s` seconds and one more at close, for a pipe, a file or a CI log, which would keep
+    every carriage-return redraw on one ever-growing line. `auto` picks live when the stream is a
+    terminal, else lines; `none` writes nothing. The clock is injectable so that tests need not
+    sleep.
+    """
+
+    def __init__(
+        self,
+        total_steps: int,
+        initial_steps: int,
+        mode: ProgressMode,
+        interval_s: float = 30.0,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = sys.stderr if stream is None else stream
+        if mode == "auto":
+            mode = "live" if self._stream.isatty() else "lines"
+        self._lines = mode == "lines"
+        self._total = total_steps
+        self._steps = initial_steps
+        self._eval: float | None = None
+        self._interval_s = interval_s
+        self._clock = clock
+        self._start = self._mark = (clock(), initial_steps)  # (time, steps) at start and at the last line
+        self._bar = None
+        if mode == "live":
+            self._bar = tqdm(
+                total=total_steps,
+                initial=initial_steps,
+                unit="step",
+                unit_scale=True,
+                mininterval=0.5,
+                file=self._stream,
+                bar_format="{n_fmt}/{total_fmt} steps {rate_fmt}{postfix} ETA {remaining}",
+            )
 
     def advance(self, steps: int) -> None:
-        self._bar.update(steps)
+        self._steps += steps
+        if self._bar is not None:
+            self._bar.update(steps)
+        elif self._lines and self._clock() - self._mark[0] >= self._interval_s:
+            self._write_line(final=False)
 
     def show_eval(self, mean_return: float) -> None:
-        self._bar.set_postfix_str(f"eval {mean_return:.1f}", refresh=False)
+        self._eval = mean_return
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"eval {mean_return:.1f}", refresh=False)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
+        elif self._lines:
+            self._write_line(final=True)
+
+    def _write_line(self, final: bool) -> None:
+        """Steps/s over the time since the last line (the current speed, which the ETA uses), or
+        over the whole run in the final line, which gives the elapsed time instead of an ETA."""
+        now = self._clock()
+        since_time, since_steps = self._start if final else self._mark
+        percent = min(100, self._steps * 100 // self._total)
+        parts = [f"env steps {self._steps:,}/{self._total:,} ({percent}%)"]
+        rate = (self._steps - since_steps) / (now - since_time) if now > since_time else None
+        if rate is not None:
+            parts.append(f"{rate:,.0f} steps/s")
+        if self._eval is not None:
+            parts.append(f"eval return {self._eval:.1f}")
+        if final:
+            parts.append(f"elapsed {_duration(now - self._start[0])}")
+        elif rate:
+            parts.append(f"ETA {_duration(max(0, self._total - self._steps) / rate)}")
+        self._stream.write(" | ".join(parts) + "\n")
+        self._stream.flush()
+        self._mark = (now, self._steps)
+
+
+def _duration(seconds: float) -> str:
+    """`m:ss`, or `h:mm:ss` from an hour on."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -167,7 +167,9 @@ class TrainingRun:
         if placement.num_learners > 1:
             self._form_learner_group()
         self.metrics = MetricsLog(run_dir, config.logging.tensorboard)
-        self.progress = Progress(config.total_steps, counters.env_steps, config.logging.progress)
+        self.progress = Progress(
+            config.total_steps, counters.env_steps, config.logging.progress, config.logging.progress_interval_s
+        )
         self._collects: dict[Any, tuple[int, list]] = {}  # steps future -> (actor index, per-shard batches)
         self._background: list[Any] = []  # calls whose results are only checked for failures
         self._updates: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
