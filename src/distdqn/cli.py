@@ -163,6 +163,26 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="let the checkpoint's env id `MODULE:Name` import MODULE (repeatable)",
     )
+
+    plot = commands.add_parser("plot", help="draw eval-return curves of runs, groups of runs or a tune directory")
+    plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories, or one tune directory")
+    plot.add_argument("--out", type=Path, required=True, metavar="FILE", help="the figure: .png, .svg or .pdf")
+    plot.add_argument("--x", choices=["env_steps", "wall_s"], default="env_steps", help="x axis (default env_steps)")
+    plot.add_argument(
+        "--group", action="append", metavar="NAME=GLOB", help="one curve for the runs matching GLOB (repeatable)"
+    )
+    plot.add_argument(
+        "--group-by", action="append", metavar="KEY", help="one curve per value of a config field, e.g. algorithm.lr"
+    )
+    plot.add_argument(
+        "--band", choices=["ci95", "minmax"], default="ci95", help="a group's shading: bootstrap 95%% CI or min-max"
+    )
+    plot.add_argument("--title", help="figure title")
+
+    compare = commands.add_parser("compare", help="one table row per run: final, best, time to a threshold, speed")
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run or tune directories")
+    compare.add_argument("--threshold", type=float, metavar="R", help="report steps and seconds to eval return R")
+    compare.add_argument("--json", action="store_true", help="print one JSON array")
     _add_tune_parser(commands)
     return parser
 
@@ -426,6 +446,21 @@ def _command_k8s(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_plot(args: argparse.Namespace) -> int:
+    from distdqn.plots import plot
+
+    plot(args.runs, args.out, args.x, args.group, args.group_by, args.band, args.title)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _command_compare(args: argparse.Namespace) -> int:
+    from distdqn.compare import compare
+
+    print(compare(args.runs, args.threshold, args.json))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -437,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
             return _command_k8s(args)
         if args.command == "tune":
             return _command_tune(args)
+        if args.command == "plot":
+            return _command_plot(args)
+        if args.command == "compare":
+            return _command_compare(args)
         return _command_evaluate(args)
     except UserError as error:
         print(f"distdqn: error: {error}", file=sys.stderr)
