@@ -184,6 +184,17 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--threshold", type=float, metavar="R", help="report steps and seconds to eval return R")
     compare.add_argument("--json", action="store_true", help="print one JSON array")
     _add_tune_parser(commands)
+    play = commands.add_parser("play", help="watch a checkpoint's greedy policy, as a GIF (and a maze's value map)")
+    play.add_argument("checkpoint", type=location, metavar="CHECKPOINT_DIR", help="e.g. RUN_DIR/checkpoints/best")
+    play.add_argument("--episodes", type=int, default=1, help="episodes to play (default 1)")
+    play.add_argument("--seed", type=int, default=0, help="episode k is seeded as the evaluator's env k (default 0)")
+    play.add_argument("--gif", type=Path, metavar="FILE.gif", help="write the episodes' rendered frames to this GIF")
+    play.add_argument(
+        "--map", type=Path, metavar="FILE.png", help="maze: write its value map here (default with --gif: STEM-map.png)"
+    )
+    play.add_argument("--fps", type=float, help="GIF frames per second (default: the env's render_fps, at most 50)")
+    play.add_argument("--max-steps", type=int, default=1000, help="cut episodes after this many steps (default 1000)")
+    play.add_argument("--allow-import", action="append", default=[], metavar="MODULE", help="as for evaluate")
     return parser
 
 
@@ -315,23 +326,27 @@ def _evaluate_batch(config: Config, weights: Weights, episodes: int, seed: int, 
         evaluator.env.close()
 
 
+def _load_online_weights(args: argparse.Namespace) -> tuple[Config, Weights]:
+    """The config and online network of the checkpoint `args.checkpoint` (a path or URI), once its
+    env id is known not to import a module the user did not allow."""
+    with local_checkpoint(args.checkpoint) as directory:
+        checkpoint = load_checkpoint(directory)
+    online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
+    _refuse_unrequested_imports(checkpoint.config, args, origin=str(args.checkpoint))
+    return checkpoint.config, Weights(0, online)
+
+
 def _command_evaluate(args: argparse.Namespace) -> int:
     if not 1 <= args.episodes <= MAX_EVALUATE_EPISODES:
         raise UserError(f"--episodes must be between 1 and {MAX_EVALUATE_EPISODES}, got {args.episodes}")
     if not 0 <= args.seed < 2**63:
         raise UserError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
-    with local_checkpoint(args.checkpoint) as directory:
-        checkpoint = load_checkpoint(directory)
-    online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
-    config = checkpoint.config
-    _refuse_unrequested_imports(config, args, origin=str(args.checkpoint))
+    config, weights = _load_online_weights(args)
     returns, lengths = [], []
     for batch, start in enumerate(range(0, args.episodes, EVALUATE_BATCH)):
         # the first batch takes --seed itself, so a recorded evaluation (best's eval_seed) replays exactly
         seed = args.seed if batch == 0 else stream_seed(args.seed, "evaluator", 2, batch)
-        result = _evaluate_batch(
-            config, Weights(0, online), min(EVALUATE_BATCH, args.episodes - start), seed, args.checkpoint
-        )
+        result = _evaluate_batch(config, weights, min(EVALUATE_BATCH, args.episodes - start), seed, args.checkpoint)
         returns += result.returns.tolist()
         lengths += result.lengths.tolist()
     report = {
@@ -396,6 +411,14 @@ def _command_tune(args: argparse.Namespace) -> int:
     )
     for error in summary.errors:
         print(f"distdqn: trial {error}", file=sys.stderr)
+
+
+def _command_play(args: argparse.Namespace) -> int:
+    from distdqn.play import PlayOptions, play
+
+    options = PlayOptions(args.episodes, args.seed, args.max_steps, args.gif, args.map, args.fps)
+    config, weights = _load_online_weights(args)
+    play(config, weights, options, source=str(args.checkpoint))
     return 0
 
 
@@ -476,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             return _command_plot(args)
         if args.command == "compare":
             return _command_compare(args)
+        if args.command == "play":
+            return _command_play(args)
         return _command_evaluate(args)
     except UserError as error:
         print(f"distdqn: error: {error}", file=sys.stderr)

@@ -4,6 +4,9 @@ Registered as `distdqn/Maze-v0`. A layout is rows of text: `#` wall, `.` floor, 
 `G` goal. Without a layout, `size` and `layout_seed` give a random layout whose goal is reachable.
 Moving into a wall or off the grid leaves the agent where it is. Each step costs `step_reward`;
 reaching the goal pays `goal_reward` and terminates the episode.
+
+Render modes: `ansi` (the layout as text, `A` for the agent) and `rgb_array` (CELL_PIXELS square
+pixels a cell: walls dark, floor light, the goal green, the agent a red square inside its cell).
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ DEFAULT_LAYOUT = (
 
 # up, right, down, left as (row, column) deltas
 MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])
+
+CELL_PIXELS = 16
+"""Side of one cell in `rgb_array` frames: a GIF of the default 8x8 maze is 128x128 pixels."""
+WALL_RGB = (40, 40, 40)
+FLOOR_RGB = (235, 235, 235)
+GOAL_RGB = (46, 160, 67)
+AGENT_RGB = (214, 39, 40)
 
 
 LAYOUT_TRIES = 1000
@@ -84,7 +94,7 @@ def shortest_path_length(layout: tuple[str, ...]) -> int | None:
 
 
 class MazeEnv(gym.Env):
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -117,18 +127,25 @@ class MazeEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0.0, 1.0, (obs_size,), np.float32)
         self._position = self.start
 
-    def _observation(self) -> np.ndarray:
+    def _observation(self, position: tuple[int, int]) -> np.ndarray:
         if self.observation_kind == "coordinates":
             scale = np.maximum(np.array(self.shape) - 1, 1)
-            return (np.array(self._position) / scale).astype(np.float32)
+            return (np.array(position) / scale).astype(np.float32)
         onehot = np.zeros(self.walls.size, np.float32)
-        onehot[self._position[0] * self.shape[1] + self._position[1]] = 1.0
+        onehot[position[0] * self.shape[1] + position[1]] = 1.0
         return onehot
+
+    def observation_at(self, row: int, col: int) -> np.ndarray:
+        """The observation this env emits with the agent at (row, col), whatever its position now:
+        what a value map asks the Q-network about each cell. ValueError for a wall or off the grid."""
+        if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]) or self.walls[row, col]:
+            raise ValueError(f"({row}, {col}) is no free cell of this {self.shape[0]}x{self.shape[1]} maze")
+        return self._observation((row, col))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._position = self.start
-        return self._observation(), {}
+        return self._observation(self._position), {}
 
     def step(self, action: int):
         if not self.action_space.contains(action):
@@ -138,11 +155,22 @@ class MazeEnv(gym.Env):
             self._position = (int(row), int(col))
         reached = self._position == self.goal
         reward = self.goal_reward if reached else self.step_reward
-        return self._observation(), float(reward), reached, False, {}
+        return self._observation(self._position), float(reward), reached, False, {}
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "rgb_array":
+            return self._rgb_frame()
         if self.render_mode != "ansi":
             return None
         rows = [list(row.replace("S", ".")) for row in self.layout]
         rows[self._position[0]][self._position[1]] = "A"
         return "\n".join("".join(row) for row in rows)
+
+    def _rgb_frame(self) -> np.ndarray:
+        cells = np.where(self.walls[..., None], WALL_RGB, FLOOR_RGB).astype(np.uint8)
+        cells[self.goal] = GOAL_RGB
+        frame = cells.repeat(CELL_PIXELS, axis=0).repeat(CELL_PIXELS, axis=1)
+        margin = CELL_PIXELS // 4  # the agent is a smaller square, so the goal still shows around it
+        top, left = (coordinate * CELL_PIXELS + margin for coordinate in self._position)
+        frame[top : top + CELL_PIXELS - 2 * margin, left : left + CELL_PIXELS - 2 * margin] = AGENT_RGB
+        return frame
