@@ -237,7 +237,7 @@ def _add_tune_parser(commands: Any) -> None:
     tune.add_argument(
         "--synch", dest="synchronous", action="store_true", help="pbt/pb2: decide when all trials reach an interval"
     )
-    tune.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_output_flags(tune)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -411,6 +411,7 @@ def _command_tune(args: argparse.Namespace) -> int:
     )
     for error in summary.errors:
         print(f"distdqn: trial {error}", file=sys.stderr)
+    return 0
 
 
 def _command_play(args: argparse.Namespace) -> int:
