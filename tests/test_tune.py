@@ -1,0 +1,233 @@
+"""distdqn tune: search-space specs, refusals, a donor's checkpoint adopted with the trial's own
+hyperparameters, and real Ray Tune runs (PBT exploiting a trial that cannot learn; random search
+over a grid)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distdqn.checkpoint import adopt_checkpoint, load_checkpoint, load_resume_state
+from distdqn.cli import main
+from distdqn.config import load_config_toml, resolve_config
+from distdqn.errors import UserError
+from distdqn.search_space import parse_param, parse_start
+from distdqn.train import Counters, Reporting, resume, train
+from distdqn.tuning import TuneOptions, check_specs
+
+QUIET_RUN = ["logging.tensorboard=false", "logging.progress=false"]
+
+
+def _config(*overrides: str, total_steps: int = 3000):
+    return resolve_config("CartPole-v1", None, [*QUIET_RUN, f"total_steps={total_steps}", *overrides])
+
+
+def _options(*params: str, scheduler: str = "pbt", starts: tuple[str, ...] = ()) -> TuneOptions:
+    return TuneOptions(
+        specs=tuple(parse_param(text) for text in params),
+        scheduler=scheduler,  # type: ignore[arg-type]
+        trials=2,
+        interval=1000,
+        run_dir=Path("unused"),
+        starts=tuple(parse_start(text) for text in starts),
+    )
+
+
+# -- specs --------------------------------------------------------------------------------------
+def test_every_kind_of_param_spec_parses() -> None:
+    assert parse_param("algorithm.lr=loguniform(1e-4,3e-3)").values == (1e-4, 3e-3)  # YAML 1.1 reads 1e-4 as text
+    assert parse_param("algorithm.gamma=uniform(0.9, 0.999)").values == (0.9, 0.999)
+    assert parse_param("algorithm.n_step=randint(1,5)").values == (1, 5)
+    assert parse_param("algorithm.double_dqn=choice(true,false)").values == (True, False)
+    assert parse_param("network.hidden_sizes=grid([64,64],[256])").values == ((64, 64), (256,))
+    assert parse_start("algorithm.lr=1e-7; algorithm.n_step=3") == {"algorithm.lr": 1e-7, "algorithm.n_step": 3}
+
+
+def test_a_perturbed_value_is_held_in_its_range_and_typed() -> None:
+    lr = parse_param("algorithm.lr=loguniform(1e-4,3e-3)")
+    assert lr.fit(3e-3 * 1.2) == 3e-3 and lr.fit(1e-4 * 0.8) == 1e-4 and lr.fit(1e-3) == 1e-3
+    n_step = parse_param("algorithm.n_step=randint(1,5)")
+    assert n_step.fit(3.6) == 4 and isinstance(n_step.fit(3.6), int) and n_step.fit(6.0) == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("algorithm.lr", "KEY=KIND(ARGS)"),
+        ("algorithm.lr=1e-3", "KEY=KIND(ARGS)"),
+        ("algorithm.lr=normal(0,1)", "unknown kind 'normal'"),
+        ("algorithm.lr=uniform(1)", "needs two numbers"),
+        ("algorithm.lr=uniform(3,1)", "needs low < high"),
+        ("algorithm.lr=loguniform(0,1)", "needs low > 0"),
+        ("algorithm.n_step=randint(1,2.5)", "two integers"),
+        ("algorithm.n_step=choice()", "at least one value"),
+    ],
+)
+def test_a_bad_param_spec_is_one_line(text: str, message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")) as raised:
+        parse_param(text)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("params", "starts", "message"),
+    [
+        (("algorithm.nope=uniform(0,1)",), (), "unknown config field"),
+        (("placement.num_actors=randint(1,4)",), (), "not a hyperparameter"),
+        (("evaluation.episodes=randint(1,4)",), (), "not a hyperparameter"),
+        (("algorithm.gamma=uniform(0.5,1.5)",), (), "algorithm.gamma"),
+        (("algorithm.lr=loguniform(1e-4,1e-2)",), ("algorithm.lr=0.5",), "lies outside"),
+        (("algorithm.lr=loguniform(1e-4,1e-2)",), ("algorithm.gamma=0.9",), "not one of the --param fields"),
+        (("network.hidden_sizes=choice([64],[128])",), (), "changes the network's shapes"),
+        (("network.dueling=choice(false,true)",), (), "changes the network's shapes"),
+    ],
+)
+def test_pbt_refuses_what_a_trial_could_not_run_or_an_exploit_could_not_load(params, starts, message) -> None:
+    with pytest.raises(UserError, match=message) as raised:
+        check_specs(_config(), _options(*params, starts=starts))
+    assert "\n" not in str(raised.value)
+
+
+def test_random_search_may_vary_the_network_and_pb2_only_searches_ranges() -> None:
+    check_specs(_config(), _options("network.hidden_sizes=choice([64],[128])", scheduler="random"))
+    with pytest.raises(UserError, match="pb2 searches ranges only"):
+        check_specs(_config(), _options("algorithm.n_step=choice(1,3)", scheduler="pb2"))
+
+
+def test_the_cli_refuses_a_shape_changing_mutation_in_one_line(tmp_path: Path, capsys) -> None:
+    code = main(["tune", "--param", "network.hidden_sizes=choice([64,64],[256,256])", "--run-dir", str(tmp_path / "t")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "network.hidden_sizes" in error and "random or asha" in error
+    assert not (tmp_path / "t").exists()
+
+
+# -- adopting a donor's checkpoint ------------------------------------------------------------------
+def test_an_adopted_checkpoint_brings_the_donors_replay_and_takes_the_adopters_hyperparameters(
+    tmp_path: Path,
+) -> None:
+    """What a PBT exploit does inside a trial, without Tune: the adopter continues from the donor's
+    env steps with the donor's replay and weights, and trains with its own learning rate from the
+    first update; its metrics keep its own lines up to the donor's step."""
+    donor_config = _config("algorithm.lr=1e-3", "algorithm.lr_end=null", "seed=1", total_steps=3000)
+    adopter_config = _config("algorithm.lr=1e-4", "algorithm.lr_end=null", "seed=2", total_steps=2000)
+    train(donor_config, tmp_path / "donor")
+    train(adopter_config, tmp_path / "adopter")
+    donor_latest = tmp_path / "donor" / "checkpoints" / "latest"
+    donor_steps = load_checkpoint(donor_latest).state["counters"]["env_steps"]
+    donor_replay = sum(shard["inserted"] for shard in load_resume_state(donor_latest)["shards"])
+
+    adopt_checkpoint(donor_latest, tmp_path / "adopter" / "checkpoints")
+    reports: list[tuple[int, float, int]] = []
+
+    def send(counters: Counters, latest: Path) -> None:
+        checkpoint = load_checkpoint(latest)
+        replay = sum(shard["inserted"] for shard in load_resume_state(latest)["shards"])
+        reports.append((counters.env_steps, checkpoint.state["learner"]["param_groups"][0]["lr"], replay))
+
+    perturbed = _config("algorithm.lr=5e-4", "algorithm.lr_end=null", "seed=2", total_steps=5000)
+    resume(tmp_path / "adopter", perturbed, reporting=Reporting(1000, send), adopted=True)
+
+    assert [steps // 1000 for steps, _, _ in reports] == [4, 5]
+    assert all(lr == 5e-4 for _, lr, _ in reports)
+    assert reports[0][2] > donor_replay  # the donor's replay went on filling; an empty one would hold ~1000
+    logged = [
+        json.loads(line)["env_steps"] for line in (tmp_path / "adopter" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert logged == sorted(logged) and donor_steps < 3100
+    assert max(step for step in logged if step <= donor_steps) <= 2002  # the adopter's own lines, then the lineage's
+
+
+# -- real Ray Tune runs ---------------------------------------------------------------------------
+def _tune_log(tune_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (tune_dir / "tune.jsonl").read_text().splitlines()]
+
+
+def test_pbt_exploits_the_trial_that_cannot_learn_and_its_new_learning_rate_is_in_effect(tmp_path: Path) -> None:
+    tune_dir = tmp_path / "pbt"
+    code = main(
+        [
+            "tune",
+            "--env",
+            "CartPole-v1",
+            "--seed",
+            "0",
+            "--param",
+            "algorithm.lr=loguniform(1e-7,3e-3)",
+            "--start",
+            "algorithm.lr=1e-7",
+            "--start",
+            "algorithm.lr=1e-3",
+            "--trials",
+            "2",
+            "--total-steps",
+            "8000",
+            "--interval",
+            "2000",
+            "--resample-probability",
+            "0",
+            "--cpus",
+            "2",
+            "--run-dir",
+            str(tune_dir),
+            "--quiet",
+            *[item for override in ["algorithm.lr_end=null", *QUIET_RUN] for item in ("--set", override)],
+        ]
+    )
+    assert code == 0
+    log = _tune_log(tune_dir)
+    first = {record["trial"]: record["params"]["algorithm.lr"] for record in reversed(log)}
+    stuck = next(trial for trial, lr in first.items() if lr == 1e-7)
+    learner = next(trial for trial in first if trial != stuck)
+    stuck_log = [record for record in log if record["trial"] == stuck]
+    exploits = [record for record in stuck_log if record["restored_from"] is not None]
+    assert exploits and exploits[0]["restored_from"] == learner
+    after = exploits[0]["params"]["algorithm.lr"]
+    assert after == pytest.approx(1e-3 * 0.8) or after == pytest.approx(1e-3 * 1.2)  # the donor's, perturbed
+    assert exploits[0]["eval_return"] > 50  # the donor's weights, not the stuck ones (~9)
+
+    # the trial is an ordinary run whose optimizer trains with the perturbed rate
+    final = stuck_log[-1]["params"]["algorithm.lr"]
+    latest = load_checkpoint(tune_dir / "trials" / stuck / "checkpoints" / "latest")
+    assert [group["lr"] for group in latest.state["learner"]["param_groups"]] == [pytest.approx(final)]
+    assert latest.config.algorithm.lr == pytest.approx(final) and final != 1e-7
+    best = load_config_toml(tune_dir / "best.toml")
+    assert best.total_steps == 8000 and best.algorithm.lr != 1e-7
+    assert main(["evaluate", str(tune_dir / "trials" / stuck / "checkpoints" / "latest"), "--episodes", "2"]) == 0
+
+
+def test_random_search_over_a_grid_runs_every_value_and_writes_the_best_config(tmp_path: Path) -> None:
+    tune_dir = tmp_path / "random"
+    code = main(
+        [
+            "tune",
+            "--env",
+            "CartPole-v1",
+            "--scheduler",
+            "random",
+            "--param",
+            "algorithm.n_step=grid(1,3)",
+            "--trials",
+            "1",
+            "--total-steps",
+            "2000",
+            "--interval",
+            "1000",
+            "--cpus",
+            "2",
+            "--run-dir",
+            str(tune_dir),
+            "--quiet",
+            *[item for override in QUIET_RUN for item in ("--set", override)],
+        ]
+    )
+    assert code == 0
+    log = _tune_log(tune_dir)
+    by_trial = {record["trial"]: record for record in log}
+    assert sorted(record["params"]["algorithm.n_step"] for record in by_trial.values()) == [1, 3]
+    assert all(record["restored_from"] is None for record in log)
+    for trial, record in by_trial.items():
+        run = tune_dir / "trials" / trial
+        assert load_config_toml(run / "config.toml").algorithm.n_step == record["params"]["algorithm.n_step"]
+        assert (run / "metrics.jsonl").is_file()
+    best_trial = max(by_trial.values(), key=lambda record: record["eval_return"])
+    assert load_config_toml(tune_dir / "best.toml").algorithm.n_step == best_trial["params"]["algorithm.n_step"]
