@@ -231,3 +231,26 @@ def test_random_search_over_a_grid_runs_every_value_and_writes_the_best_config(t
         assert (run / "metrics.jsonl").is_file()
     best_trial = max(by_trial.values(), key=lambda record: record["eval_return"])
     assert load_config_toml(tune_dir / "best.toml").algorithm.n_step == best_trial["params"]["algorithm.n_step"]
+
+
+def test_a_trial_the_cluster_cannot_hold_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    """On the ray runtime a trial reserves its roles too (1 + 1 + 0.5 + 1 + 0.5 CPUs by default);
+    Tune would wait for them forever on a 2-CPU cluster."""
+    code = main(
+        [
+            "tune",
+            "--param",
+            "algorithm.lr=loguniform(1e-4,1e-3)",
+            "--set",
+            "placement.runtime=ray",
+            "--cpus",
+            "2",
+            "--run-dir",
+            str(tmp_path / "t"),
+        ]
+    )
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and error[-1] == (
+        "distdqn: error: one trial needs 4 CPU (its driver and, on the ray runtime, every role); the Ray cluster has 2"
+    )
+    assert not (tmp_path / "t").exists()

@@ -282,11 +282,21 @@ def _trial_resources(config: Config) -> Any:
     return tune.PlacementGroupFactory([{"CPU": 1}, *bundles])
 
 
+def _check_a_trial_fits(config: Config, nodes: list[Any]) -> None:
+    """Tune would wait forever for a trial the cluster cannot hold; say so in one line instead."""
+    resources = _trial_resources(config)
+    bundles = resources.bundles if hasattr(resources, "bundles") else [{"CPU": resources["cpu"]}]
+    for name in sorted({key for bundle in bundles for key in bundle}):
+        needed = sum(bundle.get(name, 0.0) for bundle in bundles)
+        available = sum(node.resources.get(name, 0.0) for node in nodes)
+        if needed > available:
+            raise UserError(
+                f"one trial needs {needed:g} {name} (its driver and, on the ray runtime, every role); "
+                f"the Ray cluster has {available:g}"
+            )
+
+
 def prepare_tune_dir(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--run-dir {run_dir} exists and is not a directory")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(f"--run-dir {run_dir} is not empty; tune writes a new directory")
     try:
         (run_dir / "trials").mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -302,12 +312,12 @@ def tune(base: Config, options: TuneOptions) -> TuneSummary:
             f"{options.scheduler} decides at each interval"
         )
     run_dir = options.run_dir.resolve()
-    prepare_tune_dir(run_dir)
-    (run_dir / "base.toml").write_text(config_to_toml(base))
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise UserError(f"--run-dir {run_dir} is not an empty directory; tune writes a new one")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV or TensorBoard copies of tune.jsonl
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
-    from distdqn.runtime.ray import RayConnection  # first: it sets the environment Ray reads on import
+    from distdqn.runtime.ray import RayConnection, RayRuntime  # first: it sets the environment Ray reads
 
     from ray import tune as ray_tune  # isort: skip
     from ray.tune.logger import JsonLoggerCallback  # isort: skip
@@ -317,6 +327,9 @@ def tune(base: Config, options: TuneOptions) -> TuneSummary:
     log = _tune_log(run_dir / "tune.jsonl", options.quiet)
     connection = RayConnection(options.address, options.cpus or os.cpu_count() or 1)
     try:
+        _check_a_trial_fits(base, RayRuntime.cluster_nodes())
+        prepare_tune_dir(run_dir)
+        (run_dir / "base.toml").write_text(config_to_toml(base))
         tuner = ray_tune.Tuner(
             ray_tune.with_resources(ray_tune.with_parameters(run_trial, setup=setup), _trial_resources(base)),
             param_space={spec.key: spec.search_domain() for spec in options.specs},
