@@ -138,40 +138,24 @@ def test_an_adopted_checkpoint_brings_the_donors_replay_and_takes_the_adopters_h
 
 
 # -- real Ray Tune runs ---------------------------------------------------------------------------
+def _tune(tune_dir: Path, *args: str, overrides: tuple[str, ...] = ()) -> int:
+    """`distdqn tune` on CartPole, on a 2-CPU embedded cluster, quietly."""
+    sets = [item for override in [*overrides, *QUIET_RUN] for item in ("--set", override)]
+    return main(["tune", "--env", "CartPole-v1", "--cpus", "2", "--run-dir", str(tune_dir), "--quiet", *args, *sets])
+
+
 def _tune_log(tune_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (tune_dir / "tune.jsonl").read_text().splitlines()]
 
 
 def test_pbt_exploits_the_trial_that_cannot_learn_and_its_new_learning_rate_is_in_effect(tmp_path: Path) -> None:
     tune_dir = tmp_path / "pbt"
-    code = main(
-        [
-            "tune",
-            "--env",
-            "CartPole-v1",
-            "--seed",
-            "0",
-            "--param",
-            "algorithm.lr=loguniform(1e-7,3e-3)",
-            "--start",
-            "algorithm.lr=1e-7",
-            "--start",
-            "algorithm.lr=1e-3",
-            "--trials",
-            "2",
-            "--total-steps",
-            "8000",
-            "--interval",
-            "2000",
-            "--resample-probability",
-            "0",
-            "--cpus",
-            "2",
-            "--run-dir",
-            str(tune_dir),
-            "--quiet",
-            *[item for override in ["algorithm.lr_end=null", *QUIET_RUN] for item in ("--set", override)],
-        ]
+    code = _tune(
+        tune_dir,
+        *("--seed", "0", "--param", "algorithm.lr=loguniform(1e-7,3e-3)"),
+        *("--start", "algorithm.lr=1e-7", "--start", "algorithm.lr=1e-3"),
+        *("--trials", "2", "--total-steps", "8000", "--interval", "2000", "--resample-probability", "0"),
+        overrides=("algorithm.lr_end=null",),
     )
     assert code == 0
     log = _tune_log(tune_dir)
@@ -197,28 +181,10 @@ def test_pbt_exploits_the_trial_that_cannot_learn_and_its_new_learning_rate_is_i
 
 def test_random_search_over_a_grid_runs_every_value_and_writes_the_best_config(tmp_path: Path) -> None:
     tune_dir = tmp_path / "random"
-    code = main(
-        [
-            "tune",
-            "--env",
-            "CartPole-v1",
-            "--scheduler",
-            "random",
-            "--param",
-            "algorithm.n_step=grid(1,3)",
-            "--trials",
-            "1",
-            "--total-steps",
-            "2000",
-            "--interval",
-            "1000",
-            "--cpus",
-            "2",
-            "--run-dir",
-            str(tune_dir),
-            "--quiet",
-            *[item for override in QUIET_RUN for item in ("--set", override)],
-        ]
+    code = _tune(
+        tune_dir,
+        *("--scheduler", "random", "--param", "algorithm.n_step=grid(1,3)", "--trials", "1"),
+        *("--total-steps", "2000", "--interval", "1000"),
     )
     assert code == 0
     log = _tune_log(tune_dir)

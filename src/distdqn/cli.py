@@ -485,24 +485,22 @@ def _command_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {
+    "train": _command_train,
+    "evaluate": _command_evaluate,
+    "play": _command_play,
+    "plan": _command_plan,
+    "k8s": _command_k8s,
+    "plot": _command_plot,
+    "compare": _command_compare,
+    "tune": _command_tune,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            return _command_train(args)
-        if args.command == "plan":
-            return _command_plan(args)
-        if args.command == "k8s":
-            return _command_k8s(args)
-        if args.command == "tune":
-            return _command_tune(args)
-        if args.command == "plot":
-            return _command_plot(args)
-        if args.command == "compare":
-            return _command_compare(args)
-        if args.command == "play":
-            return _command_play(args)
-        return _command_evaluate(args)
+        return COMMANDS[args.command](args)
     except UserError as error:
         print(f"distdqn: error: {error}", file=sys.stderr)
         return EXIT_USAGE
