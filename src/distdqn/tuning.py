@@ -345,6 +345,7 @@ def tune(base: Config, options: TuneOptions) -> TuneSummary:
                 max_concurrent_trials=options.max_concurrent,
                 trial_dirname_creator=lambda trial: trial.trial_id,
                 trial_name_creator=lambda trial: trial.trial_id,
+                reuse_actors=True,  # an exploit or pause restarts the trial in its process, not a new one
             ),
             run_config=ray_tune.RunConfig(
                 name="ray-tune",
