@@ -29,19 +29,22 @@ from distdqn.envs.maze import random_layout, shortest_path_length
 QUIET = ["logging.tensorboard=false", "logging.progress=false"]
 
 
-def _maze_task(layout_seed: int, size: int = 10) -> dict[str, Any]:
+def _maze_task(layout_seed: int, size: int = 10, total_steps: int = 20_000) -> dict[str, Any]:
     path = shortest_path_length(random_layout(size, 0.25, np.random.default_rng(layout_seed)))
     assert path is not None
     return {
         "env": "distdqn/Maze-v0",
-        "set": [f"env.kwargs={{observation: onehot, size: {size}, layout_seed: {layout_seed}}}"],
+        "set": [
+            f"env.kwargs={{observation: onehot, size: {size}, layout_seed: {layout_seed}}}",
+            f"replay.capacity={total_steps}",
+        ],
         "params": [
             "algorithm.lr=loguniform(1e-4,3e-3)",
             "algorithm.gamma=uniform(0.8,0.99)",
             "algorithm.target_update_interval=randint(50,1000)",
         ],
-        "total_steps": 20_000,
-        "interval": 2_000,
+        "total_steps": total_steps,
+        "interval": total_steps // 10,
         "threshold": round(1.0 - 0.01 * (path - 1), 4),  # the shortest path's return
     }
 
@@ -58,6 +61,7 @@ TASKS: dict[str, dict[str, Any]] = {
     },
     "maze-11": _maze_task(11),
     "maze-12": _maze_task(12),
+    "maze-13-size-14": _maze_task(13, size=14, total_steps=30_000),
 }
 
 

@@ -220,3 +220,28 @@ def test_a_trial_the_cluster_cannot_hold_is_refused_before_anything_is_written(t
         "distdqn: error: one trial needs 4 CPU (its driver and, on the ray runtime, every role); the Ray cluster has 2"
     )
     assert not (tmp_path / "t").exists()
+
+
+class _FakeTrial:
+    def is_finished(self) -> bool:
+        return False
+
+
+class _FakeState:
+    def __init__(self, score: float) -> None:
+        self.last_score = score
+
+
+@pytest.mark.parametrize("scheduler", ["pbt", "pb2"])
+def test_a_trial_copies_only_a_strictly_better_one(scheduler: str) -> None:
+    """All trials tied (a maze before any finds the goal): nobody copies anybody."""
+    from distdqn.tuning import _scheduler
+
+    pbt = _scheduler(_options("algorithm.lr=loguniform(1e-4,1e-2)", scheduler=scheduler), total_steps=3000)
+    trials = [_FakeTrial() for _ in range(4)]
+    pbt._trial_state = {trial: _FakeState(-2.0) for trial in trials}
+    lower, upper = pbt._quantiles()
+    assert lower == [] and len(upper) == 1
+    pbt._trial_state[trials[3]] = _FakeState(0.8)
+    lower, upper = pbt._quantiles()
+    assert upper == [trials[3]] and len(lower) == 1 and lower[0] is not trials[3]

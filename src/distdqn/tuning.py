@@ -243,9 +243,30 @@ def _scheduler(options: TuneOptions, total_steps: int) -> Any:
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
     from ray.tune.schedulers.pb2 import PB2
 
+    class StrictlyBetterDonors:
+        """A trial copies another only when that one scored strictly better. With a sparse
+        reward (a maze) every trial scores the same until one finds the goal, and Tune's ranking
+        breaks such ties at random: equal trials copied each other, over the one about to find it
+        (measured: benchmarks/RESULTS.md, "PBT against random search")."""
+
+        _trial_state: dict
+
+        def _quantiles(self) -> tuple[list, list]:
+            lower, upper = super()._quantiles()  # type: ignore[misc]
+            if not upper:
+                return lower, upper
+            floor = min(self._trial_state[trial].last_score for trial in upper)
+            return [trial for trial in lower if self._trial_state[trial].last_score < floor], upper
+
+    class StrictPBT(StrictlyBetterDonors, PopulationBasedTraining):
+        pass
+
+    class StrictPB2(StrictlyBetterDonors, PB2):
+        pass
+
     common: dict[str, Any] = {"time_attr": TIME_ATTR, "metric": METRIC, "mode": "max"}
     if options.scheduler == "pbt":
-        return PopulationBasedTraining(
+        return StrictPBT(
             perturbation_interval=1,
             hyperparam_mutations={spec.key: spec.mutation() for spec in options.specs},
             quantile_fraction=options.quantile_fraction,
@@ -255,7 +276,7 @@ def _scheduler(options: TuneOptions, total_steps: int) -> Any:
             **common,
         )
     if options.scheduler == "pb2":
-        return PB2(
+        return StrictPB2(
             perturbation_interval=1,
             hyperparam_bounds={spec.key: list(spec.values) for spec in options.specs},
             quantile_fraction=options.quantile_fraction,
