@@ -245,3 +245,20 @@ def test_a_trial_copies_only_a_strictly_better_one(scheduler: str) -> None:
     pbt._trial_state[trials[3]] = _FakeState(0.8)
     lower, upper = pbt._quantiles()
     assert upper == [trials[3]] and len(lower) == 1 and lower[0] is not trials[3]
+
+
+def test_a_trial_on_the_ray_runtime_runs_its_roles_as_ray_actors(tmp_path: Path) -> None:
+    tune_dir = tmp_path / "ray"
+    roles = [f"placement.{role}.num_cpus=0.25" for role in ("actor", "shard", "learner", "evaluator")]
+    code = _tune(
+        tune_dir,
+        *("--scheduler", "random", "--param", "algorithm.lr=loguniform(1e-4,3e-3)", "--trials", "1"),
+        *("--total-steps", "2000", "--interval", "1000"),
+        overrides=("placement.runtime=ray", *roles),
+    )
+    assert code == 0
+    (trial,) = (tune_dir / "trials").iterdir()
+    where = json.loads((trial / "placement.json").read_text())
+    assert sorted(where) == ["actor-0", "evaluator", "learner-0", "shard-0"]
+    assert len({role["pid"] for role in where.values()}) == 4  # four Ray actors, none in the trial's process
+    assert [record["env_steps"] // 1000 for record in _tune_log(tune_dir)] == [1, 2]
