@@ -59,7 +59,13 @@ def _unsplit_update() -> dict[str, torch.Tensor]:
     optimizer = torch.optim.Adam(online.parameters(), lr=1e-2)
     loss.backward()
     optimizer.step()
-    return {"loss": loss.detach(), "td": td, **{k: v.detach().clone() for k, v in online.state_dict().items()}}
+    moments = {"exp_avg": optimizer.state[online.head.weight]["exp_avg"].clone()}
+    return {
+        "loss": loss.detach(),
+        "td": td,
+        **moments,
+        **{k: v.detach().clone() for k, v in online.state_dict().items()},
+    }
 
 
 def _sharded_update(rank: int, world: int, port: int, out: str) -> None:
@@ -70,7 +76,7 @@ def _sharded_update(rank: int, world: int, port: int, out: str) -> None:
         heads = []
         for network in (online, target):
             head = ShardedLinear(network.head.in_features, NUM_ACTIONS, world, rank)
-            head.load_rows(network.head)
+            head.load_rows(network.head.weight, network.head.bias)
             heads.append(head)
         online_head, target_head = heads
         observations, actions, returns, discounts, next_observations, weights = _batch()
@@ -86,6 +92,12 @@ def _sharded_update(rank: int, world: int, port: int, out: str) -> None:
         result = {"loss": loss.detach(), "td": td, "start": online_head.start, "stop": online_head.stop}
         result |= {f"torso.{k}": v.detach().clone() for k, v in online.torso.state_dict().items()}
         result |= {"head.weight": online_head.weight.detach().clone(), "head.bias": online_head.bias.detach().clone()}
+        moments = optimizer.state[online_head.weight]
+        result |= {  # what a checkpoint holds: the whole head and its Adam moments, gathered
+            "whole.weight": online_head.gather(online_head.weight),
+            "whole.bias": online_head.gather(online_head.bias),
+            "whole.exp_avg": online_head.gather(moments["exp_avg"]),
+        }
         torch.save(result, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -110,3 +122,23 @@ def test_one_update_with_two_head_shards_equals_the_unsplit_update(tmp_path: Pat
                 torch.testing.assert_close(shard[name], value)  # every replica of the torso, after the step
     torch.testing.assert_close(torch.cat([s["head.weight"] for s in shards]), expected["head.weight"])
     torch.testing.assert_close(torch.cat([s["head.bias"] for s in shards]), expected["head.bias"])
+    for shard in shards:  # gathered on every process, in action order
+        torch.testing.assert_close(shard["whole.weight"], expected["head.weight"])
+        torch.testing.assert_close(shard["whole.bias"], expected["head.bias"])
+        torch.testing.assert_close(shard["whole.exp_avg"], expected["exp_avg"])
+
+
+def test_a_head_gathered_from_two_shards_reshards_to_one_and_to_three() -> None:
+    """Resharding is slicing the whole head: K = 2's gathered rows loaded at K = 1 give the unsplit
+    layer, and at K = 3 each shard its own block."""
+    online, _ = _networks()
+    halves = [online.head.weight[start:stop] for start, stop in (shard_rows(NUM_ACTIONS, 2, i) for i in range(2))]
+    whole = torch.cat(halves)
+    single = ShardedLinear(online.head.in_features, NUM_ACTIONS, 1, 0)
+    single.load_rows(whole, online.head.bias)
+    torch.testing.assert_close(single.weight, online.head.weight)
+    for index in range(3):
+        third = ShardedLinear(online.head.in_features, NUM_ACTIONS, 3, index)
+        third.load_rows(whole, online.head.bias)
+        start, stop = shard_rows(NUM_ACTIONS, 3, index)
+        torch.testing.assert_close(third.weight, online.head.weight[start:stop])

@@ -77,10 +77,24 @@ class ShardedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(self.stop - self.start))
 
     @torch.no_grad()
-    def load_rows(self, full: nn.Linear) -> None:
-        """Take this shard's rows of an unsplit layer (a checkpoint's head, at any former K)."""
-        self.weight.copy_(full.weight[self.start : self.stop])
-        self.bias.copy_(full.bias[self.start : self.stop])
+    def load_rows(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Take this shard's rows of a whole head (a checkpoint's, written at any K)."""
+        self.weight.copy_(weight[self.start : self.stop])
+        self.bias.copy_(bias[self.start : self.stop])
+
+    @torch.no_grad()
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """The whole head's tensor from every shard's `rows` of it (the weight, the bias or an
+        Adam moment of either), on every process: what a checkpoint holds and actors act with.
+        gloo gathers equal sizes only, so shorter blocks travel padded."""
+        world = dist.get_world_size(self.group)
+        longest = max(stop - start for start, stop in (shard_rows(self.num_actions, world, i) for i in range(world)))
+        padded = torch.zeros((longest, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+        padded[: len(rows)] = rows
+        blocks = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(blocks, padded, group=self.group)
+        sizes = [stop - start for start, stop in (shard_rows(self.num_actions, world, i) for i in range(world))]
+        return torch.cat([block[:size] for block, size in zip(blocks, sizes, strict=True)])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """This shard's Q-values, [batch, stop - start]."""
