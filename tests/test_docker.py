@@ -362,7 +362,7 @@ def test_last_stage_runs_distdqn_as_a_fixed_non_root_user_with_only_the_venv(ima
 def test_image_gets_exactly_the_ray_version_that_pyproject_pins(image, pyproject):
     name, stages = image
     extras = pyproject["project"]["optional-dependencies"]
-    (ray_requirement,) = extras["ray"]
+    (ray_requirement,) = [text for text in extras["ray"] if requirement(text)[0] == "ray"]
     ray, _, pin = requirement(ray_requirement)
     # A Ray driver and the cluster it joins must run the same version, so the extra pins it exactly.
     assert ray == "ray" and re.fullmatch(r"==\d+(\.\d+)*", pin), f"the ray extra must pin one version: {pin!r}"
