@@ -11,7 +11,7 @@ $(BIN)/distdqn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev,ray,atari,minatar,envpool,render]'
+	$(BIN)/pip install --quiet -e '.[dev,ray,atari,minatar,envpool,render,driving]'
 	touch $@
 
 install: $(BIN)/distdqn

@@ -3,7 +3,7 @@
 Written here (not copied) as the "one screen of control flow" baseline: one env, a NumPy replay
 buffer, an MLP 120-84, Adam 2.5e-4, batch 128, one update every 10 steps after 10,000 steps,
 target copy every 500 steps, epsilon 1 -> 0.05 over half of 500k steps. Timed under the same
-protocol as `sb3_cartpole.py` (its GreedyEvaluator), so the numbers sit side by side.
+protocol as `sb3_cartpole.py` (`greedy_eval.GreedyEvaluator`), so the numbers sit side by side.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sb3_cartpole import EVAL_EVERY, SOLVED_RETURN, GreedyEvaluator
+from greedy_eval import GreedyEvaluator
+from sb3_cartpole import EVAL_EVERY, SOLVED_RETURN
 from torch import nn
 
 TOTAL_TIMESTEPS = 500_000

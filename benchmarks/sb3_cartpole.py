@@ -8,10 +8,7 @@ machine. This module fixes that protocol:
   ``hyperparams/dqn.yml`` (labelled "Almost Tuned" there).
 * Every ``EVAL_EVERY`` env steps the greedy policy plays exactly one full
   episode (at most 500 steps) in each of ``EVAL_EPISODES`` separate
-  CartPole-v1 envs. Each eval env is seeded once, at its first reset, with
-  ``EVAL_SEED_OFFSET + seed * 1000 + i``; later resets continue that env's
-  RNG, so successive evaluations see fresh but reproducible start states.
-  The offset keeps eval seeds disjoint from the training seed ``seed``.
+  CartPole-v1 envs, seeded as ``greedy_eval.GreedyEvaluator`` describes.
 * Time-to-solve is the env step count and wall time (from just before
   ``learn`` is called, evaluation time included) at the first evaluation
   whose mean return is >= ``SOLVED_RETURN``; training stops there, or at
@@ -31,15 +28,14 @@ import time
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
+from greedy_eval import GreedyEvaluator
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
 
 ENV_ID = "CartPole-v1"
 EVAL_EVERY = 2_000
 EVAL_EPISODES = 10
-EVAL_SEED_OFFSET = 1_000_000
 SOLVED_RETURN = 475.0
 
 ZOO_N_TIMESTEPS = 50_000
@@ -62,43 +58,6 @@ ZOO_HYPERPARAMS: dict[str, Any] = {
 }
 """rl-baselines3-zoo ``hyperparams/dqn.yml`` CartPole-v1, minus the schedule
 fraction, which :func:`run_sb3_cartpole` rescales (see there)."""
-
-
-class GreedyEvaluator:
-    """Plays one greedy episode per env on a fixed set of seeded CartPole envs.
-
-    Plain envs rather than a vector env, because vector envs auto-reset and
-    we want exactly one complete episode per env per evaluation. Active envs
-    are stepped in lockstep so the policy runs one batched forward per step.
-    """
-
-    def __init__(self, seed: int) -> None:
-        self._envs = [gym.make(ENV_ID) for _ in range(EVAL_EPISODES)]
-        self._pending_seeds: list[int | None] = [EVAL_SEED_OFFSET + seed * 1000 + i for i in range(EVAL_EPISODES)]
-
-    def mean_return(self, model: DQN) -> float:
-        """Return the mean undiscounted return over one episode per env."""
-        obs = []
-        for i, env in enumerate(self._envs):
-            ob, _ = env.reset(seed=self._pending_seeds[i])
-            self._pending_seeds[i] = None
-            obs.append(ob)
-        returns = np.zeros(EVAL_EPISODES)
-        active = list(range(EVAL_EPISODES))
-        while active:
-            actions, _ = model.predict(np.stack([obs[i] for i in active]), deterministic=True)
-            still_active = []
-            for i, action in zip(active, actions, strict=True):
-                obs[i], reward, terminated, truncated, _ = self._envs[i].step(int(action))
-                returns[i] += float(reward)
-                if not (terminated or truncated):
-                    still_active.append(i)
-            active = still_active
-        return float(returns.mean())
-
-    def close(self) -> None:
-        for env in self._envs:
-            env.close()
 
 
 class SolveCallback(BaseCallback):
@@ -140,7 +99,7 @@ def run_sb3_cartpole(seed: int, max_steps: int = 100_000, threads: int = 1) -> d
         verbose=0,
         **ZOO_HYPERPARAMS,
     )
-    evaluator = GreedyEvaluator(seed)
+    evaluator = GreedyEvaluator(seed, ENV_ID, EVAL_EPISODES)
     start = time.perf_counter()
     callback = SolveCallback(evaluator, start)
     try:

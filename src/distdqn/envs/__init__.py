@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import parse_env_id
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from distdqn.config import EnvConfig, is_atari_id, short_repr
@@ -27,6 +28,40 @@ MAZE_ID = "distdqn/Maze-v0"
 
 if MAZE_ID not in gym.registry:
     gym.register(id=MAZE_ID, entry_point="distdqn.envs.maze:MazeEnv", max_episode_steps=200)
+
+HIGHWAY_ENV_NAMES = frozenset(
+    {
+        "exit",
+        "highway",
+        "highway-fast",
+        "intersection",
+        "intersection-multi-agent",
+        "lane-keeping",
+        "merge",
+        "merge-generic",
+        "parking",
+        "parking-ActionRepeat",
+        "parking-parked",
+        "racetrack",
+        "racetrack-large",
+        "racetrack-oval",
+        "roundabout",
+        "roundabout-generic",
+        "two-way",
+        "u-turn",
+    }
+)
+"""Names (any version) that highway-env registers when imported: its ids have no namespace, so
+only the name tells that an unregistered `highway-fast-v0` needs the driving extra."""
+
+
+def is_highway_id(env_id: str) -> bool:
+    """Whether `env_id` is one of highway-env's, whatever its version."""
+    try:
+        namespace, name, _ = parse_env_id(env_id)
+    except gym.error.Error:  # a malformed id: gym.make names the problem
+        return False
+    return namespace is None and name in HIGHWAY_ENV_NAMES
 
 
 def _register_optional(env_id: str) -> None:
@@ -46,6 +81,12 @@ def _register_optional(env_id: str) -> None:
         finally:
             logging.disable(logging.NOTSET)
         register_envs()
+    elif is_highway_id(env_id) and env_id not in gym.registry:
+        try:
+            import highway_env
+        except ImportError:
+            raise EnvError(f"env {env_id!r} needs the driving extra: pip install 'distdqn[driving]'") from None
+        gym.register_envs(highway_env)
 
 
 def make_env(config: EnvConfig) -> gym.Env:
