@@ -25,9 +25,13 @@ if TYPE_CHECKING:
     from distdqn.envs.envpool_backend import EnvPoolVectorEnv
 
 MAZE_ID = "distdqn/Maze-v0"
+RECOMMEND_ID = "distdqn/Recommend-v0"
 
 if MAZE_ID not in gym.registry:
     gym.register(id=MAZE_ID, entry_point="distdqn.envs.maze:MazeEnv", max_episode_steps=200)
+if RECOMMEND_ID not in gym.registry:
+    # a session ends with its time budget; the cap only cuts one stretched by a small skip_time
+    gym.register(id=RECOMMEND_ID, entry_point="distdqn.envs.recommend:RecommendEnv", max_episode_steps=400)
 
 HIGHWAY_ENV_NAMES = frozenset(
     {
