@@ -289,24 +289,19 @@ def _scheduler(options: TuneOptions, total_steps: int) -> Any:
     return None
 
 
-def _trial_resources(config: Config) -> Any:
-    """A trial on the inline or threads runtime is one process; on the ray runtime its roles are
-    Ray actors of their own, reserved with the trial in one placement group."""
-    from ray import tune
-
+def trial_bundles(config: Config) -> list[dict[str, float]]:
+    """What one trial reserves: on the inline or threads runtime its one process; on the ray
+    runtime also every role, as Ray actors of their own in the trial's placement group."""
     from distdqn.plan import role_demands
 
     placement = config.placement
     if placement.runtime != "ray":
-        return {"cpu": placement.torch_threads}
-    bundles = [role.demand for role in role_demands(placement) if role.demand]
-    return tune.PlacementGroupFactory([{"CPU": 1}, *bundles])
+        return [{"CPU": float(placement.torch_threads)}]
+    return [{"CPU": 1.0}, *(role.demand for role in role_demands(placement) if role.demand)]
 
 
-def _check_a_trial_fits(config: Config, nodes: list[Any]) -> None:
+def _check_a_trial_fits(bundles: list[dict[str, float]], nodes: list[Any]) -> None:
     """Tune would wait forever for a trial the cluster cannot hold; say so in one line instead."""
-    resources = _trial_resources(config)
-    bundles = resources.bundles if hasattr(resources, "bundles") else [{"CPU": resources["cpu"]}]
     for name in sorted({key for bundle in bundles for key in bundle}):
         needed = sum(bundle.get(name, 0.0) for bundle in bundles)
         available = sum(node.resources.get(name, 0.0) for node in nodes)
@@ -348,11 +343,14 @@ def tune(base: Config, options: TuneOptions) -> TuneSummary:
     log = _tune_log(run_dir / "tune.jsonl", options.quiet)
     connection = RayConnection(options.address, options.cpus or os.cpu_count() or 1)
     try:
-        _check_a_trial_fits(base, RayRuntime.cluster_nodes())
+        bundles = trial_bundles(base)
+        _check_a_trial_fits(bundles, RayRuntime.cluster_nodes())
         prepare_tune_dir(run_dir)
         (run_dir / "base.toml").write_text(config_to_toml(base))
         tuner = ray_tune.Tuner(
-            ray_tune.with_resources(ray_tune.with_parameters(run_trial, setup=setup), _trial_resources(base)),
+            ray_tune.with_resources(
+                ray_tune.with_parameters(run_trial, setup=setup), ray_tune.PlacementGroupFactory(bundles)
+            ),
             param_space={spec.key: spec.search_domain() for spec in options.specs},
             tune_config=ray_tune.TuneConfig(
                 num_samples=options.trials,
