@@ -1,12 +1,12 @@
 """highway-env (the `driving` extra): the highway-fast-v0 preset, a short run of it, and the
 one-line error when the extra is not installed."""
 
-import json
 import sys
 from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from quiet_run import train_quietly
 
 from distdqn.cli import main
 from distdqn.config import EnvConfig, resolve_config
@@ -44,27 +44,7 @@ def test_a_short_run_of_the_preset_writes_metrics_and_a_checkpoint(tmp_path: Pat
     frame_space, action_space = env_spaces(EnvConfig(id=HIGHWAY_FAST))
     assert frame_space.shape == (5, 5) and action_space == gym.spaces.Discrete(5)  # Kinematics, meta-actions
     run_dir = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            "--env",
-            HIGHWAY_FAST,
-            "--total-steps",
-            "150",
-            "--run-dir",
-            str(run_dir),
-            "--set",
-            "logging.progress=false",
-            "--set",
-            "logging.tensorboard=false",
-            "--set",
-            "evaluation.episodes=1",
-            "--set",
-            "algorithm.learning_starts=100",
-        ]
-    )
-    assert code == 0
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    lines = train_quietly(HIGHWAY_FAST, run_dir, 150, "evaluation.episodes=1", "algorithm.learning_starts=100")
     assert any("eval_return_mean" in line for line in lines)
     assert lines[-1]["env_steps"] == 150 and lines[-1]["updates"] > 0
     assert (run_dir / "checkpoints" / "latest" / "tensors.safetensors").is_file()

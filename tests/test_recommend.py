@@ -1,6 +1,5 @@
 """The recommendation env `distdqn/Recommend-v0`, its baselines and its preset."""
 
-import json
 import re
 import tracemalloc
 from pathlib import Path
@@ -9,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from quiet_run import train_quietly
 
-from distdqn import cli
 from distdqn.config import preset_for
 from distdqn.envs import RECOMMEND_ID
 from distdqn.envs.recommend import RecommendEnv
@@ -164,28 +163,13 @@ def test_invalid_item_is_refused():
 def test_preset_trains_from_the_cli(tmp_path: Path):
     assert preset_for(RECOMMEND_ID)["env"]["id"] == RECOMMEND_ID
     run_dir = tmp_path / "run"
-    code = cli.main(
-        [
-            "train",
-            "--env",
-            RECOMMEND_ID,
-            "--total-steps",
-            "600",
-            "--run-dir",
-            str(run_dir),
-            "--set",
-            "logging.progress=false",
-            "--set",
-            "logging.tensorboard=false",
-            "--set",
-            "algorithm.learning_starts=200",
-            "--set",
-            "evaluation.every_steps=300",
-            "--set",
-            "evaluation.episodes=2",
-        ]
+    records = train_quietly(
+        RECOMMEND_ID,
+        run_dir,
+        600,
+        "algorithm.learning_starts=200",
+        "evaluation.every_steps=300",
+        "evaluation.episodes=2",
     )
-    assert code == 0
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evaluations = [record["eval_return_mean"] for record in records if "eval_return_mean" in record]
     assert evaluations and all(np.isfinite(evaluations))
