@@ -222,3 +222,31 @@ def test_a_snapshot_restores_only_into_a_buffer_of_the_same_layout():
     snapshot = _replay(num_lanes=2, lane_capacity=8).snapshot()
     with pytest.raises(CheckpointError, match=r"replay observations is float32\[16, 1\].*needs float32\[24, 1\]"):
         _replay(num_lanes=3, lane_capacity=8).restore(snapshot)
+
+
+def test_uneven_shards_draw_like_one_buffer_with_its_importance_weights():
+    """Two shards of 3 and 6 transitions with their own priorities, drawn from as the loop does
+    (rows per shard by multinomial over their masses, weights against the global size and mass):
+    each transition's frequency and weight are those of one buffer holding all nine."""
+    from distdqn.train import plan_rows
+
+    small, large = _replay(alpha=1.0), _replay(alpha=1.0)
+    _write(small, 0, 0, 4)
+    _write(large, 0, 0, 7)
+    priorities = [np.array([1.0, 5.0, 2.0]), np.array([0.5, 3.0, 1.0, 4.0, 2.0, 0.5])]
+    for shard, shard_priorities in zip((small, large), priorities, strict=True):
+        _complete(shard, 0, np.arange(len(shard_priorities)), shard_priorities)
+    one_buffer = np.concatenate(priorities) / np.concatenate(priorities).sum()
+    masses = [small.mass, large.mass]
+    counts = np.zeros(9)
+    weights = np.full(9, np.nan)
+    rng = np.random.default_rng(0)
+    for rows in plan_rows(rng, masses, 32, 3000):
+        for offset, shard, count, mass in zip((0, 3), (small, large), rows, masses, strict=True):
+            batch = shard.sample(int(count), beta=0.6, total_size=9, share=mass / sum(masses))
+            np.add.at(counts, offset + batch.indices, 1)
+            weights[offset + batch.indices] = batch.weights
+    expected = one_buffer * counts.sum()
+    chi_square = ((counts - expected) ** 2 / expected).sum()
+    assert chi_square < 26.1  # 8 degrees of freedom, p = 0.001
+    assert np.allclose(weights, (9 * one_buffer) ** -0.6)
