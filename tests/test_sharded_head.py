@@ -1,10 +1,12 @@
-"""The Q-head split by action rows: one Double-DQN update with K = 2 head shards (two processes in
-a gloo group on loopback) equals the unsplit network's update: loss, |TD errors| (priorities),
-the torso after the step and every head row after the step."""
+"""The Q-head split by action rows: learners with K head shards (processes in a gloo group on
+loopback) train exactly as the unsplit network does (losses, |TD errors| as priorities, every
+weight and Adam moment after the steps), alone or as data-parallel replicas, and a checkpoint
+written at one K continues at another."""
 
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -13,14 +15,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from distdqn.config import NetworkConfig
-from distdqn.losses import dqn_loss, td_target
-from distdqn.networks import build_q_network
+from distdqn.config import resolve_config
+from distdqn.roles import Learner
 from distdqn.sharded_head import ShardedLinear, shard_rows
+from distdqn.types import SampleBatch
 
-NUM_ACTIONS = 11  # does not divide by 2: the shards differ in size
-OBS = 6
-BATCH = 32
+NUM_ACTIONS = 11  # divides by neither 2 nor 3: the shards differ in size
+SPACE = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
+ACTIONS = gym.spaces.Discrete(NUM_ACTIONS)
 
 
 def test_rows_split_into_contiguous_blocks_covering_the_head() -> None:
@@ -30,77 +32,70 @@ def test_rows_split_into_contiguous_blocks_covering_the_head() -> None:
         shard_rows(2, 3, 0)
 
 
-def _networks() -> tuple[torch.nn.Module, torch.nn.Module]:
+def test_shards_start_from_the_rows_of_the_unsplit_init() -> None:
+    """Each shard draws the whole layer's init block by block and keeps its rows, so any K starts
+    where K = 1 does, without holding the whole head."""
     torch.manual_seed(0)
-    space = gym.spaces.Box(-1.0, 1.0, (OBS,), np.float32)
-    online = build_q_network(NetworkConfig(hidden_sizes=(16, 16)), space, gym.spaces.Discrete(NUM_ACTIONS))
-    target = build_q_network(NetworkConfig(hidden_sizes=(16, 16)), space, gym.spaces.Discrete(NUM_ACTIONS))
-    return online, target
+    whole = torch.nn.Linear(16, NUM_ACTIONS)
+    for shards in (1, 2, 3):
+        for index in range(shards):
+            torch.manual_seed(0)
+            shard = ShardedLinear(16, NUM_ACTIONS, shards, index)
+            torch.testing.assert_close(shard.weight, whole.weight[shard.start : shard.stop], rtol=0, atol=0)
+            torch.testing.assert_close(shard.bias, whole.bias[shard.start : shard.stop], rtol=0, atol=0)
 
 
-def _batch() -> tuple[torch.Tensor, ...]:
-    generator = torch.Generator().manual_seed(1)
-    observations = torch.randn(BATCH, OBS, generator=generator)
-    actions = torch.randint(0, NUM_ACTIONS, (BATCH,), generator=generator)
-    returns = torch.randn(BATCH, generator=generator)
-    discounts = torch.rand(BATCH, generator=generator) * 0.99
-    next_observations = torch.randn(BATCH, OBS, generator=generator)
-    weights = torch.rand(BATCH, generator=generator) + 0.5
-    return observations, actions, returns, discounts, next_observations, weights
+def _config(learners: int, shards: int, dueling: bool) -> Any:
+    return resolve_config(
+        "CartPole-v1",
+        overrides=[
+            "placement.runtime=ray",
+            f"placement.num_learners={learners}",
+            f"placement.head_shards={shards}",
+            "network.hidden_sizes=[16, 16]",
+            f"network.dueling={str(dueling).lower()}",
+            "algorithm.double_dqn=true",
+            "algorithm.max_grad_norm=0.5",  # clipped: the norm is summed over shards
+            "algorithm.target_update_interval=2",
+            "algorithm.lr=0.01",
+        ],
+    )
 
 
-def _unsplit_update() -> dict[str, torch.Tensor]:
-    online, target = _networks()
-    observations, actions, returns, discounts, next_observations, weights = _batch()
-    q_taken = online(observations).gather(1, actions.unsqueeze(1)).squeeze(1)
-    with torch.no_grad():
-        y = td_target(returns, discounts, target(next_observations), online(next_observations))
-    loss, td = dqn_loss(q_taken, y, weights)
-    optimizer = torch.optim.Adam(online.parameters(), lr=1e-2)
-    loss.backward()
-    optimizer.step()
-    moments = {"exp_avg": optimizer.state[online.head.weight]["exp_avg"].clone()}
-    return {
-        "loss": loss.detach(),
-        "td": td,
-        **moments,
-        **{k: v.detach().clone() for k, v in online.state_dict().items()},
-    }
+def _batch(seed: int, size: int = 32) -> SampleBatch:
+    rng = np.random.default_rng(seed)
+    return SampleBatch(
+        indices=np.arange(size, dtype=np.int64),
+        stamps=np.arange(size, dtype=np.int64),
+        shards=np.zeros(size, np.int64),
+        observations=rng.uniform(-1, 1, (size, 6)).astype(np.float32),
+        actions=rng.integers(NUM_ACTIONS, size=size),
+        returns=rng.normal(size=size).astype(np.float32),
+        discounts=np.full(size, 0.99, np.float32),
+        next_observations=rng.uniform(-1, 1, (size, 6)).astype(np.float32),
+        weights=rng.uniform(0.2, 1.0, size).astype(np.float32),
+    )
 
 
-def _sharded_update(rank: int, world: int, port: int, out: str) -> None:
+def _train(rank: int, learners: int, shards: int, dueling: bool, updates: range, port: int, out: Path) -> None:
+    """Learner `rank` of `learners` (replicas of `shards` head shards): load `out/start.pt` if there
+    is one, make `updates` steps (replica r on batches 100 r + u) and save what its replica's
+    first shard returns."""
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        online, target = _networks()
-        heads = []
-        for network in (online, target):
-            head = ShardedLinear(network.head.in_features, NUM_ACTIONS, world, rank)
-            head.load_rows(network.head.weight, network.head.bias)
-            heads.append(head)
-        online_head, target_head = heads
-        observations, actions, returns, discounts, next_observations, weights = _batch()
-        q_taken = online_head.taken(online_head(online.torso(observations)), actions)
-        with torch.no_grad():
-            _, best = online_head.best(online_head(online.torso(next_observations)))
-            bootstrap = target_head.taken(target_head(target.torso(next_observations)), best)
-        loss, td = dqn_loss(q_taken, returns + discounts * bootstrap, weights)
-        parameters = [*online.torso.parameters(), *online_head.parameters()]
-        optimizer = torch.optim.Adam(parameters, lr=1e-2)
-        loss.backward()
-        optimizer.step()
-        result = {"loss": loss.detach(), "td": td, "start": online_head.start, "stop": online_head.stop}
-        result |= {f"torso.{k}": v.detach().clone() for k, v in online.torso.state_dict().items()}
-        result |= {"head.weight": online_head.weight.detach().clone(), "head.bias": online_head.bias.detach().clone()}
-        moments = optimizer.state[online_head.weight]
-        result |= {  # what a checkpoint holds: the whole head and its Adam moments, gathered
-            "whole.weight": online_head.gather(online_head.weight),
-            "whole.bias": online_head.gather(online_head.bias),
-            "whole.exp_avg": online_head.gather(moments["exp_avg"]),
-        }
-        torch.save(result, Path(out) / f"rank{rank}.pt")
-    finally:
+    learner = Learner(_config(learners, shards, dueling), SPACE, ACTIONS, rank=rank)
+    if learners > 1:
+        learner.join_group(f"tcp://127.0.0.1:{port}", rank, learners)
+    if (out / "start.pt").exists():
+        learner.load_state_dict(*torch.load(out / "start.pt"))
+    replica = rank // shards
+    results = [learner.update(0, [_batch(100 * replica + u)]) for u in updates]
+    state, weights = learner.state_dict(), learner.weights()
+    if learners > 1:
         dist.destroy_process_group()
+    if rank % shards == 0:
+        priorities = [result.priority_update.priorities for result in results]
+        losses = [result.metrics["loss"] for result in results]
+        torch.save((priorities, losses, state, weights), out / f"k{shards}-rank{rank}.pt")
 
 
 def _free_port() -> int:
@@ -109,36 +104,60 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_one_update_with_two_head_shards_equals_the_unsplit_update(tmp_path: Path) -> None:
-    mp.spawn(_sharded_update, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    expected = _unsplit_update()
-    shards = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
-    assert [(shard["start"], shard["stop"]) for shard in shards] == [(0, 6), (6, 11)]
-    for shard in shards:
-        torch.testing.assert_close(shard["loss"], expected["loss"])
-        torch.testing.assert_close(shard["td"], expected["td"])  # the priorities
-        for name, value in expected.items():
-            if name.startswith("torso."):
-                torch.testing.assert_close(shard[name], value)  # every replica of the torso, after the step
-    torch.testing.assert_close(torch.cat([s["head.weight"] for s in shards]), expected["head.weight"])
-    torch.testing.assert_close(torch.cat([s["head.bias"] for s in shards]), expected["head.bias"])
-    for shard in shards:  # gathered on every process, in action order
-        torch.testing.assert_close(shard["whole.weight"], expected["head.weight"])
-        torch.testing.assert_close(shard["whole.bias"], expected["head.bias"])
-        torch.testing.assert_close(shard["whole.exp_avg"], expected["exp_avg"])
+def _run(learners: int, shards: int, dueling: bool, out: Path, updates: range = range(3)) -> list[Any]:
+    """Every replica's first shard's (priorities, losses, checkpoint state, weights)."""
+    out.mkdir(exist_ok=True)
+    args = (learners, shards, dueling, updates, _free_port(), out)
+    if learners == 1:
+        _train(0, *args)
+    else:
+        mp.spawn(_train, args=args, nprocs=learners, join=True)
+    return [torch.load(out / f"k{shards}-rank{rank}.pt", weights_only=False) for rank in range(0, learners, shards)]
 
 
-def test_a_head_gathered_from_two_shards_reshards_to_one_and_to_three() -> None:
-    """Resharding is slicing the whole head: K = 2's gathered rows loaded at K = 1 give the unsplit
-    layer, and at K = 3 each shard its own block."""
-    online, _ = _networks()
-    halves = [online.head.weight[start:stop] for start, stop in (shard_rows(NUM_ACTIONS, 2, i) for i in range(2))]
-    whole = torch.cat(halves)
-    single = ShardedLinear(online.head.in_features, NUM_ACTIONS, 1, 0)
-    single.load_rows(whole, online.head.bias)
-    torch.testing.assert_close(single.weight, online.head.weight)
-    for index in range(3):
-        third = ShardedLinear(online.head.in_features, NUM_ACTIONS, 3, index)
-        third.load_rows(whole, online.head.bias)
-        start, stop = shard_rows(NUM_ACTIONS, 3, index)
-        torch.testing.assert_close(third.weight, online.head.weight[start:stop])
+def _assert_same_training(split: Any, whole: Any) -> None:
+    (split_priorities, split_losses, split_state, split_weights) = split
+    (priorities, losses, state, weights) = whole
+    np.testing.assert_allclose(np.concatenate(split_priorities), np.concatenate(priorities), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(split_losses, losses, rtol=1e-5)
+    tensors, split_tensors = state[0], split_state[0]
+    assert split_tensors.keys() == tensors.keys()  # networks and Adam moments, the head whole
+    for name, value in tensors.items():
+        torch.testing.assert_close(split_tensors[name], value, rtol=1e-4, atol=1e-6, msg=name)
+    assert split_state[1] == state[1]
+    assert split_weights.version == weights.version
+    for name, value in weights.tensors.items():
+        np.testing.assert_allclose(split_weights.tensors[name], value, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_two_head_shards_train_as_the_unsplit_network(tmp_path: Path, dueling: bool) -> None:
+    """Three Double-DQN steps (a target update among them) with clipped gradients at K = 2 and
+    at K = 1: same priorities, losses, weights, target and Adam moments, gathered whole."""
+    [split] = _run(2, 2, dueling, tmp_path)
+    [whole] = _run(1, 1, dueling, tmp_path)
+    _assert_same_training(split, whole)
+
+
+def test_two_replicas_of_two_head_shards_train_as_two_unsplit_replicas(tmp_path: Path) -> None:
+    """Four learners, K = 2 by 2 data-parallel replicas on different batches, against two
+    unsplit data-parallel learners: the gradient average runs over the learners with the same rows."""
+    split = _run(4, 2, True, tmp_path)
+    whole = _run(2, 1, True, tmp_path)
+    for split_replica, whole_replica in zip(split, whole, strict=True):
+        _assert_same_training(split_replica, whole_replica)
+
+
+def test_a_checkpoint_written_at_one_k_continues_at_another(tmp_path: Path) -> None:
+    """Two steps at K = 2 are saved whole and continued at K = 1 and at K = 3 (each learner takes
+    its rows of the head and of its Adam moments); both end as four steps at K = 1 do."""
+    [after_two] = _run(2, 2, True, tmp_path / "k2", range(2))
+    [straight] = _run(1, 1, True, tmp_path / "straight", range(4))
+    for shards in (1, 3):
+        directory = tmp_path / f"continued-at-{shards}"
+        directory.mkdir()
+        torch.save(after_two[2], directory / "start.pt")
+        [continued] = _run(shards, shards, True, directory, range(2, 4))
+        np.testing.assert_allclose(np.concatenate(continued[0]), np.concatenate(straight[0][2:]), rtol=1e-5, atol=1e-6)
+        for name, value in straight[2][0].items():
+            torch.testing.assert_close(continued[2][0][name], value, rtol=1e-4, atol=1e-6, msg=name)

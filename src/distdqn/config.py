@@ -169,7 +169,12 @@ class PlacementConfig(_Section):
     num_shards: int = Field(1, ge=1)
     """Replay shards; each actor environment feeds one shard."""
     num_learners: int = Field(1, ge=1)
-    """Data-parallel learners that all-reduce gradients (more than 1 needs the ray runtime)."""
+    """Learner processes (more than 1 needs the ray runtime): `num_learners / head_shards`
+    data-parallel replicas that all-reduce gradients, each of `head_shards` learners."""
+    head_shards: int = Field(1, ge=1)
+    """Learners that split the Q-head by action rows (the model split for large action spaces,
+    such as a recommender's catalog): each holds its rows, their gradients and Adam moments,
+    and the torso replicated. `num_learners` must be a multiple of it."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     """Learner device; `auto` takes CUDA when present."""
     learner_compile: bool = False
@@ -203,6 +208,13 @@ class PlacementConfig(_Section):
     def _check_runtime(self) -> PlacementConfig:
         if self.runtime != "ray" and self.num_learners != 1:
             raise ValueError(f"num_learners={self.num_learners} needs the ray runtime; {self.runtime} has 1")
+        if self.num_learners % self.head_shards:
+            raise ValueError(
+                f"num_learners={self.num_learners} is not a multiple of head_shards={self.head_shards}: "
+                "each data-parallel replica is head_shards learners"
+            )
+        if self.head_shards > 1 and self.learner_compile:
+            raise ValueError(f"learner_compile=true needs head_shards=1, got head_shards={self.head_shards}")
         if self.runtime != "ray" and self.rate_limit == "unlimited":
             raise ValueError(
                 f"rate_limit='unlimited' needs the ray runtime: on {self.runtime} the roles take turns, "

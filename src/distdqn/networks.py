@@ -3,12 +3,15 @@ per part of an encoded observation, with a plain or dueling head."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from distdqn.config import NetworkConfig
+from distdqn.envs import num_actions
 from distdqn.envs.observations import EncodedBox, ObservationLayout, Part
 
 NATURE_CNN_MIN_SIDE = 36
@@ -128,20 +131,19 @@ class PartsEncoder(nn.Module):
         return torch.cat(features, dim=1)
 
 
-class QNetwork(nn.Module):
-    """Maps a batch of observations to one Q-value per action.
+class QTorso(nn.Module):
+    """Observations -> features: the part of a Q-network every head shares (and every learner of
+    a split head replicates).
 
     Observations are cast to float inside (uint8 frames are scaled to [0, 1]), so replay can
     hand over its own compact dtype. `features` (convolutions, or a `PartsEncoder`) comes first
-    in the torso when given.
+    in the torso when given; `width` is the size of the features.
     """
 
     def __init__(
         self,
         obs_shape: tuple[int, ...],
-        num_actions: int,
         hidden_sizes: tuple[int, ...],
-        dueling: bool,
         features: nn.Module | None = None,
         input_scale: float = 1.0,
     ) -> None:
@@ -159,18 +161,37 @@ class QNetwork(nn.Module):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
         self.torso = nn.Sequential(*layers)
-        self.dueling = dueling
-        if dueling:
-            self.value = nn.Linear(width, 1)
-            self.advantage = nn.Linear(width, num_actions)
-        else:
-            self.head = nn.Linear(width, num_actions)
+        self.width = width
 
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+    def features(self, observations: torch.Tensor) -> torch.Tensor:
         inputs = observations.float()
         if self.input_scale != 1.0:
             inputs = inputs * self.input_scale
-        features = self.torso(inputs)
+        return self.torso(inputs)
+
+
+class QNetwork(QTorso):
+    """Maps a batch of observations to one Q-value per action, with a plain or dueling head."""
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        num_actions: int,
+        hidden_sizes: tuple[int, ...],
+        dueling: bool,
+        features: nn.Module | None = None,
+        input_scale: float = 1.0,
+    ) -> None:
+        super().__init__(obs_shape, hidden_sizes, features, input_scale)
+        self.dueling = dueling
+        if dueling:
+            self.value = nn.Linear(self.width, 1)
+            self.advantage = nn.Linear(self.width, num_actions)
+        else:
+            self.head = nn.Linear(self.width, num_actions)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        features = self.features(observations)
         if not self.dueling:
             return self.head(features)
         advantage = self.advantage(features)
@@ -190,17 +211,31 @@ def load_weights(network: nn.Module, tensors: dict[str, np.ndarray]) -> None:
         torch._foreach_copy_(list(targets.values()), sources)
 
 
-def build_q_network(config: NetworkConfig, observation_space: gym.Space, action_space: gym.Space) -> QNetwork:
-    """A Q-network sized for the spaces (the action space must be Discrete). An `EncodedBox` is read
-    by its layout, any other Box as one array: images through the torso's CNN, the rest flattened."""
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise TypeError(f"DQN needs a Discrete action space, got {action_space}")
+class TorsoSpec(NamedTuple):
+    """What a `QTorso` for an observation space is built from."""
+
+    obs_shape: tuple[int, ...]
+    hidden_sizes: tuple[int, ...]
+    features: nn.Module | None
+    input_scale: float
+
+
+def torso_spec(config: NetworkConfig, observation_space: gym.Space) -> TorsoSpec:
+    """The torso for `observation_space`: an `EncodedBox` is read by its layout, any other Box as
+    one array: images through the torso's CNN, the rest flattened."""
     if observation_space.shape is None:
         raise TypeError(f"a Q-network needs an observation space with a shape, got {observation_space}")
     shape = tuple(observation_space.shape)
-    args = (shape, int(action_space.n), tuple(config.hidden_sizes), config.dueling)
+    hidden = tuple(config.hidden_sizes)
     if isinstance(observation_space, EncodedBox):
-        return QNetwork(*args, PartsEncoder(observation_space.layout, shape[:-1], config.torso))
+        return TorsoSpec(shape, hidden, PartsEncoder(observation_space.layout, shape[:-1], config.torso), 1.0)
     torso = auto_torso(shape) if config.torso == "auto" else config.torso
     scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
-    return QNetwork(*args, None if torso == "mlp" else image_convolutions(torso, shape), scale)
+    return TorsoSpec(shape, hidden, None if torso == "mlp" else image_convolutions(torso, shape), scale)
+
+
+def build_q_network(config: NetworkConfig, observation_space: gym.Space, action_space: gym.Space) -> QNetwork:
+    """A Q-network sized for the spaces (the action space must be Discrete)."""
+    actions = num_actions(action_space)
+    spec = torso_spec(config, observation_space)
+    return QNetwork(spec.obs_shape, actions, spec.hidden_sizes, config.dueling, spec.features, spec.input_scale)

@@ -15,11 +15,20 @@ floating-point reassociation (a test checks K = 2 against K = 1).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import gymnasium as gym
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from distdqn.config import NetworkConfig
+from distdqn.envs import num_actions
+from distdqn.networks import QTorso, TorsoSpec, torso_spec
+
+INIT_BLOCK_ELEMENTS = 1 << 22
+"""Elements of the whole head drawn at a time when a shard initializes its rows (16 MiB)."""
 
 
 def shard_rows(num_actions: int, shards: int, index: int) -> tuple[int, int]:
@@ -75,6 +84,30 @@ class ShardedLinear(nn.Module):
         self.group = group
         self.weight = nn.Parameter(torch.empty(self.stop - self.start, in_features))
         self.bias = nn.Parameter(torch.empty(self.stop - self.start))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """`nn.Linear`'s init of the whole layer, drawn from the global generator block by block
+        in row order, keeping this shard's rows: every K starts from the weights the unsplit
+        layer would, and no process ever holds the whole head."""
+        rows, width = self.num_actions, self.weight.shape[1]
+        step = max(1, INIT_BLOCK_ELEMENTS // width)
+        for first in range(0, rows, step):
+            block = torch.empty(min(step, rows - first), width)
+            nn.init.kaiming_uniform_(block, a=math.sqrt(5))
+            self._keep_rows(self.weight, block, first)
+        bound = 1.0 / math.sqrt(width)
+        for first in range(0, rows, INIT_BLOCK_ELEMENTS):
+            self._keep_rows(
+                self.bias, torch.empty(min(INIT_BLOCK_ELEMENTS, rows - first)).uniform_(-bound, bound), first
+            )
+
+    def _keep_rows(self, mine: torch.Tensor, block: torch.Tensor, first: int) -> None:
+        """Copy the rows of `block` (whole-head rows from `first` on) that this shard holds."""
+        low, high = max(first, self.start), min(first + len(block), self.stop)
+        if low < high:
+            mine[low - self.start : high - self.start] = block[low - first : high - first]
 
     @torch.no_grad()
     def load_rows(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
@@ -83,17 +116,20 @@ class ShardedLinear(nn.Module):
         self.bias.copy_(bias[self.start : self.stop])
 
     @torch.no_grad()
-    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+    def gather(self, rows: torch.Tensor) -> torch.Tensor | None:
         """The whole head's tensor from every shard's `rows` of it (the weight, the bias or an
-        Adam moment of either), on every process: what a checkpoint holds and actors act with.
-        gloo gathers equal sizes only, so shorter blocks travel padded."""
+        Adam moment of either), on the group's first process (None on the others): what a
+        checkpoint holds and actors act with. gloo gathers equal sizes only, so shorter blocks
+        travel padded."""
         world = dist.get_world_size(self.group)
-        longest = max(stop - start for start, stop in (shard_rows(self.num_actions, world, i) for i in range(world)))
-        padded = torch.zeros((longest, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
-        padded[: len(rows)] = rows
-        blocks = [torch.empty_like(padded) for _ in range(world)]
-        dist.all_gather(blocks, padded, group=self.group)
         sizes = [stop - start for start, stop in (shard_rows(self.num_actions, world, i) for i in range(world))]
+        padded = torch.zeros((max(sizes), *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+        padded[: len(rows)] = rows
+        first = dist.get_global_rank(self.group, 0) if self.group is not None else 0
+        blocks = [torch.empty_like(padded) for _ in range(world)] if dist.get_rank() == first else None
+        dist.gather(padded, blocks, dst=first, group=self.group)
+        if blocks is None:
+            return None
         return torch.cat([block[:size] for block, size in zip(blocks, sizes, strict=True)])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -120,3 +156,80 @@ class ShardedLinear(nn.Module):
         stacked_values, stacked_actions = torch.stack(all_values, 1), torch.stack(all_actions, 1)
         winner = stacked_values.argmax(dim=1, keepdim=True)  # shards hold ascending rows: first max wins
         return stacked_values.gather(1, winner).squeeze(1), stacked_actions.gather(1, winner).squeeze(1)
+
+
+class ShardedQNetwork(QTorso):
+    """A Q-network whose head (or, dueling, whose advantage layer) is one shard's rows; the torso
+    and the value layer are replicated. Its parameter names and order are `QNetwork`'s, so that
+    the gathered whole is a `QNetwork`'s state dict (and its Adam moments keep their ids).
+
+    Dueling: Q = V + A - mean(A), with mean(A) summed over shards. V and the mean enter every
+    process's loss for every row, so their gradients are whole on each process; only the
+    advantage rows go through `copy_to_shards`."""
+
+    def __init__(self, spec: TorsoSpec, num_actions: int, dueling: bool, shards: int, index: int) -> None:
+        super().__init__(*spec)
+        self.dueling = dueling
+        self.num_actions = num_actions
+        if dueling:
+            self.value = nn.Linear(self.width, 1)
+            self.advantage = ShardedLinear(self.width, num_actions, shards, index)
+        else:
+            self.head = ShardedLinear(self.width, num_actions, shards, index)
+
+    @property
+    def rows(self) -> ShardedLinear:
+        """The layer whose rows this process holds."""
+        return self.advantage if self.dueling else self.head
+
+    @property
+    def rows_prefix(self) -> str:
+        return "advantage." if self.dueling else "head."
+
+    @property
+    def rows_names(self) -> tuple[str, str]:
+        """The state-dict names of the rows this process holds."""
+        return self.rows_prefix + "weight", self.rows_prefix + "bias"
+
+    def set_group(self, group: Any) -> None:
+        """The process group of the shards of this head (None: the default group)."""
+        self.rows.group = group
+
+    def _baseline(self, features: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """V(s) - mean_a A(s, a): what dueling adds to every action's advantage."""
+        mean = sum_over_shards(scores.sum(dim=1), self.rows.group) / self.num_actions
+        return self.value(features).squeeze(1) - mean
+
+    def taken(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q(s, a) for each row's action (differentiable)."""
+        scores = self.rows(features)
+        q_taken = self.rows.taken(scores, actions)
+        return q_taken + self._baseline(features, scores) if self.dueling else q_taken
+
+    @torch.no_grad()
+    def best(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(max_a Q(s, a), argmax_a Q(s, a)); dueling's baseline does not depend on the action."""
+        scores = self.rows(features)
+        values, actions = self.rows.best(scores)
+        return (values + self._baseline(features, scores) if self.dueling else values), actions
+
+    def clip_gradients(self, max_norm: float) -> None:
+        """`clip_grad_norm_` over the whole network: the rows' squared norms summed over shards,
+        the replicated parameters' counted once."""
+        rows = set(self.rows.parameters())
+        own = [p.grad for p in self.rows.parameters() if p.grad is not None]
+        shared = [p.grad for p in self.parameters() if p not in rows and p.grad is not None]
+        squares = torch.stack([g.pow(2).sum() for g in own]).sum() if own else torch.zeros(())
+        dist.all_reduce(squares, group=self.rows.group)
+        if shared:
+            squares = squares + torch.stack([g.pow(2).sum() for g in shared]).sum()
+        coefficient = torch.clamp(max_norm / (squares.sqrt() + 1e-6), max=1.0)
+        torch._foreach_mul_(own + shared, coefficient)
+
+
+def build_sharded_q_network(
+    config: NetworkConfig, observation_space: gym.Space, action_space: gym.Space, shards: int, index: int
+) -> ShardedQNetwork:
+    """Shard `index` of `shards` of the network `build_q_network` makes for these spaces."""
+    spec = torso_spec(config, observation_space)
+    return ShardedQNetwork(spec, num_actions(action_space), config.dueling, shards, index)

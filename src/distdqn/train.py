@@ -35,7 +35,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from distdqn.checkpoint import CheckpointWriter, load_checkpoint, load_resume_state, non_finite, save_checkpoint
 from distdqn.config import Config, config_to_toml, load_config_toml
-from distdqn.envs import env_spaces, frame_box, policy_space
+from distdqn.envs import env_spaces, frame_box, num_actions, policy_space
 from distdqn.errors import CheckpointError, ConfigError, DiskFull, TrainingDiverged, UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.networks import build_q_network
@@ -140,10 +140,13 @@ class TrainingRun:
         latest = store.pointer("latest") if store is not None else str(run_dir / "checkpoints" / "latest")
         self.learners = [
             runtime.spawn(
-                Learner, config, policy_space(config.env, frame_space), action_space, latest, name=f"learner-{i}"
+                Learner, config, policy_space(config.env, frame_space), action_space, latest, i, name=f"learner-{i}"
             )
             for i in range(placement.num_learners)
         ]
+        # the learners of each data-parallel replica: its head shards, which share every batch
+        shards = placement.head_shards
+        self.replicas = [self.learners[r : r + shards] for r in range(0, placement.num_learners, shards)]
         self.shards = [
             runtime.spawn(ReplayShard, config, j, frame_space, name=f"shard-{j}") for j in range(placement.num_shards)
         ]
@@ -390,19 +393,21 @@ class TrainingRun:
         replay = self.config.replay
         beta = linear_schedule(replay.beta_start, replay.beta_end, self.config.total_steps, self.counters.env_steps)
         writes = []
-        for learner in self.learners:
+        for replica in self.replicas:
             rows = plan_rows(self._plan_rng, self._shard_masses, self.config.algorithm.batch_size, owed)
             for start in range(0, owed, UPDATE_CHUNK):
-                writes += self._send_chunk(learner, rows[start : start + UPDATE_CHUNK], beta)
+                writes += self._send_chunk(replica, rows[start : start + UPDATE_CHUNK], beta)
         for shard, result in writes:
             self._fire(shard, "update_priorities", result)
         self.counters.updates += owed
         self._publish_weights()
         self._ask_shard_contents()
 
-    def _send_chunk(self, learner: Any, rows: np.ndarray, beta: float) -> list[tuple[Any, Any]]:
-        """One update call on the batches whose rows per shard are `rows` ([batches, shards]): one
-        sample call per shard that gives rows. Returns (shard, update future) for priority writes."""
+    def _send_chunk(self, replica: list[Any], rows: np.ndarray, beta: float) -> list[tuple[Any, Any]]:
+        """One update call on each learner of `replica` on the batches whose rows per shard are
+        `rows` ([batches, shards]): one sample call per shard that gives rows, shared by the
+        replica's head shards. Returns (shard, update future) for priority writes: the first head
+        shard's (every shard of a replica computes the same |TD errors|)."""
         total_size, total_mass = sum(self._shard_sizes), sum(self._shard_masses)
         used = [j for j in range(len(self.shards)) if rows[:, j].any()]
         samples = [
@@ -411,9 +416,10 @@ class TrainingRun:
             )
             for j in used
         ]
-        result = self.runtime.call(learner, "update", self.counters.env_steps, *samples)
-        self._updates[result] = len(rows)
-        return [(self.shards[j], result) for j in used]
+        results = [self.runtime.call(learner, "update", self.counters.env_steps, *samples) for learner in replica]
+        for result in results:
+            self._updates[result] = len(rows)
+        return [(self.shards[j], results[0]) for j in used]
 
     def _finish_update(self, future: Any) -> None:
         self._updates.pop(future)
@@ -449,7 +455,13 @@ class TrainingRun:
         return sum(self._updates.values()) // len(self.learners)
 
     def _publish_weights(self) -> None:
-        self._weights = self.runtime.call(self.learners[0], "weights")
+        """The first learner's weights; with a split head, its replica's shards gather them there."""
+        self._weights, *gathering = self._call_replica("weights")
+        self._background += gathering
+
+    def _call_replica(self, method: str) -> list[Any]:
+        """Call `method` on every learner of the first replica (a collective with a split head)."""
+        return [self.runtime.call(learner, method) for learner in self.replicas[0]]
 
     def _drain(self) -> None:
         """Let every call in flight finish."""
@@ -694,7 +706,10 @@ class TrainingRun:
         training goes on. A role that died meanwhile skips this checkpoint (the last one stays)."""
         try:
             resume = self._snapshot() if self._snapshots else None
-            tensors, learner_state = self.runtime.get(self.runtime.call(self.learners[0], "state_dict"))
+            first, *others = self._call_replica("state_dict")
+            tensors, learner_state = self.runtime.get(first)
+            for other in others:
+                self.runtime.get(other)
         except RoleFailed:
             self._reconcile_restarts()
             return
@@ -847,8 +862,10 @@ def train(
     config: Config, run_dir: Path | str, store: RemoteRun | None = None, reporting: Reporting | None = None
 ) -> TrainResult:
     """Train a fresh run in `run_dir` (which must be new or empty; a URI: see distdqn.storage)."""
-    frame_space, _ = env_spaces(config.env)  # an env that cannot be made fails here, before anything is written
+    # an env that cannot be made fails here, before anything is written
+    frame_space, action_space = env_spaces(config.env)
     check_replay_fits(config, frame_box(frame_space))
+    check_head_splits(config, action_space)
     if is_remote(run_dir):
         with remote_run(str(run_dir), resume=False) as remote:
             return dataclasses.replace(train(config, remote.staging, remote, reporting), run_dir=remote.uri)
@@ -861,6 +878,13 @@ def train(
     except UserError:
         _remove_unstarted_run(run_dir, remove_directory=not existed)
         raise
+
+
+def check_head_splits(config: Config, action_space: gym.Space) -> None:
+    """A head of N actions splits over at most N learners."""
+    shards, actions = config.placement.head_shards, num_actions(action_space)
+    if shards > actions:
+        raise UserError(f"placement.head_shards={shards} splits a head of {actions} actions: at most {actions}")
 
 
 def check_replay_fits(config: Config, frames: gym.spaces.Box) -> None:
@@ -1058,6 +1082,7 @@ def check_learner_tensors(directory: Path, tensors: dict[str, torch.Tensor], con
     every Adam moment, with its parameter's shape (a resume with another network or env fails
     here in one line, not inside a learner)."""
     frame_space, action_space = env_spaces(config.env)
+    check_head_splits(config, action_space)
     network = build_q_network(config.network, policy_space(config.env, frame_space), action_space)
     expected = {
         f"{copy}.{name}": tuple(value.shape)

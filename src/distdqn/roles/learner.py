@@ -3,6 +3,12 @@
 With several learners, each draws its batches from all shards and they average gradients with
 one all-reduce per update (torch.distributed: gloo on CPU, nccl on GPU). Identical initial weights,
 identical averaged gradients and identical optimizer state keep every replica bit-identical.
+
+With `placement.head_shards = K > 1` the head is split by action rows (`distdqn.sharded_head`):
+learner r holds shard r % K of data-parallel replica r // K. The K learners of a replica get the
+same batches and compute the same loss together; a replica's gradients are averaged with the
+other replicas' over the learners that hold the same rows. Weights and checkpoints are gathered
+whole on the replica's first learner, and a checkpoint loads at any K (each learner slices its rows).
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import copy
 import hashlib
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -22,9 +30,10 @@ import torch.distributed as dist
 from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config
 from distdqn.losses import dqn_loss, td_target, update_target
-from distdqn.networks import build_q_network
+from distdqn.networks import QNetwork, build_q_network
 from distdqn.schedules import learning_rate
 from distdqn.seeding import stream_seed
+from distdqn.sharded_head import ShardedQNetwork, build_sharded_q_network
 from distdqn.storage import fetch_checkpoint, is_remote
 from distdqn.types import PriorityUpdate, SampleBatch, UpdateResult, Weights
 
@@ -55,17 +64,34 @@ class Learner:
     """`restore_dir` is the run's `checkpoints/latest` (for a run on object storage, the URI of
     its pointer, so that a learner restarted on another node finds it): when it exists (a resumed
     run, or a learner restarted after a crash) the learner starts from it, otherwise from a
-    seeded init."""
+    seeded init (the same for every learner, and for every K: see `ShardedLinear.reset_parameters`).
+    `rank` is this learner's place in the group of `placement.num_learners`."""
 
     def __init__(
-        self, config: Config, observation_space: gym.Space, action_space: gym.Space, restore_dir: str | None = None
+        self,
+        config: Config,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        restore_dir: str | None = None,
+        rank: int = 0,
     ) -> None:
         self.config = config.algorithm
-        self.device = resolve_device(config.placement.device)
-        torch.set_num_threads(config.placement.torch_threads)
+        placement = config.placement
+        self.device = resolve_device(placement.device)
+        torch.set_num_threads(placement.torch_threads)
         torch.manual_seed(stream_seed(config.seed, "learner", 0))
-        self.online = build_q_network(config.network, observation_space, action_space).to(self.device)
+        self.head_shards = placement.head_shards
+        self.online: QNetwork | ShardedQNetwork = (
+            build_q_network(config.network, observation_space, action_space)
+            if self.head_shards == 1
+            else build_sharded_q_network(
+                config.network, observation_space, action_space, self.head_shards, rank % self.head_shards
+            )
+        ).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
+        self._split = isinstance(self.online, ShardedQNetwork)
+        self._rows_prefix = self.online.rows_prefix if isinstance(self.online, ShardedQNetwork) else None
+        self._first_shard = rank % self.head_shards == 0
         # fused Adam is one kernel for all parameters: small networks are bound by per-op overhead
         self.optimizer = torch.optim.Adam(
             self.online.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=True
@@ -73,12 +99,12 @@ class Learner:
         self.mixed_precision = config.placement.learner_mixed_precision
         # one compiled graph for both forwards, the target and the loss (backward is traced too);
         # static shapes: a run has one batch shape, and inductor fails on some dynamic conv shapes
-        self._compute_loss = (
-            torch.compile(self._loss, dynamic=False) if config.placement.learner_compile else self._loss
-        )
+        loss = self._split_loss if self._split else self._loss
+        self._compute_loss = torch.compile(loss, dynamic=False) if placement.learner_compile else loss
         self.updates = 0
-        self.world_size = config.placement.num_learners
-        self._in_group = self.world_size == 1
+        self.replicas = placement.num_learners // self.head_shards
+        self._in_group = placement.num_learners == 1
+        self._data_group: Any = None  # the learners that hold the same rows as this one
         self.restore_dir = restore_dir
         self.reload()
 
@@ -107,26 +133,47 @@ class Learner:
             return probe.getsockname()[1]
 
     def join_group(self, init_method: str, rank: int, world_size: int) -> None:
-        """Join the learners' process group; all learners must call this at the same time."""
+        """Join the learners' process group, and with a split head its sub-groups: each replica's
+        K shards, and the learners of all replicas that hold the same rows. All learners must call
+        this at the same time (every process creates every sub-group, in the same order)."""
         if dist.is_initialized():
             dist.destroy_process_group()
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
-        self.world_size = world_size
+        shards = self.head_shards
+        self.replicas = world_size // shards
+        if shards > 1:
+            heads = [dist.new_group(list(range(r * shards, (r + 1) * shards))) for r in range(self.replicas)]
+            for network in self._sharded_networks():
+                network.set_group(heads[rank // shards])
+            if self.replicas > 1:
+                same_rows = [dist.new_group(list(range(k, world_size, shards))) for k in range(shards)]
+                self._data_group = same_rows[rank % shards]
         self._in_group = True
+
+    def _sharded_networks(self) -> tuple[ShardedQNetwork, ShardedQNetwork]:
+        return cast(ShardedQNetwork, self.online), cast(ShardedQNetwork, self.target)
+
+    @contextmanager
+    def _collective(self) -> Iterator[None]:
+        """Calls into the group: a dead peer (gloo sees its connection close) breaks the group."""
+        if not self._in_group:
+            raise LearnerGroupBroken("this learner has not joined the learners' group")
+        try:
+            yield
+        except RuntimeError as error:
+            if not dist.is_initialized():
+                raise
+            self._in_group = False
+            raise LearnerGroupBroken(str(error).splitlines()[0]) from None
 
     def _average_gradients(self, has_data: bool) -> bool:
         """Average gradients over the learners that had data; False if none had any."""
         parameters = list(self.online.parameters())
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
         flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor([float(has_data)], device=self.device)])
-        if not self._in_group:
-            raise LearnerGroupBroken("this learner has not joined the all-reduce group")
-        try:
-            dist.all_reduce(flat)
-        except RuntimeError as error:  # a peer died: gloo sees its connection close
-            self._in_group = False
-            raise LearnerGroupBroken(str(error).splitlines()[0]) from None
+        with self._collective():
+            dist.all_reduce(flat, group=self._data_group)
         contributors = flat[-1].item()
         if contributors == 0:
             return False
@@ -181,6 +228,29 @@ class Learner:
         loss, td = dqn_loss(q_taken, target, weights, self.config.loss)
         return loss, td, q_taken.detach()
 
+    def _split_loss(
+        self,
+        observations: torch.Tensor,
+        actions: torch.Tensor,
+        returns: torch.Tensor,
+        discounts: torch.Tensor,
+        next_observations: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`_loss` with a split head: Q(s, a), the max and the Double-DQN argmax come from
+        reductions over the replica's shards (every shard computes the same loss)."""
+        online, target = self._sharded_networks()
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.mixed_precision):
+            q_taken = online.taken(online.features(observations), actions).float()
+            with torch.no_grad():
+                if self.config.double_dqn:
+                    _, best = online.best(online.features(next_observations))
+                    bootstrap = target.taken(target.features(next_observations), best)
+                else:
+                    bootstrap, _ = target.best(target.features(next_observations))
+        loss, td = dqn_loss(q_taken, returns + discounts * bootstrap.float(), weights, self.config.loss)
+        return loss, td, q_taken.detach()
+
     def update(self, env_steps: int, *per_shard: list[SampleBatch]) -> UpdateResult:
         """One gradient step per batch; returns their |TD errors| as new priorities, in order.
 
@@ -223,12 +293,20 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         td, stats = None, None
         if tensors is not None:
-            loss, td, q_taken = self._compute_loss(*tensors)
-            loss.backward()
+            if self._split:
+                with self._collective():
+                    loss, td, q_taken = self._compute_loss(*tensors)
+                    loss.backward()
+            else:
+                loss, td, q_taken = self._compute_loss(*tensors)
+                loss.backward()
             stats = (loss.detach(), q_taken)
-        step = tensors is not None if self.world_size == 1 else self._average_gradients(tensors is not None)
+        step = tensors is not None if self.replicas == 1 else self._average_gradients(tensors is not None)
         if step:
-            if algorithm.max_grad_norm > 0:
+            if algorithm.max_grad_norm > 0 and self._split:
+                with self._collective():
+                    self._sharded_networks()[0].clip_gradients(algorithm.max_grad_norm)
+            elif algorithm.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.online.parameters(), algorithm.max_grad_norm, foreach=True)
             self.optimizer.step()
             self.updates += 1
@@ -236,10 +314,38 @@ class Learner:
                 update_target(self.target, self.online, algorithm.tau)
         return td, stats
 
-    def weights(self) -> Weights:
-        """The online network as NumPy arrays, versioned by the update count."""
-        tensors = {name: value.detach().cpu().numpy().copy() for name, value in self.online.state_dict().items()}
-        return Weights(self.updates, tensors)
+    def weights(self) -> Weights | None:
+        """The online network as NumPy arrays, versioned by the update count. A split head is
+        gathered whole (all shards of the replica call this together) on its first shard; the
+        others return None."""
+        state = self._whole(self.online)
+        if state is None:
+            return None
+        return Weights(self.updates, {name: value.detach().cpu().numpy().copy() for name, value in state.items()})
+
+    def _whole(self, network: QNetwork | ShardedQNetwork) -> dict[str, torch.Tensor] | None:
+        """`network`'s state dict; a split head's rows gathered into the whole head on the first
+        shard (None on the others)."""
+        state = network.state_dict()
+        if not isinstance(network, ShardedQNetwork):
+            return state
+        with self._collective():
+            gathered = {name: network.rows.gather(value) for name, value in state.items() if name in network.rows_names}
+        if not self._first_shard:
+            return None
+        return state | {name: value for name, value in gathered.items() if value is not None}
+
+    def _rows_parameter_ids(self) -> set[int]:
+        """The optimizer's ids (parameter positions) of the split head's parameters."""
+        prefix = self._rows_prefix
+        if prefix is None:
+            return set()
+        return {index for index, (name, _) in enumerate(self.online.named_parameters()) if name.startswith(prefix)}
+
+    def _my_rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This shard's rows of a whole head's tensor (weight, bias or an Adam moment)."""
+        rows = self._sharded_networks()[0].rows
+        return tensor[rows.start : rows.stop]
 
     def stats(self) -> dict[str, int]:
         return {"updates": self.updates}
@@ -252,25 +358,45 @@ class Learner:
         return digest.hexdigest()
 
     # -- checkpoints ----------------------------------------------------------------------
-    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Tensors (networks and optimizer moments) and JSON-able state, for a checkpoint."""
-        tensors = {f"online.{k}": v for k, v in self.online.state_dict().items()}
-        tensors.update({f"target.{k}": v for k, v in self.target.state_dict().items()})
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """Tensors (networks and optimizer moments) and JSON-able state, for a checkpoint: always
+        the whole network, so that it loads at any K. A split head is gathered on its first
+        shard (all shards of the replica call this together); the others return None."""
+        online, target = self._whole(self.online), self._whole(self.target)
         optimizer = self.optimizer.state_dict()
+        rows = self._rows_parameter_ids()
+        moments = {}
         for param_id, state in optimizer["state"].items():
             for name, value in state.items():
-                tensors[f"optimizer.{param_id}.{name}"] = torch.as_tensor(value)
-        return tensors, {"updates": self.updates, "param_groups": optimizer["param_groups"]}
+                moment: torch.Tensor | None = torch.as_tensor(value)
+                if param_id in rows and value.dim():
+                    with self._collective():
+                        moment = self._sharded_networks()[0].rows.gather(value)
+                if moment is not None:
+                    moments[f"optimizer.{param_id}.{name}"] = moment
+        if online is None or target is None:
+            return None
+        tensors = {f"online.{k}": v for k, v in online.items()} | {f"target.{k}": v for k, v in target.items()}
+        return tensors | moments, {"updates": self.updates, "param_groups": optimizer["param_groups"]}
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        def section(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        """Load a checkpoint's whole network; with a split head, this shard's rows of it."""
+        prefix = self._rows_prefix
+
+        def section(part: str) -> dict[str, torch.Tensor]:
+            return {
+                k[len(part) :]: self._my_rows(v) if prefix and k.startswith(part + prefix) else v
+                for k, v in tensors.items()
+                if k.startswith(part)
+            }
 
         self.online.load_state_dict(section("online."))
         self.target.load_state_dict(section("target."))
+        rows = self._rows_parameter_ids()
         optimizer_state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in section("optimizer.").items():
             param_id, name = key.split(".", 1)
-            optimizer_state.setdefault(int(param_id), {})[name] = value
+            mine = self._my_rows(value) if int(param_id) in rows and value.dim() else value
+            optimizer_state.setdefault(int(param_id), {})[name] = mine
         self.optimizer.load_state_dict({"state": optimizer_state, "param_groups": state["param_groups"]})
         self.updates = int(state["updates"])
