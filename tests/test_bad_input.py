@@ -32,13 +32,25 @@ BAD_SETTINGS = [
     ("replay.capacity=1000000000000", "replay.capacity=1000000000000 needs"),
     ("env.num_envs=0", "env.num_envs"),
     ("algorithm.n_step=0", "algorithm.n_step"),
+    (("placement.runtime=ray", "placement.num_learners=3", "placement.head_shards=2"), "head_shards=2"),
+    (("placement.runtime=ray", "placement.num_learners=3", "placement.head_shards=3"), "head of 2 actions"),
+    (
+        (
+            "placement.runtime=ray",
+            "placement.num_learners=2",
+            "placement.head_shards=2",
+            "placement.learner_compile=true",
+        ),
+        "learner_compile",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("setting", "named"), BAD_SETTINGS)
-def test_bad_setting_is_one_line_and_writes_nothing(tmp_path: Path, capsys, setting: str, named: str):
+def test_bad_setting_is_one_line_and_writes_nothing(tmp_path: Path, capsys, setting: str | tuple, named: str):
     run_dir = tmp_path / "run"
-    code = main(["train", "--set", setting, "--total-steps", "10", "--run-dir", str(run_dir)])
+    sets = [item for one in ((setting,) if isinstance(setting, str) else setting) for item in ("--set", one)]
+    code = main(["train", *sets, "--total-steps", "10", "--run-dir", str(run_dir)])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("distdqn: error: ") and "\n" not in err and named in err, err

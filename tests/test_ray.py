@@ -188,6 +188,47 @@ def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path)
     assert counters.env_steps >= 12000
 
 
+def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(tmp_path: Path):
+    """Recommend-v0 with 101 items over two head shards on Ray: both learners take every step,
+    actors and evaluator act with the gathered head (best reproduces its score), `latest` holds
+    all 101 rows, and the run continues with one unsplit learner in one process."""
+    from distdqn.cli import main
+
+    run_dir = tmp_path / "run"
+    config = resolve_config(
+        "distdqn/Recommend-v0",
+        overrides=QUIET
+        + RAY
+        + [
+            "env.kwargs={num_items: 101}",
+            "placement.num_learners=2",
+            "placement.head_shards=2",
+            "placement.learner.num_cpus=0.5",
+            "total_steps=3000",
+            "algorithm.learning_starts=500",
+            "evaluation.every_steps=1000",
+            "evaluation.episodes=5",
+            "checkpoint.every_steps=1000",
+        ],
+    )
+    counters = train(config, run_dir).counters
+    records = _metrics(run_dir)
+    assert counters.updates > 300
+    assert any(record.get("learner_1_updates_per_s", 0) > 0 for record in records)
+    latest = load_checkpoint(run_dir / "checkpoints" / "latest")
+    assert latest.state["learner"]["updates"] == counters.updates
+    for name in ("online.advantage.weight", "target.advantage.weight"):
+        assert tuple(latest.tensors[name].shape) == (101, 256)
+    _assert_best_reproduces_its_score(run_dir, config)
+
+    unsplit = ["placement.runtime=inline", "placement.num_learners=1", "placement.head_shards=1"]
+    sets = [item for override in unsplit for item in ("--set", override)]
+    assert main(["train", "--resume", str(run_dir), "--total-steps", "4000", *sets]) == 0
+    resumed = load_checkpoint(run_dir / "checkpoints" / "latest")
+    assert resumed.state["counters"]["env_steps"] >= 4000
+    assert resumed.state["learner"]["updates"] > counters.updates
+
+
 @pytest.mark.learning
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cartpole_on_ray_with_two_actors_solves(tmp_path: Path, seed: int):
