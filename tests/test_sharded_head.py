@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 
 from distdqn.config import resolve_config
 from distdqn.roles import Learner
-from distdqn.sharded_head import ShardedLinear, shard_rows
+from distdqn.sharded_head import ShardedLinear, join_head_rows, shard_rows
 from distdqn.types import SampleBatch
 
 NUM_ACTIONS = 11  # divides by neither 2 nor 3: the shards differ in size
@@ -79,8 +79,7 @@ def _batch(seed: int, size: int = 32) -> SampleBatch:
 
 def _train(rank: int, learners: int, shards: int, dueling: bool, updates: range, port: int, out: Path) -> None:
     """Learner `rank` of `learners` (replicas of `shards` head shards): load `out/start.pt` if there
-    is one, make `updates` steps (replica r on batches 100 r + u) and save what its replica's
-    first shard returns."""
+    is one, make `updates` steps (replica r on batches 100 r + u) and save what it returns."""
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     learner = Learner(_config(learners, shards, dueling), SPACE, ACTIONS, rank=rank)
     if learners > 1:
@@ -92,10 +91,9 @@ def _train(rank: int, learners: int, shards: int, dueling: bool, updates: range,
     state, weights = learner.state_dict(), learner.weights()
     if learners > 1:
         dist.destroy_process_group()
-    if rank % shards == 0:
-        priorities = [result.priority_update.priorities for result in results]
-        losses = [result.metrics["loss"] for result in results]
-        torch.save((priorities, losses, state, weights), out / f"k{shards}-rank{rank}.pt")
+    priorities = [result.priority_update.priorities for result in results]
+    losses = [result.metrics["loss"] for result in results]
+    torch.save((priorities, losses, state, weights), out / f"k{shards}-rank{rank}.pt")
 
 
 def _free_port() -> int:
@@ -105,14 +103,17 @@ def _free_port() -> int:
 
 
 def _run(learners: int, shards: int, dueling: bool, out: Path, updates: range = range(3)) -> list[Any]:
-    """Every replica's first shard's (priorities, losses, checkpoint state, weights)."""
+    """Every replica's (priorities, losses, checkpoint state, weights): its first shard's, the
+    checkpoint state joined from all its shards' (as the training loop joins them)."""
     out.mkdir(exist_ok=True)
     args = (learners, shards, dueling, updates, _free_port(), out)
     if learners == 1:
         _train(0, *args)
     else:
         mp.spawn(_train, args=args, nprocs=learners, join=True)
-    return [torch.load(out / f"k{shards}-rank{rank}.pt", weights_only=False) for rank in range(0, learners, shards)]
+    saved = [torch.load(out / f"k{shards}-rank{rank}.pt", weights_only=False) for rank in range(learners)]
+    replicas = [saved[first : first + shards] for first in range(0, learners, shards)]
+    return [(*replica[0][:2], join_head_rows([part[2] for part in replica]), replica[0][3]) for replica in replicas]
 
 
 def _assert_same_training(split: Any, whole: Any) -> None:

@@ -233,3 +233,13 @@ def build_sharded_q_network(
     """Shard `index` of `shards` of the network `build_q_network` makes for these spaces."""
     spec = torso_spec(config, observation_space)
     return ShardedQNetwork(spec, num_actions(action_space), config.dueling, shards, index)
+
+
+def join_head_rows(parts: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> tuple[dict[str, torch.Tensor], dict]:
+    """The whole (tensors, state) of a learner from its head shards' `Learner.state_dict()`, in
+    shard order: the tensors their state names under "head_rows" are concatenated, the rest
+    (replicated) are the first shard's. One part is returned as it is."""
+    tensors, state = parts[0]
+    names = state.get("head_rows", [])
+    whole = tensors | {name: torch.cat([part[name] for part, _ in parts]) for name in names}
+    return whole, {key: value for key, value in state.items() if key != "head_rows"}

@@ -46,6 +46,7 @@ from distdqn.run_lock import LOCK_FILE, RunLock
 from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.schedules import linear_schedule
 from distdqn.seeding import role_rng, stream_seed
+from distdqn.sharded_head import join_head_rows
 from distdqn.stopping import StopSignals
 from distdqn.storage import RemoteRun, download_run, is_remote, remote_run
 from distdqn.types import TransitionBatch, Weights
@@ -460,7 +461,7 @@ class TrainingRun:
         self._background += gathering
 
     def _call_replica(self, method: str) -> list[Any]:
-        """Call `method` on every learner of the first replica (a collective with a split head)."""
+        """Call `method` on every learner of the first replica (its head shards)."""
         return [self.runtime.call(learner, method) for learner in self.replicas[0]]
 
     def _drain(self) -> None:
@@ -706,10 +707,8 @@ class TrainingRun:
         training goes on. A role that died meanwhile skips this checkpoint (the last one stays)."""
         try:
             resume = self._snapshot() if self._snapshots else None
-            first, *others = self._call_replica("state_dict")
-            tensors, learner_state = self.runtime.get(first)
-            for other in others:
-                self.runtime.get(other)
+            parts = [self.runtime.get(future) for future in self._call_replica("state_dict")]
+            tensors, learner_state = join_head_rows(parts)
         except RoleFailed:
             self._reconcile_restarts()
             return

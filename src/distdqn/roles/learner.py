@@ -91,6 +91,7 @@ class Learner:
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         self._split = isinstance(self.online, ShardedQNetwork)
         self._rows_prefix = self.online.rows_prefix if isinstance(self.online, ShardedQNetwork) else None
+        self._rows_names = self.online.rows_names if isinstance(self.online, ShardedQNetwork) else ()
         self._first_shard = rank % self.head_shards == 0
         # fused Adam is one kernel for all parameters: small networks are bound by per-op overhead
         self.optimizer = torch.optim.Adam(
@@ -358,26 +359,23 @@ class Learner:
         return digest.hexdigest()
 
     # -- checkpoints ----------------------------------------------------------------------
-    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-        """Tensors (networks and optimizer moments) and JSON-able state, for a checkpoint: always
-        the whole network, so that it loads at any K. A split head is gathered on its first
-        shard (all shards of the replica call this together); the others return None."""
-        online, target = self._whole(self.online), self._whole(self.target)
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Tensors (networks and optimizer moments) and JSON-able state, for a checkpoint. With a
+        split head, this shard's rows: its state names them under "head_rows", and
+        `join_head_rows` makes the whole network of every shard's, so that a checkpoint always
+        holds the whole head and loads at any K (no learner ever holds it all)."""
+        tensors = {f"online.{k}": v for k, v in self.online.state_dict().items()}
+        tensors.update({f"target.{k}": v for k, v in self.target.state_dict().items()})
         optimizer = self.optimizer.state_dict()
         rows = self._rows_parameter_ids()
-        moments = {}
+        head_rows = [f"{copy}.{name}" for copy in ("online", "target") for name in self._rows_names]
         for param_id, state in optimizer["state"].items():
             for name, value in state.items():
-                moment: torch.Tensor | None = torch.as_tensor(value)
+                tensors[f"optimizer.{param_id}.{name}"] = value = torch.as_tensor(value)
                 if param_id in rows and value.dim():
-                    with self._collective():
-                        moment = self._sharded_networks()[0].rows.gather(value)
-                if moment is not None:
-                    moments[f"optimizer.{param_id}.{name}"] = moment
-        if online is None or target is None:
-            return None
-        tensors = {f"online.{k}": v for k, v in online.items()} | {f"target.{k}": v for k, v in target.items()}
-        return tensors | moments, {"updates": self.updates, "param_groups": optimizer["param_groups"]}
+                    head_rows.append(f"optimizer.{param_id}.{name}")
+        learner = {"updates": self.updates, "param_groups": optimizer["param_groups"]}
+        return tensors, learner | ({"head_rows": head_rows} if self._split else {})
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         """Load a checkpoint's whole network; with a split head, this shard's rows of it."""
