@@ -13,7 +13,7 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from distdqn.config import EnvConfig
-from distdqn.envs import MAZE_ID, make_env, make_vector_env
+from distdqn.envs import MAZE_ID, RECOMMEND_ID, make_env, make_vector_env
 from distdqn.envs.env_state import BIT_GENERATORS, capture_vector_env, restore_vector_env
 from distdqn.errors import CheckpointError
 
@@ -28,6 +28,7 @@ CAPTURABLE = [
     "Taxi-v4",
     "Blackjack-v1",
     MAZE_ID,
+    RECOMMEND_ID,
 ]
 NUM_ENVS = 3
 MAX_EPISODE_STEPS = 100
@@ -135,6 +136,17 @@ def test_restored_env_steps_on_exactly_as_the_captured_one(env_id: str, tmp_path
 
 def test_infos_lives_carry_on(frames_id: str, tmp_path: Path):
     _check_resume(frames_id, tmp_path, seed=7)
+
+
+def test_a_catalog_its_env_marks_constant_is_not_captured():
+    """Recommend-v0's catalog is configuration (`constant_attributes`): the state of 3 envs of 100,000
+    items stays small, and a fresh env rebuilds the catalog (the test above restores and steps on)."""
+    env = make_vector_env(EnvConfig(id=RECOMMEND_ID, kwargs={"num_items": 100_000}), NUM_ENVS)
+    env.reset(seed=0)
+    state = capture_vector_env(env)
+    assert state is not None
+    text = json.dumps(state, default=lambda value: value.tolist() if isinstance(value, np.ndarray) else str(value))
+    assert "item_quality" not in text and len(text) < 50_000
 
 
 def test_state_right_after_reset_restores(tmp_path: Path):

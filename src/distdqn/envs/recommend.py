@@ -35,7 +35,7 @@ fraction of the budget left.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -85,6 +85,10 @@ def _is_number(value: Any) -> bool:
 
 class RecommendEnv(gym.Env):
     metadata: dict[str, Any] = {"render_modes": []}
+    constant_attributes: ClassVar[frozenset[str]] = frozenset(
+        {"item_topic", "item_clickbait", "item_quality", "item_appeal"}
+    )
+    """The catalog, fixed by the constructor's arguments: not state to capture (`distdqn.envs.env_state`)."""
 
     def __init__(
         self,
