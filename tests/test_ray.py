@@ -146,11 +146,15 @@ def test_two_learners_stay_bit_identical(tmp_path: Path):
         counters = run.run()
         digests = [runtime.get(runtime.call(learner, "parameters_digest")) for learner in run.learners]
         updates = [runtime.get(runtime.call(learner, "stats"))["updates"] for learner in run.learners]
+        learner_pids = [run._where[f"learner-{i}"]["pid"] for i in range(2)]
+        listening = _listening_addresses(learner_pids)
     finally:
         runtime.shutdown()
     assert counters.updates > 500
     assert updates[0] == updates[1] == counters.updates
     assert digests[0] == digests[1]
+    # learners on one node form their group at a file, over loopback: no TCP store on the network
+    assert listening and all(_is_loopback(address) for address in listening), listening
 
 
 def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path):

@@ -225,11 +225,16 @@ class TrainingRun:
         return self.counters.env_steps // self.config.placement.num_actors
 
     def _form_learner_group(self) -> None:
-        """All-reduce group for data-parallel learners; learner 0's host is the meeting point."""
+        """The learners' torch.distributed group. Learners that all run on one node meet at a file
+        there and talk over loopback, so nothing listens on the network; otherwise learner 0's
+        host is the meeting point (an unauthenticated TCP store: see README, Security)."""
         runtime = self.runtime
-        host = runtime.get(runtime.where(self.learners[0]))["node_ip"]
-        port = runtime.get(runtime.call(self.learners[0], "free_port"))
-        init_method = f"tcp://{host}:{port}"
+        places = [runtime.get(runtime.where(learner)) for learner in self.learners]
+        if len({place["node_id"] for place in places}) == 1:
+            init_method = "file://" + runtime.get(runtime.call(self.learners[0], "meeting_file"))
+        else:
+            port = runtime.get(runtime.call(self.learners[0], "free_port"))
+            init_method = f"tcp://{places[0]['node_ip']}:{port}"
         joins = [
             runtime.call(learner, "join_group", init_method, rank, len(self.learners))
             for rank, learner in enumerate(self.learners)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import socket
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +48,12 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def loopback_interface() -> str:
+    """The name of this host's loopback interface ("lo" on Linux, "lo0" on macOS)."""
+    names = [name for _, name in socket.if_nameindex() if name.startswith("lo")]
+    return names[0] if names else "lo"
 
 
 def merge_shard_rows(parts: tuple[SampleBatch, ...]) -> SampleBatch:
@@ -106,6 +114,7 @@ class Learner:
         self.replicas = placement.num_learners // self.head_shards
         self._in_group = placement.num_learners == 1
         self._data_group: Any = None  # the learners that hold the same rows as this one
+        self._meeting_dir: tempfile.TemporaryDirectory | None = None
         self.restore_dir = restore_dir
         self.reload()
 
@@ -133,6 +142,13 @@ class Learner:
             probe.bind(("", 0))
             return probe.getsockname()[1]
 
+    def meeting_file(self) -> str:
+        """A fresh path in a private directory of this learner's, for learners on one node to
+        form their group at (torch.distributed's FileStore): no TCP store listening."""
+        if self._meeting_dir is None:
+            self._meeting_dir = tempfile.TemporaryDirectory(prefix="distdqn-learners-")
+        return str(Path(self._meeting_dir.name) / f"group-{uuid.uuid4().hex}")
+
     def join_group(self, init_method: str, rank: int, world_size: int) -> None:
         """Join the learners' process group, and with a split head its sub-groups: each replica's
         K shards, and the learners of all replicas that hold the same rows. All learners must call
@@ -140,6 +156,8 @@ class Learner:
         if dist.is_initialized():
             dist.destroy_process_group()
         backend = "nccl" if self.device.type == "cuda" else "gloo"
+        if init_method.startswith("file://"):  # all on one node: gloo's connections on loopback too
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback_interface())
         dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
         shards = self.head_shards
         self.replicas = world_size // shards
