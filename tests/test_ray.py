@@ -234,7 +234,7 @@ def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(tmp_pat
 
 
 @pytest.mark.learning
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [2])  # one seed here (the inline learning tests take three): the test budget
 def test_cartpole_on_ray_with_two_actors_solves(tmp_path: Path, seed: int):
     config = resolve_config(
         "CartPole-v1",
