@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from distdqn.checkpoint import load_checkpoint, save_checkpoint
 from distdqn.config import resolve_config
 from distdqn.roles import Learner
 from distdqn.sharded_head import ShardedLinear, join_head_rows, shard_rows
@@ -162,3 +163,24 @@ def test_a_checkpoint_written_at_one_k_continues_at_another(tmp_path: Path) -> N
         np.testing.assert_allclose(np.concatenate(continued[0]), np.concatenate(straight[0][2:]), rtol=1e-5, atol=1e-6)
         for name, value in straight[2][0].items():
             torch.testing.assert_close(continued[2][0][name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_head_shard_restores_from_a_checkpoint_by_reading_only_its_rows(tmp_path: Path) -> None:
+    """A restarted or resumed learner of a split head reads its rows of the checkpoint file (not
+    the whole head, which may not fit it) and holds exactly those rows, moments included."""
+    [whole] = _run(1, 1, True, tmp_path / "whole")
+    tensors, learner_state = whole[2]
+    config = _config(3, 3, True)
+    save_checkpoint(tmp_path / "checkpoints", "latest", config, tensors, {"learner": learner_state})
+    latest = str(tmp_path / "checkpoints" / "latest")
+    for rank in range(3):
+        learner = Learner(config, SPACE, ACTIONS, latest, rank=rank)
+        start, stop = shard_rows(NUM_ACTIONS, 3, rank)
+        read = load_checkpoint(Path(latest), learner._rows_of)
+        assert read.tensors["online.advantage.weight"].shape == (stop - start, 16)
+        assert read.tensors["online.torso.1.weight"].shape == tensors["online.torso.1.weight"].shape
+        mine, state = learner.state_dict()
+        assert learner.updates == learner_state["updates"] and state["head_rows"]
+        for name, value in mine.items():
+            expected = tensors[name][start:stop] if name in state["head_rows"] else tensors[name]
+            torch.testing.assert_close(value, expected, rtol=0, atol=0, msg=name)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from distdqn.array_files import array_file_name, read_array, write_array
@@ -248,9 +248,11 @@ def _verify_manifest(directory: Path, version: Path, names: Iterable[str] = CONT
             )
 
 
-def load_checkpoint(directory: Path) -> Checkpoint:
+def load_checkpoint(directory: Path, rows: Callable[[str], slice | None] | None = None) -> Checkpoint:
     """Read a checkpoint directory, with a one-line `CheckpointError` if it is missing, damaged,
-    not ours, or holds weights that are not finite."""
+    not ours, or holds weights that are not finite. `rows(name)`, when given, picks the rows of
+    the tensors to read (None: all of it), so that a learner holding part of a split head reads
+    only its rows of the file."""
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint not found: {directory}")
     version = _resolve_within(directory)
@@ -267,7 +269,7 @@ def load_checkpoint(directory: Path) -> Checkpoint:
             f"checkpoint {directory}: {STATE_FILE} is not a distdqn checkpoint of format {FORMAT_VERSION}"
         )
     try:
-        tensors = load_file(version / TENSORS_FILE)
+        tensors = load_file(version / TENSORS_FILE) if rows is None else _load_rows(version / TENSORS_FILE, rows)
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"checkpoint {directory}: {TENSORS_FILE} is corrupt ({error})") from None
     bad = non_finite(tensors)
@@ -278,6 +280,14 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     except ConfigError as error:
         raise CheckpointError(f"checkpoint {directory}: {error}") from None
     return Checkpoint(config, tensors, state)
+
+
+def _load_rows(path: Path, rows: Callable[[str], slice | None]) -> dict[str, torch.Tensor]:
+    with safe_open(path, framework="pt") as tensors:
+        return {
+            name: tensors.get_tensor(name) if (pick := rows(name)) is None else tensors.get_slice(name)[pick]
+            for name in tensors.keys()  # noqa: SIM118 (a safetensors file is not a mapping)
+        }
 
 
 def load_resume_state(directory: Path) -> dict[str, Any] | None:

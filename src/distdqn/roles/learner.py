@@ -130,7 +130,7 @@ class Learner:
 
     def _load(self, directory: Path | None) -> None:
         if directory is not None:
-            checkpoint = load_checkpoint(directory)
+            checkpoint = load_checkpoint(directory, self._rows_of if self._split else None)
             self.load_state_dict(checkpoint.tensors, checkpoint.state["learner"])
             self._apply_hyperparameters(int(checkpoint.state.get("counters", {}).get("env_steps", 0)))
 
@@ -362,9 +362,22 @@ class Learner:
         return {index for index, (name, _) in enumerate(self.online.named_parameters()) if name.startswith(prefix)}
 
     def _my_rows(self, tensor: torch.Tensor) -> torch.Tensor:
-        """This shard's rows of a whole head's tensor (weight, bias or an Adam moment)."""
+        """This shard's rows of a whole head's tensor (weight, bias or an Adam moment); a tensor
+        of this shard's rows already (read with `_rows_of`) as it is."""
         rows = self._sharded_networks()[0].rows
-        return tensor[rows.start : rows.stop]
+        return tensor[rows.start : rows.stop] if len(tensor) == rows.num_actions else tensor
+
+    def _rows_of(self, name: str) -> slice | None:
+        """Which rows of checkpoint tensor `name` this learner needs: its block of the head's
+        tensors and their Adam moments, all of the rest."""
+        rows = self._sharded_networks()[0].rows
+        copy, _, rest = name.partition(".")
+        if copy in ("online", "target") and rest in self._rows_names:
+            return slice(rows.start, rows.stop)
+        param_id, _, moment = rest.partition(".")
+        if copy == "optimizer" and moment in ("exp_avg", "exp_avg_sq") and int(param_id) in self._rows_parameter_ids():
+            return slice(rows.start, rows.stop)
+        return None
 
     def stats(self) -> dict[str, int]:
         return {"updates": self.updates}
