@@ -118,19 +118,20 @@ class ShardedLinear(nn.Module):
     @torch.no_grad()
     def gather(self, rows: torch.Tensor) -> torch.Tensor | None:
         """The whole head's tensor from every shard's `rows` of it (the weight, the bias or an
-        Adam moment of either), on the group's first process (None on the others): what a
-        checkpoint holds and actors act with. gloo gathers equal sizes only, so shorter blocks
-        travel padded."""
+        Adam moment of either), on the group's first process (None on the others): what actors
+        act with. Each shard sends its block straight into its place in the whole tensor, so the
+        first process holds one whole copy and nothing more (gloo's gather would stage a second)."""
         world = dist.get_world_size(self.group)
-        sizes = [stop - start for start, stop in (shard_rows(self.num_actions, world, i) for i in range(world))]
-        padded = torch.zeros((max(sizes), *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
-        padded[: len(rows)] = rows
-        first = dist.get_global_rank(self.group, 0) if self.group is not None else 0
-        blocks = [torch.empty_like(padded) for _ in range(world)] if dist.get_rank() == first else None
-        dist.gather(padded, blocks, dst=first, group=self.group)
-        if blocks is None:
+        ranks = [dist.get_global_rank(self.group, i) if self.group is not None else i for i in range(world)]
+        if dist.get_rank() != ranks[0]:
+            dist.send(rows.contiguous(), dst=ranks[0], group=self.group)
             return None
-        return torch.cat([block[:size] for block, size in zip(blocks, sizes, strict=True)])
+        whole = torch.empty((self.num_actions, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+        whole[self.start : self.stop] = rows
+        for index in range(1, world):
+            start, stop = shard_rows(self.num_actions, world, index)
+            dist.recv(whole[start:stop], src=ranks[index], group=self.group)
+        return whole
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """This shard's Q-values, [batch, stop - start]."""

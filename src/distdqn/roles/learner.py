@@ -340,7 +340,13 @@ class Learner:
         state = self._whole(self.online)
         if state is None:
             return None
-        return Weights(self.updates, {name: value.detach().cpu().numpy().copy() for name, value in state.items()})
+        return Weights(  # a gathered head is a fresh tensor; the rest is the live network, so copied
+            self.updates,
+            {
+                name: value.cpu().numpy() if name in self._rows_names else value.detach().cpu().numpy().copy()
+                for name, value in state.items()
+            },
+        )
 
     def _whole(self, network: QNetwork | ShardedQNetwork) -> dict[str, torch.Tensor] | None:
         """`network`'s state dict; a split head's rows gathered into the whole head on the first
