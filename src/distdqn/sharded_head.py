@@ -184,13 +184,10 @@ class ShardedQNetwork(QTorso):
         return self.advantage if self.dueling else self.head
 
     @property
-    def rows_prefix(self) -> str:
-        return "advantage." if self.dueling else "head."
-
-    @property
     def rows_names(self) -> tuple[str, str]:
         """The state-dict names of the rows this process holds."""
-        return self.rows_prefix + "weight", self.rows_prefix + "bias"
+        layer = "advantage" if self.dueling else "head"
+        return f"{layer}.weight", f"{layer}.bias"
 
     def set_group(self, group: Any) -> None:
         """The process group of the shards of this head (None: the default group)."""

@@ -98,7 +98,6 @@ class Learner:
         ).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         self._split = isinstance(self.online, ShardedQNetwork)
-        self._rows_prefix = self.online.rows_prefix if isinstance(self.online, ShardedQNetwork) else None
         self._rows_names = self.online.rows_names if isinstance(self.online, ShardedQNetwork) else ()
         self._first_shard = rank % self.head_shards == 0
         # fused Adam is one kernel for all parameters: small networks are bound by per-op overhead
@@ -362,10 +361,7 @@ class Learner:
 
     def _rows_parameter_ids(self) -> set[int]:
         """The optimizer's ids (parameter positions) of the split head's parameters."""
-        prefix = self._rows_prefix
-        if prefix is None:
-            return set()
-        return {index for index, (name, _) in enumerate(self.online.named_parameters()) if name.startswith(prefix)}
+        return {index for index, (name, _) in enumerate(self.online.named_parameters()) if name in self._rows_names}
 
     def _my_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         """This shard's rows of a whole head's tensor (weight, bias or an Adam moment); a tensor
@@ -416,11 +412,10 @@ class Learner:
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         """Load a checkpoint's whole network; with a split head, this shard's rows of it."""
-        prefix = self._rows_prefix
 
         def section(part: str) -> dict[str, torch.Tensor]:
             return {
-                k[len(part) :]: self._my_rows(v) if prefix and k.startswith(part + prefix) else v
+                k[len(part) :]: self._my_rows(v) if k[len(part) :] in self._rows_names else v
                 for k, v in tensors.items()
                 if k.startswith(part)
             }
