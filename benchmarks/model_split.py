@@ -161,7 +161,7 @@ def main() -> None:
         for shards, threads in ((1, 1), (1, 2), (2, 1)):
             rows.append(measure(shards, num_items, threads, args.updates))
     if rows:
-        print("\n| items | K | threads per learner | updates/s | peak learner RSS (GiB) | of which before the learner |")
+        print("\n| items | K | threads per learner | updates/s | peak learner RSS (GiB) | RSS before the learner |")
         print("|---:|---:|---:|---:|---:|---:|")
         for row in rows:
             print(

@@ -59,8 +59,10 @@ def model_split() -> None:
     figure, (speed, memory) = plt.subplots(1, 2, figsize=(9, 3.6))
     layouts = sorted({(row["head_shards"], row["threads"]) for row in rows})
     for shards, threads in layouts:
-        mine = sorted((row for row in rows if (row["head_shards"], row["threads"]) == (shards, threads)),
-                      key=lambda row: row["num_items"])
+        mine = sorted(
+            (row for row in rows if (row["head_shards"], row["threads"]) == (shards, threads)),
+            key=lambda row: row["num_items"],
+        )
         items = [row["num_items"] for row in mine]
         label = f"K = {shards}, {threads} thread{'s' if threads > 1 else ''} per learner"
         speed.plot(items, [row["updates_per_s"] for row in mine], marker="o", label=label)
