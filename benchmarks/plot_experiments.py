@@ -34,21 +34,23 @@ def recommend() -> None:
     """Return per session by policy, one group of bars per catalog size, with 95% intervals."""
     table = json.loads((RESULTS / "recommend.json").read_text())
     sizes = list(table)
-    policies = list(table[sizes[0]])
-    figure, axes = plt.subplots(figsize=(7, 3.6))
+    policies = list(dict.fromkeys(policy for size in sizes for policy in table[size]))
+    figure, axes = plt.subplots(figsize=(7.5, 4.2))
     width = 0.8 / len(policies)
     for p, policy in enumerate(policies):
+        label: str | None = policy
         for s, size in enumerate(sizes):
             if policy not in table[size]:
                 continue
             mean, low, high = table[size][policy]
             x = s + (p - (len(policies) - 1) / 2) * width
-            axes.bar(x, mean, width, color=f"C{p}", label=policy if s == 0 else None)
+            axes.bar(x, mean, width, color=f"C{p}", label=label)
+            label = None
             axes.errorbar(x, mean, [[mean - low], [high - mean]], color="black", capsize=3)
     axes.set_xticks(range(len(sizes)), [f"{int(size):,} items" for size in sizes])
     axes.set_ylabel("engagement per session")
     axes.set_title("Recommend-v0: return with 95% interval")
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     figure.tight_layout()
     figure.savefig(IMAGES / "exp-recommend.png", dpi=110)
 
