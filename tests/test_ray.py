@@ -192,10 +192,12 @@ def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path)
     assert counters.env_steps >= 12000
 
 
-def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(tmp_path: Path):
-    """Recommend-v0 with 101 items over two head shards on Ray: both learners take every step,
-    actors and evaluator act with the gathered head (best reproduces its score), `latest` holds
-    all 101 rows, and the run continues with one unsplit learner in one process."""
+@pytest.mark.parametrize("learners", [2, 4])
+def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(tmp_path: Path, learners: int):
+    """Recommend-v0 with 101 items over two head shards on Ray (with 4 learners: two data-parallel
+    replicas of them): every learner takes every step, actors and evaluator act with the gathered
+    head (best reproduces its score), `latest` holds all 101 rows, and the run continues with one
+    unsplit learner in one process."""
     from distdqn.cli import main
 
     run_dir = tmp_path / "run"
@@ -205,9 +207,9 @@ def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(tmp_pat
         + RAY
         + [
             "env.kwargs={num_items: 101}",
-            "placement.num_learners=2",
+            f"placement.num_learners={learners}",
             "placement.head_shards=2",
-            "placement.learner.num_cpus=0.5",
+            f"placement.learner.num_cpus={1 / learners}",
             "total_steps=3000",
             "algorithm.learning_starts=500",
             "evaluation.every_steps=1000",
@@ -218,7 +220,7 @@ def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(tmp_pat
     counters = train(config, run_dir).counters
     records = _metrics(run_dir)
     assert counters.updates > 300
-    assert any(record.get("learner_1_updates_per_s", 0) > 0 for record in records)
+    assert all(any(record.get(f"learner_{k}_updates_per_s", 0) > 0 for record in records) for k in range(learners))
     latest = load_checkpoint(run_dir / "checkpoints" / "latest")
     assert latest.state["learner"]["updates"] == counters.updates
     for name in ("online.advantage.weight", "target.advantage.weight"):
