@@ -110,17 +110,11 @@ class ShardedLinear(nn.Module):
             mine[low - self.start : high - self.start] = block[low - first : high - first]
 
     @torch.no_grad()
-    def load_rows(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """Take this shard's rows of a whole head (a checkpoint's, written at any K)."""
-        self.weight.copy_(weight[self.start : self.stop])
-        self.bias.copy_(bias[self.start : self.stop])
-
-    @torch.no_grad()
     def gather(self, rows: torch.Tensor) -> torch.Tensor | None:
-        """The whole head's tensor from every shard's `rows` of it (the weight, the bias or an
-        Adam moment of either), on the group's first process (None on the others): what actors
-        act with. Each shard sends its block straight into its place in the whole tensor, so the
-        first process holds one whole copy and nothing more (gloo's gather would stage a second)."""
+        """The whole head's tensor (the weight or the bias) from every shard's `rows` of it, on
+        the group's first process (None on the others): what actors act with. Each shard sends
+        its block straight into its place in the whole tensor, so the first process holds one
+        whole copy and nothing more (gloo's gather would stage a second)."""
         world = dist.get_world_size(self.group)
         ranks = [dist.get_global_rank(self.group, i) if self.group is not None else i for i in range(world)]
         if dist.get_rank() != ranks[0]:

@@ -7,8 +7,9 @@ identical averaged gradients and identical optimizer state keep every replica bi
 With `placement.head_shards = K > 1` the head is split by action rows (`distdqn.sharded_head`):
 learner r holds shard r % K of data-parallel replica r // K. The K learners of a replica get the
 same batches and compute the same loss together; a replica's gradients are averaged with the
-other replicas' over the learners that hold the same rows. Weights and checkpoints are gathered
-whole on the replica's first learner, and a checkpoint loads at any K (each learner slices its rows).
+other replicas' over the learners that hold the same rows. Published weights are gathered whole
+on the replica's first learner; for a checkpoint each learner hands over its rows (the loop joins
+them), and a checkpoint loads at any K (each learner reads its rows).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -99,6 +100,8 @@ class Learner:
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         self._split = isinstance(self.online, ShardedQNetwork)
         self._rows_names = self.online.rows_names if isinstance(self.online, ShardedQNetwork) else ()
+        # the optimizer's ids (parameter positions) of those rows
+        self._rows_ids = {i for i, (name, _) in enumerate(self.online.named_parameters()) if name in self._rows_names}
         self._first_shard = rank % self.head_shards == 0
         # fused Adam is one kernel for all parameters: small networks are bound by per-op overhead
         self.optimizer = torch.optim.Adam(
@@ -311,26 +314,27 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         td, stats = None, None
         if tensors is not None:
-            if self._split:
-                with self._collective():
-                    loss, td, q_taken = self._compute_loss(*tensors)
-                    loss.backward()
-            else:
+            with self._collective() if self._split else nullcontext():
                 loss, td, q_taken = self._compute_loss(*tensors)
                 loss.backward()
             stats = (loss.detach(), q_taken)
         step = tensors is not None if self.replicas == 1 else self._average_gradients(tensors is not None)
         if step:
-            if algorithm.max_grad_norm > 0 and self._split:
-                with self._collective():
-                    self._sharded_networks()[0].clip_gradients(algorithm.max_grad_norm)
-            elif algorithm.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.online.parameters(), algorithm.max_grad_norm, foreach=True)
+            if algorithm.max_grad_norm > 0:
+                self._clip_gradients(algorithm.max_grad_norm)
             self.optimizer.step()
             self.updates += 1
             if self.updates % algorithm.target_update_interval == 0:
                 update_target(self.target, self.online, algorithm.tau)
         return td, stats
+
+    def _clip_gradients(self, max_norm: float) -> None:
+        """Scale the gradients to a total norm of at most `max_norm` (a split head's over all shards)."""
+        if self._split:
+            with self._collective():
+                self._sharded_networks()[0].clip_gradients(max_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.online.parameters(), max_norm, foreach=True)
 
     def weights(self) -> Weights | None:
         """The online network as NumPy arrays, versioned by the update count. A split head is
@@ -359,10 +363,6 @@ class Learner:
             return None
         return state | {name: value for name, value in gathered.items() if value is not None}
 
-    def _rows_parameter_ids(self) -> set[int]:
-        """The optimizer's ids (parameter positions) of the split head's parameters."""
-        return {index for index, (name, _) in enumerate(self.online.named_parameters()) if name in self._rows_names}
-
     def _my_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         """This shard's rows of a whole head's tensor (weight, bias or an Adam moment); a tensor
         of this shard's rows already (read with `_rows_of`) as it is."""
@@ -377,7 +377,7 @@ class Learner:
         if copy in ("online", "target") and rest in self._rows_names:
             return slice(rows.start, rows.stop)
         param_id, _, moment = rest.partition(".")
-        if copy == "optimizer" and moment in ("exp_avg", "exp_avg_sq") and int(param_id) in self._rows_parameter_ids():
+        if copy == "optimizer" and moment in ("exp_avg", "exp_avg_sq") and int(param_id) in self._rows_ids:
             return slice(rows.start, rows.stop)
         return None
 
@@ -400,7 +400,7 @@ class Learner:
         tensors = {f"online.{k}": v for k, v in self.online.state_dict().items()}
         tensors.update({f"target.{k}": v for k, v in self.target.state_dict().items()})
         optimizer = self.optimizer.state_dict()
-        rows = self._rows_parameter_ids()
+        rows = self._rows_ids
         head_rows = [f"{copy}.{name}" for copy in ("online", "target") for name in self._rows_names]
         for param_id, state in optimizer["state"].items():
             for name, value in state.items():
@@ -422,7 +422,7 @@ class Learner:
 
         self.online.load_state_dict(section("online."))
         self.target.load_state_dict(section("target."))
-        rows = self._rows_parameter_ids()
+        rows = self._rows_ids
         optimizer_state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in section("optimizer.").items():
             param_id, name = key.split(".", 1)
