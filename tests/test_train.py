@@ -251,8 +251,8 @@ def test_updates_draw_from_each_shard_in_proportion_to_its_size(tmp_path: Path):
 class _RestartingShard(ReplayShard):
     """Shard 1 comes back empty at its 200th batch and loses the 20 after it (as if in flight)."""
 
-    def __init__(self, config, shard_index, observation_space) -> None:
-        super().__init__(config, shard_index, observation_space)
+    def __init__(self, config, shard_index, observation_space, resumed_at=None) -> None:
+        super().__init__(config, shard_index, observation_space, resumed_at)
         self._empty = lambda: ReplayShard(config, shard_index, observation_space).replay
         self.adds = 0
 

@@ -38,6 +38,7 @@ def env_seeds(seed: int, role: str, index: int, num_envs: int, *more: int) -> li
     return [stream_seed(seed, role, index, k + 1, *more) for k in range(num_envs)]
 
 
-def role_rng(seed: int, role: str, index: int) -> np.random.Generator:
-    """The generator of role instance `index` (exploration, sampling)."""
-    return np.random.default_rng(seed_sequence(seed, role, index, 0))
+def role_rng(seed: int, role: str, index: int, *branch: int) -> np.random.Generator:
+    """The generator of role instance `index` (exploration, sampling); `branch` names where a
+    continued run's streams branched off (see `Actor`), none for a run's first start."""
+    return np.random.default_rng(seed_sequence(seed, role, index, 0, *branch))

@@ -35,21 +35,30 @@ from pydantic import TypeAdapter, ValidationError
 
 from distdqn.checkpoint import CheckpointWriter, load_checkpoint, load_resume_state, non_finite, save_checkpoint
 from distdqn.config import Config, config_to_toml, load_config_toml
+from distdqn.config_changes import (
+    Continued,
+    actors_restart_episodes,
+    beta_schedule,
+    changed_fields,
+    describe,
+    follow_lr,
+    replay_discarded_by,
+)
 from distdqn.envs import env_spaces, frame_box, num_actions, policy_space
 from distdqn.errors import CheckpointError, ConfigError, DiskFull, TrainingDiverged, UserError
 from distdqn.metrics import MetricsLog, Progress
 from distdqn.networks import build_q_network
 from distdqn.replay.buffer import replay_bytes
+from distdqn.replay.nstep import rediscounted
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.run_lock import LOCK_FILE, RunLock
 from distdqn.runtime import RoleFailed, Runtime, make_runtime
-from distdqn.schedules import linear_schedule
 from distdqn.seeding import role_rng, stream_seed
 from distdqn.sharded_head import join_head_rows
 from distdqn.stopping import StopSignals
 from distdqn.storage import RemoteRun, download_run, is_remote, remote_run
-from distdqn.types import TransitionBatch, Weights
+from distdqn.types import ReplayTerms, TransitionBatch, Weights
 
 UPDATE_CHUNK = 8
 """Batches per sample -> update call: small enough that a learner starts while the shard samples
@@ -78,6 +87,9 @@ class Counters:
     solved_at_wall_s: float | None = None
     restarts: dict[str, int] = field(default_factory=dict)
     replay_lost: int = 0
+    beta: list[float] | None = None
+    """PER's beta schedule as (origin, value, end, horizon) since the last change of it (see
+    `config_changes.Schedule`); None: from beta_start at step 0 to beta_end at total_steps."""
 
 
 @dataclass(frozen=True)
@@ -98,14 +110,26 @@ class TrainResult:
     stopped_by: str | None = None  # the signal that ended the run early (SIGTERM, SIGINT)
 
 
-def prepare_run_dir(run_dir: Path, config: Config) -> None:
-    """Create a fresh run directory; refuse one that already holds a run, or that cannot be one."""
+def create_run_dir(run_dir: Path) -> bool:
+    """Create `run_dir` if it is missing (True if it was); refuse a path that cannot be one."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir} exists and is not a directory")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    try:
+        created = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create run directory {run_dir}: {error.strerror or error}") from None
+    return created
+
+
+def prepare_run_dir(run_dir: Path, config: Config) -> None:
+    """Make `run_dir` a fresh run: refuse one that holds anything but its lock, then write the
+    config. `train` calls it holding the run's lock, so that a second process, refused by the
+    lock, has read and written nothing."""
+    create_run_dir(run_dir)
+    if any(path.name != LOCK_FILE for path in run_dir.iterdir()):
         raise UserError(f"run directory {run_dir} is not empty; use --resume {run_dir} or another --run-dir")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(config_to_toml(config))
     except OSError as error:
         raise UserError(f"cannot create run directory {run_dir}: {error.strerror or error}") from None
@@ -124,12 +148,20 @@ class TrainingRun:
         resume_state: dict[str, Any] | None = None,
         store: RemoteRun | None = None,
         reporting: Reporting | None = None,
+        continued: Continued | None = None,
     ) -> None:
         """`stop_signals`: a SIGTERM or SIGINT it records ends the loop at its next turn.
         `resume_state`: what a checkpoint's `resume.json` holds; the run continues from it exactly.
         `store`: for a run on object storage, mirrors `run_dir` (a staging directory) there.
-        `reporting`: a tuner's interval and callback (see `Reporting`)."""
+        `reporting`: a tuner's interval and callback (see `Reporting`).
+        `continued`: the checkpoint this run continues, for a resume or an exploit (see
+        `config_changes`: what differs from its config takes effect from here)."""
         self.config = config
+        self.continued = continued
+        # random streams branch off at the resume point unless every role's are restored as saved
+        exact = resume_state is not None and (continued is None or not continued.adopted)
+        resumed_at = None if continued is None or exact else counters.env_steps
+        branch = () if resumed_at is None else (resumed_at,)
         self.run_dir = run_dir
         self.runtime = runtime
         self.counters = counters
@@ -149,10 +181,11 @@ class TrainingRun:
         shards = placement.head_shards
         self.replicas = [self.learners[r : r + shards] for r in range(0, placement.num_learners, shards)]
         self.shards = [
-            runtime.spawn(ReplayShard, config, j, frame_space, name=f"shard-{j}") for j in range(placement.num_shards)
+            runtime.spawn(ReplayShard, config, j, frame_space, resumed_at, name=f"shard-{j}")
+            for j in range(placement.num_shards)
         ]
         self.actors = [
-            runtime.spawn(Actor, config, i, self._actor_progress(), name=f"actor-{i}")
+            runtime.spawn(Actor, config, i, self._actor_progress(), resumed_at, name=f"actor-{i}")
             for i in range(placement.num_actors)
         ]
         evaluation = config.evaluation
@@ -185,7 +218,7 @@ class TrainingRun:
         self._shard_sizes = [0] * len(self.shards)  # latest known sampleable transitions per shard
         self._shard_masses = [0.0] * len(self.shards)  # and their priority masses
         self._asked: list[Any] = []  # (size, mass) calls issued after the last group of updates
-        self._plan_rng = role_rng(config.seed, "loop", 0)
+        self._plan_rng = role_rng(config.seed, "loop", 0, *branch)
         self._learning_origin: tuple[int, int] | None = None  # (env_steps, updates) when learning began
         self._log_mark = (counters.env_steps, counters.updates, counters.wall_s)
         self._role_marks: dict[str, float] = {}
@@ -203,6 +236,11 @@ class TrainingRun:
         self._report_due = self._next_multiple(reporting.every) if reporting is not None else 0
         self._reported_at = -1
         self._snapshots = snapshots_replay(config)
+        previous = config if continued is None else continued.config
+        self._beta = beta_schedule(previous, counters.beta).rebased(
+            counters.env_steps, config.replay.beta_end, config.total_steps
+        )
+        counters.beta = [self._beta.origin, self._beta.value, self._beta.end, self._beta.horizon]
         if resume_state is not None:
             self._restore(resume_state)
 
@@ -396,8 +434,7 @@ class TrainingRun:
         if sum(self._shard_masses) <= 0:  # nothing to draw from (shards restarted empty): ask again
             self._ask_shard_contents()
             return
-        replay = self.config.replay
-        beta = linear_schedule(replay.beta_start, replay.beta_end, self.config.total_steps, self.counters.env_steps)
+        beta = self._beta.at(self.counters.env_steps)
         writes = []
         for replica in self.replicas:
             rows = plan_rows(self._plan_rng, self._shard_masses, self.config.algorithm.batch_size, owed)
@@ -428,7 +465,11 @@ class TrainingRun:
         return [(self.shards[j], results[0]) for j in used]
 
     def _finish_update(self, future: Any) -> None:
-        self._updates.pop(future)
+        """Take a finished update's metrics. One already taken (the throttle waits for the oldest
+        while the loop holds a list of finished ones), or dropped by a learner-group recovery,
+        has nothing left to take."""
+        if self._updates.pop(future, None) is None:
+            return
         try:
             metrics = self.runtime.get(future).metrics
             if metrics:
@@ -805,19 +846,36 @@ class TrainingRun:
             ) from None
 
     def _restore_roles_and_loop(self, state: dict[str, Any]) -> None:
-        runtime = self.runtime
+        """Restore as saved, then apply what the config changed since (see `config_changes`)."""
+        runtime, config = self.runtime, self.config
+        before = config if self.continued is None else self.continued.config
+        own_streams = self.continued is not None and self.continued.adopted
+        built_under = ReplayTerms(before.algorithm.gamma, before.replay.alpha, before.replay.priority_eps)
+        new_episodes = actors_restart_episodes(before, config)
         calls = [
-            runtime.call(handle, "restore", part)
-            for handles, parts in ((self.shards, state["shards"]), (self.actors, state["actors"]))
-            for handle, part in zip(handles, parts, strict=True)
+            runtime.call(shard, "restore", part, built_under, own_streams)
+            for shard, part in zip(self.shards, state["shards"], strict=True)
+        ] + [
+            runtime.call(actor, "restore", part, new_episodes, own_streams)
+            for actor, part in zip(self.actors, state["actors"], strict=True)
         ]
         for call in calls:
             runtime.get(call)
         loop = state["loop"]
-        self._plan_rng.bit_generator.state = loop["plan_rng"]
+        if not own_streams:
+            self._plan_rng.bit_generator.state = loop["plan_rng"]
         origin = loop["learning_origin"]
         self._learning_origin = None if origin is None else (int(origin[0]), int(origin[1]))
+        if origin is not None and _rate_changed(before, config):  # the new ratio holds from here on
+            self._learning_origin = (self.counters.env_steps, self.counters.updates)
         self._due = {key: int(loop["due"][key]) for key in self._due}
+        for key, every in (
+            ("log", lambda c: c.logging.every_steps),
+            ("eval", lambda c: c.evaluation.every_steps),
+            ("checkpoint", lambda c: c.checkpoint.every_steps),
+        ):
+            if every(before) != every(config):
+                self._due[key] = self._next_multiple(every(config))
         self._log_mark = _mark(loop["log_mark"])
         self._evaluation_mark = _mark(loop["evaluation_mark"])
         self._last_metrics = {str(key): float(value) for key, value in loop["last_metrics"].items()}
@@ -827,8 +885,9 @@ class TrainingRun:
         self._role_marks = {str(key): float(value) for key, value in loop["role_marks"].items()}
         self._episode_returns = [float(x) for x in loop["episode_returns"]]
         self._episode_lengths = [int(x) for x in loop["episode_lengths"]]
+        gamma = config.algorithm.gamma if before.algorithm.gamma != config.algorithm.gamma else None
         for item in state["pending"]:
-            batches = [runtime.put(TransitionBatch(**batch)) for batch in item["batches"]]
+            batches = [runtime.put(_continued_batch(TransitionBatch(**batch), gamma)) for batch in item["batches"]]
             self._collects[runtime.put(int(item["steps"]))] = (int(item["actor"]), batches)
         evaluation = state["evaluation"]
         if evaluation is not None:
@@ -874,14 +933,30 @@ def train(
         with remote_run(str(run_dir), resume=False) as remote:
             return dataclasses.replace(train(config, remote.staging, remote, reporting), run_dir=remote.uri)
     run_dir = Path(run_dir)
-    existed = run_dir.exists()
-    prepare_run_dir(run_dir, config)
-    try:
-        with RunLock(run_dir):
+    created_dir = create_run_dir(run_dir)
+    created_lock = not (run_dir / LOCK_FILE).exists()
+    with RunLock(run_dir):  # before anything in the directory is read or written
+        try:
+            prepare_run_dir(run_dir, config)
+        except UserError:
+            _remove_own_lock(run_dir, created_lock, created_dir)
+            raise
+        try:
             return _execute(config, run_dir, Counters(), store=store, reporting=reporting)
-    except UserError:
-        _remove_unstarted_run(run_dir, remove_directory=not existed)
-        raise
+        except UserError:
+            _remove_unstarted_run(run_dir, keep=(LOCK_FILE,))
+            if not (run_dir / "checkpoints").exists():
+                _remove_own_lock(run_dir, created_lock, created_dir)
+            raise
+
+
+def _remove_own_lock(run_dir: Path, created_lock: bool, created_dir: bool) -> None:
+    """Leave a refused run's directory as it was found: the lock file and the directory go only
+    if this process made them (and the directory only if nothing else is in it)."""
+    if created_lock:
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+    if created_dir and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def check_head_splits(config: Config, action_space: gym.Space) -> None:
@@ -905,6 +980,22 @@ def check_replay_fits(config: Config, frames: gym.spaces.Box) -> None:
             f"memory ({needed // config.replay.capacity} bytes a transition); this machine has "
             f"{available / 2**30:,.1f} GiB"
         )
+
+
+def _rate_changed(before: Config, after: Config) -> bool:
+    """Whether the rate limiter's terms changed: it then re-bases at the point of change."""
+    return (before.algorithm.replay_ratio, before.placement.rate_limit) != (
+        after.algorithm.replay_ratio,
+        after.placement.rate_limit,
+    )
+
+
+def _continued_batch(batch: TransitionBatch, gamma: float | None) -> TransitionBatch:
+    """An actor's batch saved in flight, under a new `gamma` where one is given (its one-step
+    returns keep; their bootstrap discounts are recomputed as the shards recompute theirs)."""
+    if gamma is None:
+        return batch
+    return batch._replace(discounts=rediscounted(batch.discounts, batch.offsets, gamma))
 
 
 def _mark(saved: list) -> tuple[int, int, float]:
@@ -942,7 +1033,7 @@ def snapshot_layout(config: Config) -> dict[str, Any]:
     }
 
 
-def _remove_unstarted_run(run_dir: Path, keep: tuple[str, ...] = (), remove_directory: bool = False) -> None:
+def _remove_unstarted_run(run_dir: Path, keep: tuple[str, ...] = ()) -> None:
     """Remove what a run left before its first checkpoint (a refused start, or a run killed
     early), so that the same command can run again; a run with checkpoints is never touched."""
     if (run_dir / "checkpoints").exists():
@@ -954,8 +1045,6 @@ def _remove_unstarted_run(run_dir: Path, keep: tuple[str, ...] = (), remove_dire
             shutil.rmtree(path)
         else:
             path.unlink()
-    if remove_directory:
-        run_dir.rmdir()
 
 
 def resumable_config(run_dir: Path | str) -> tuple[Config, Path | str]:
@@ -990,7 +1079,8 @@ def resume(
     checkpoint starts over from its config.toml. A URI is downloaded to a staging directory, which
     the run goes on in, mirrored to the URI (see distdqn.storage). `adopted`: `latest` came from
     another run (`adopt_checkpoint`), so this run's metrics are cut at its env steps, not at the
-    byte offset the other run's file had.
+    byte offset the other run's file had, and its random streams branch off at the resume point.
+    A `config` that differs from `latest`'s takes effect from here (see distdqn.config_changes).
     """
     if is_remote(run_dir):
         with remote_run(str(run_dir), resume=True) as remote:
@@ -1005,24 +1095,34 @@ def resume(
             (run_dir / "config.toml").write_text(config_to_toml(config))
             return _execute(config, run_dir, Counters(), store=store, reporting=reporting)
         checkpoint = load_checkpoint(latest)
-        config = config or checkpoint.config
+        continued = Continued(checkpoint.config, adopted)
+        config = checkpoint.config if config is None else follow_lr(checkpoint.config, config)
         counters = _saved_counters(latest, checkpoint.state)
         check_learner_tensors(latest, checkpoint.tensors, config)
         counters.best_eval_return = _best_so_far(run_dir / "checkpoints" / "best", counters.best_eval_return)
-        resume_state = _usable_resume_state(latest, config)
+        resume_state = _usable_resume_state(latest, config, checkpoint.config)
         offset = None if resume_state is None or adopted else resume_state["loop"]["metrics_offset"]
         truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps, offset)
-        return _execute(config, run_dir, counters, resume_state, store, reporting)
+        return _execute(config, run_dir, counters, resume_state, store, reporting, continued)
 
 
-def _usable_resume_state(latest: Path, config: Config) -> dict[str, Any] | None:
-    """`latest`'s roles' states, if it holds them and they fit `config` (a resume that changes
-    the placement or the replay starts with an empty replay instead, and says so)."""
+def _usable_resume_state(latest: Path, config: Config, saved: Config) -> dict[str, Any] | None:
+    """`latest`'s roles' states, if it holds them and they fit `config` (a resume whose changes
+    from the `saved` config leave the stored replay meaningless starts with an empty replay
+    instead, and says so in one line)."""
     state = load_resume_state(latest)
     if state is None:
         return None
     if not isinstance(state, dict) or not isinstance(state.get("loop"), dict):
         raise CheckpointError(f"checkpoint {latest}: resume.json holds no loop state")
+    discarded = replay_discarded_by(saved, config)
+    if discarded:
+        print(
+            f"distdqn: resuming with an empty replay: {describe(changed_fields(saved, config), discarded)} "
+            "changes what the saved replay holds",
+            file=sys.stderr,
+        )
+        return None
     if state.get("layout") != snapshot_layout(config):
         print(
             f"distdqn: {latest} holds a replay for {state.get('layout')}; this config needs "
@@ -1148,6 +1248,7 @@ def _execute(
     resume_state: dict[str, Any] | None = None,
     store: RemoteRun | None = None,
     reporting: Reporting | None = None,
+    continued: Continued | None = None,
 ) -> TrainResult:
     """Run the loop; a SIGTERM or SIGINT ends it with `latest` written (see distdqn.stopping)."""
     torch.set_num_threads(config.placement.torch_threads)
@@ -1155,7 +1256,9 @@ def _execute(
         runtime = make_runtime(config.placement)
         stop_signals.install()
         try:
-            run = TrainingRun(config, run_dir, runtime, counters, stop_signals, resume_state, store, reporting)
+            run = TrainingRun(
+                config, run_dir, runtime, counters, stop_signals, resume_state, store, reporting, continued
+            )
             try:
                 return TrainResult(run_dir, run.run(), stop_signals.requested)
             except OSError as error:

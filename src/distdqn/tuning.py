@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from distdqn.checkpoint import adopt_checkpoint
 from distdqn.config import Config, config_to_toml, override_config
+from distdqn.config_changes import follow_lr, replay_discarded_by
 from distdqn.envs import env_spaces, policy_space
 from distdqn.errors import ConfigError, UserError
 from distdqn.networks import build_q_network
@@ -102,12 +103,18 @@ def check_specs(base: Config, options: TuneOptions) -> None:
         shapes = network_shapes(base) if options.scheduler in ("pbt", "pb2") else None
         for value in spec.candidates():
             config = _with(base, {spec.key: value}, origin=f"--param {spec.key}={plain(value)!r}")
-            if shapes is not None and network_shapes(config) != shapes:
-                raise UserError(
-                    f"--param {spec.key}: {options.scheduler} cannot mutate it: {spec.key}={plain(value)!r} "
-                    "changes the network's shapes, and an exploited trial must load its donor's weights; "
-                    "search it with --scheduler random or asha"
-                )
+            if shapes is None:
+                continue
+            if network_shapes(config) != shapes:
+                why = "changes the network's shapes, and an exploited trial must load its donor's weights"
+            elif replay_discarded_by(base, config):
+                why = "changes what the stored replay means, and an exploited trial must keep its donor's replay"
+            else:
+                continue
+            raise UserError(
+                f"--param {spec.key}: {options.scheduler} cannot mutate it: {spec.key}={plain(value)!r} "
+                f"{why}; search it with --scheduler random or asha"
+            )
     specs = {spec.key: spec for spec in options.specs}
     for start in options.starts:
         unknown = sorted(set(start) - seen)
@@ -144,7 +151,7 @@ def trial_config(base: Config, params: dict[str, Any], trial_index: int) -> Conf
     """The base config with a trial's values; each trial its own seed (unless `seed` is searched)."""
     seeded = dict(params)
     seeded.setdefault("seed", stream_seed(base.seed, "trial", trial_index) % 2**31)
-    return _with(base, {**seeded, "logging.progress": False}, origin="trial")
+    return follow_lr(base, _with(base, {**seeded, "logging.progress": False}, origin="trial"))
 
 
 # -- inside a trial (a Tune worker process) -------------------------------------------------

@@ -96,3 +96,12 @@ class EvalResult(NamedTuple):
 
     returns: np.ndarray
     lengths: np.ndarray
+
+
+class ReplayTerms(NamedTuple):
+    """The settings that give stored replay its meaning: bootstrap discounts are gamma ** steps,
+    and a priority p is held as the mass (p + priority_eps) ** alpha."""
+
+    gamma: float
+    alpha: float
+    priority_eps: float

@@ -20,6 +20,7 @@ import numpy as np
 
 from distdqn.errors import CheckpointError
 from distdqn.frames import stack_positions
+from distdqn.replay.nstep import rediscounted
 from distdqn.replay.sum_tree import SumTree
 from distdqn.types import PriorityUpdate, SampleBatch
 
@@ -100,9 +101,9 @@ class PrioritizedReplay:
             "rng": self._rng.bit_generator.state,
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any], own_rng: bool = False) -> None:
         """Take a snapshot's contents; it must come from a buffer of the same layout (lanes, lane
-        capacity, observation shape and dtype)."""
+        capacity, observation shape and dtype). `own_rng`: keep this buffer's sampling stream."""
         for name in _STORED:
             mine, saved = getattr(self, name), np.asarray(state["arrays"][name.lstrip("_")])
             if saved.shape != mine.shape or saved.dtype != mine.dtype:
@@ -112,7 +113,8 @@ class PrioritizedReplay:
                 )
             setattr(self, name, saved if saved.flags.writeable else saved.copy())
         self._tree.restore(np.asarray(state["tree"]))
-        self._rng.bit_generator.state = state["rng"]
+        if not own_rng:
+            self._rng.bit_generator.state = state["rng"]
         self.num_sampleable = int(np.count_nonzero(self._sampleable))
 
     def _slots(self, lanes: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -195,6 +197,22 @@ class PrioritizedReplay:
         width = self.frame_stack + int(np.max(ends - positions, initial=0))
         wanted = np.minimum(firsts[:, None] + np.arange(width)[None, :], ends[:, None])
         return (self._positions[self._slots(lanes[:, None], wanted)] == wanted).all(axis=1)
+
+    def rescale_priorities(self, alpha: float, priority_eps: float) -> None:
+        """Masses stored under another `alpha` and `priority_eps`: recover the priorities they
+        encode and store them as this buffer's masses. Uniform replay (alpha 0) encodes none:
+        each stored transition then counts as priority 1 until it is sampled again."""
+        slots = np.flatnonzero(self._sampleable)
+        if alpha > 0:
+            priorities = np.maximum(self._tree.values(slots) ** (1.0 / alpha) - priority_eps, 0.0)
+        else:
+            priorities = np.ones(len(slots))
+        self._tree.update(slots, self._priority_mass(priorities))
+
+    def rediscount(self, gamma: float) -> None:
+        """Bootstrap discounts under another `gamma`: gamma ** (steps to the bootstrap), and still
+        0 after a terminal. Exact for one-step returns only (n-step ones fold gamma in)."""
+        self._discounts[:] = rediscounted(self._discounts, self._offsets, gamma)
 
     def _priority_mass(self, priorities: np.ndarray) -> np.ndarray:
         return (np.abs(priorities) + self.priority_eps) ** self.alpha

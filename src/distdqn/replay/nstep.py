@@ -26,6 +26,12 @@ class Completed(NamedTuple):
     q_taken: np.ndarray  # [R] float32 the actor's Q(s, a) when it acted
 
 
+def rediscounted(discounts: np.ndarray, offsets: np.ndarray, gamma: float) -> np.ndarray:
+    """The bootstrap discounts of stored records under another `gamma`, from their step counts:
+    a record that bootstraps `offset` steps ahead gets gamma ** offset; a terminal one keeps 0."""
+    return np.where(discounts == 0, 0.0, np.float64(gamma) ** offsets).astype(np.float32)
+
+
 class NStepAccumulator:
     """Vectorized n-step folding over `num_envs` lanes (one pending slot per lane and lag)."""
 

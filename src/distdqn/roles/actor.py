@@ -28,7 +28,12 @@ def _concat(parts: list[Completed]) -> Completed:
 
 
 class Actor:
-    def __init__(self, config: Config, actor_index: int, start_env_steps: int = 0) -> None:
+    def __init__(
+        self, config: Config, actor_index: int, start_env_steps: int = 0, resumed_at: int | None = None
+    ) -> None:
+        """`resumed_at`: the env step a run continued from without this actor's saved streams (a
+        resume without a replay snapshot, a PBT exploit); its random streams then branch off
+        there, so that they neither repeat the run's first steps nor the donor's."""
         self.config = config
         self.actor_index = actor_index
         self.num_envs = config.env.num_envs
@@ -43,7 +48,8 @@ class Actor:
         self.num_actions = num_actions(self.env.single_action_space)
         self.weights_version = -1
         self.env_steps = start_env_steps
-        self._rng = role_rng(config.seed, "actor", actor_index)
+        self._branch = () if resumed_at is None else (resumed_at,)
+        self._rng = role_rng(config.seed, "actor", actor_index, *self._branch)
         self._stacker = (
             FrameStacker(self.num_envs, frame_space.shape, frame_space.dtype, config.env.frame_stack)
             if config.env.frame_stack > 1
@@ -51,7 +57,7 @@ class Actor:
         )
         self._finished_returns: list[float] = []
         self._finished_lengths: list[int] = []
-        self._start_stream(env_seeds(config.seed, "actor", actor_index, self.num_envs))
+        self._start_stream(env_seeds(config.seed, "actor", actor_index, self.num_envs, *self._branch))
 
     def _start_stream(self, seeds: list[int]) -> None:
         """Reset every env and count steps from position 0: a new stream for replay's lanes."""
@@ -120,17 +126,20 @@ class Actor:
             )
         return state
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any], new_episodes: bool = False, own_streams: bool = False) -> None:
         """Continue from a snapshot: exactly, if it holds the envs' states; else with the same
         weights, RNG and schedules but new episodes, seeded by the env steps, whose steps replay
-        takes as a new stream (as after an actor restart)."""
-        self._rng.bit_generator.state = state["rng"]
+        takes as a new stream (as after an actor restart). `new_episodes`: begin new episodes
+        even so (the config's env settings changed). `own_streams`: keep this actor's random
+        streams rather than the snapshot's (a PBT recipient must not replay its donor's)."""
+        if not own_streams:
+            self._rng.bit_generator.state = state["rng"]
         self.env_steps = int(state["env_steps"])
         load_weights(self.q_network, state["weights"])
         self.weights_version = int(state["weights_version"])
         self._finished_returns = [float(x) for x in state["finished_returns"]]
         self._finished_lengths = [int(x) for x in state["finished_lengths"]]
-        stream = state["stream"]
+        stream = None if new_episodes else state["stream"]
         if stream is None:
             self._start_stream(env_seeds(self.config.seed, "actor", self.actor_index, self.num_envs, self.env_steps))
             return

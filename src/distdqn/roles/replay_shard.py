@@ -15,12 +15,16 @@ from distdqn.config import Config, lane_capacity, shard_lanes
 from distdqn.envs import frame_box
 from distdqn.replay.buffer import PrioritizedReplay
 from distdqn.seeding import stream_seed
-from distdqn.types import SampleBatch, TransitionBatch, UpdateResult
+from distdqn.types import ReplayTerms, SampleBatch, TransitionBatch, UpdateResult
 
 
 class ReplayShard:
-    def __init__(self, config: Config, shard_index: int, observation_space: gym.Space) -> None:
-        """`observation_space` is one env's single frame: stacks are rebuilt on sample."""
+    def __init__(
+        self, config: Config, shard_index: int, observation_space: gym.Space, resumed_at: int | None = None
+    ) -> None:
+        """`observation_space` is one env's single frame: stacks are rebuilt on sample.
+        `resumed_at`: the env step a run continued from without this shard's saved sampling
+        stream (see `Actor`); the stream branches off there."""
         placement = config.placement
         self.shard_index = shard_index
         self.num_shards = placement.num_shards
@@ -36,11 +40,12 @@ class ReplayShard:
             obs_dtype=frames.dtype,
             alpha=config.replay.alpha,
             priority_eps=config.replay.priority_eps,
-            seed=stream_seed(config.seed, "shard", shard_index),
+            seed=stream_seed(config.seed, "shard", shard_index, *(() if resumed_at is None else (resumed_at,))),
             frame_stack=config.env.frame_stack,
             shard=shard_index,
         )
         self.n_step = config.algorithm.n_step
+        self.gamma = config.algorithm.gamma
         self.inserted = 0
         self.sampled = 0
 
@@ -66,9 +71,20 @@ class ReplayShard:
         """This shard's whole state, copied, for a checkpoint that resumes exactly."""
         return {"replay": self.replay.snapshot(), "inserted": self.inserted, "sampled": self.sampled}
 
-    def restore(self, state: dict[str, Any]) -> None:
-        self.replay.restore(state["replay"])
+    def restore(self, state: dict[str, Any], built_under: ReplayTerms | None = None, own_streams: bool = False) -> None:
+        """Take a snapshot. `built_under`: the terms its contents were stored under, where they
+        differ from this shard's config; what they mean is recomputed (priority masses, and the
+        bootstrap discounts of one-step returns). `own_streams`: keep this shard's sampling stream."""
+        self.replay.restore(state["replay"], own_streams)
         self.inserted, self.sampled = int(state["inserted"]), int(state["sampled"])
+        if built_under is None:
+            return
+        if (built_under.alpha, built_under.priority_eps) != (self.replay.alpha, self.replay.priority_eps):
+            self.replay.rescale_priorities(built_under.alpha, built_under.priority_eps)
+        if built_under.gamma != self.gamma:
+            if self.n_step != 1:
+                raise ValueError(f"n-step returns folded under gamma {built_under.gamma} cannot be recomputed")
+            self.replay.rediscount(self.gamma)
 
     def stats(self) -> dict[str, int]:
         return {"inserted": self.inserted, "sampled": self.sampled, "size": self.size()}
