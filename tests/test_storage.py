@@ -352,7 +352,7 @@ def test_store_that_never_recovers_stops_the_run_and_keeps_its_newest_checkpoint
     assert found is not None, line
     staging = Path(found.group(1))
     assert _stagings(tmp_path) == [staging]
-    assert f"`python -m distdqn.storage upload {staging} {uri}`" in line
+    assert f"`{storage.UPLOAD_COMMAND} {staging} {uri}`" in line
     assert f"`distdqn train --resume {staging}`" in line
     store = _s3()
     on_store = _steps_on_store(store, run)
