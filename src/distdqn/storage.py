@@ -20,22 +20,36 @@ A store has no lock either: one live run per URI is the user's to ensure (the ru
 lock guards only the staging directory). Credentials and endpoints are whatever fsspec's
 backend takes from the environment (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_ENDPOINT_URL, AWS_PROFILE...).
+
+A store fails now and then (a dropped connection, a timeout, a 503 SlowDown). Every call to it
+is retried after such a transient error (`is_transient`, `STORE_RETRY`), on top of what the
+backend retries itself; an error that waiting does not cure (permissions, credentials, a
+missing bucket) is not. When an upload still fails, the run stops and the staging directory,
+the only copy of the checkpoints the store lacks, is kept and named in the error, with the
+command that uploads it (`upload_run`, `python -m distdqn.storage upload STAGING URI`).
 """
 
 from __future__ import annotations
 
+import argparse
+import errno
 import json
+import random
 import re
 import shutil
+import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from distdqn.checkpoint import MANIFEST_FILE, RESUME_DIR, RESUME_FILE
 from distdqn.errors import CheckpointError, UserError
+from distdqn.run_lock import RunLock
 
 CHECKPOINT_NAMES = ("latest", "best")
 VERSIONS = "versions"
@@ -43,8 +57,151 @@ RUN_FILES = ("config.toml", "placement.json")
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
+UPLOAD_COMMAND = "python -m distdqn.storage upload"
+"""How the error of a failed upload tells the user to upload the staging directory it kept."""
+
+
 class StorageError(UserError):
     """The store cannot be reached or written (credentials, bucket, network, missing backend)."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How long a call to the store is retried after a transient error: waits that double
+    from `first_wait_s` up to `max_wait_s`, each drawn between half and all of that (so that
+    processes that failed together do not retry in step), until `attempts` tries were made or
+    the next try would start more than `total_s` after the first. A call thus gives up within
+    `total_s` plus its own last try (the backend's timeouts)."""
+
+    attempts: int = 8
+    """Tries of one call, the first included."""
+    first_wait_s: float = 1.0
+    """The wait after the first failure."""
+    max_wait_s: float = 30.0
+    """The cap on one wait."""
+    total_s: float = 120.0
+    """No try starts later than this after the first."""
+
+    def nominal_wait(self, failures: int) -> float:
+        """The wait after `failures` failures, before its random half."""
+        return min(self.first_wait_s * 2.0 ** (failures - 1), self.max_wait_s)
+
+
+STORE_RETRY = Retry()
+"""The retry of every call to a store: 8 tries, waits of about 1, 2, 4, 8, 16, 30 and 30 s
+(91 s at most in all), and no try later than 120 s after the first."""
+
+_JITTER = random.Random()  # not the global stream, which a seeded run may use
+
+_PERMANENT_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOENT,
+        errno.EINVAL,
+        errno.ENOSYS,
+        errno.ENAMETOOLONG,
+        errno.EMSGSIZE,
+        errno.ENOTEMPTY,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EREMCHG,  # s3fs: a redirect to another region or endpoint
+    }
+)
+_TRANSIENT_TYPES = frozenset(
+    {
+        "ConnectionError",  # Python's, and botocore's (EndpointConnectionError...)
+        "TimeoutError",  # Python's, asyncio's and fsspec's FSTimeoutError
+        "HTTPClientError",  # botocore: connection closed, read timeout
+        "ClientConnectionError",  # aiohttp (gcsfs, adlfs): server disconnected...
+        "ClientPayloadError",  # aiohttp: a response cut short
+        "IncompleteRead",  # http.client
+        "TransportError",  # google-auth: the token endpoint could not be reached
+    }
+)
+_THROTTLING_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "RequestTimeout", "InternalError"}
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether waiting may cure `error`, an exception of an fsspec backend: a lost connection, a
+    timeout, throttling (HTTP 429, S3's SlowDown) or a server error (5xx, which s3fs turns into
+    OSError EBUSY or EREMOTEIO) may; permissions, credentials, a missing bucket or key and a
+    malformed request (403, 404, 400: PermissionError, FileNotFoundError, OSError EINVAL) do not.
+    Exceptions of no known kind are not retried either."""
+    if isinstance(error, (PermissionError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)):
+        return False
+    status = _http_status(error)
+    if status is not None:
+        return status in (408, 429) or status >= 500
+    if {kind.__name__ for kind in type(error).__mro__} & _TRANSIENT_TYPES:
+        return True
+    return isinstance(error, OSError) and error.errno not in _PERMANENT_ERRNOS
+
+
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP status an exception carries: botocore's ClientError in its response (throttling
+    codes count as 503), gcsfs' HttpError and google's as `code`, aiohttp's as `status`."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        if response.get("Error", {}).get("Code") in _THROTTLING_CODES:
+            return 503
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    else:
+        status = getattr(error, "code", None)
+        if not isinstance(status, int):
+            status = getattr(error, "status", None)
+    return status if isinstance(status, int) and not isinstance(status, bool) and 100 <= status < 600 else None
+
+
+class _GaveUp(Exception):
+    """A call to the store that failed `tries` times over `seconds`, the last time with `error`."""
+
+    def __init__(self, error: Exception, tries: int, seconds: float) -> None:
+        super().__init__(error)
+        self.error, self.tries, self.seconds = error, tries, seconds
+
+
+def _retried(call: Callable[..., Any], args: tuple, kwargs: dict[str, Any], retry: Retry) -> Any:
+    """`call(*args, **kwargs)`, tried again after transient errors as `retry` says; `_GaveUp`
+    once it says no more. Other errors are raised as they are, at once."""
+    started = time.monotonic()
+    failures = 0
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            failures += 1
+            wait = retry.nominal_wait(failures) * _JITTER.uniform(0.5, 1.0)
+            elapsed = time.monotonic() - started
+            if failures >= retry.attempts or elapsed + wait > retry.total_s:
+                raise _GaveUp(error, failures, elapsed) from error
+            time.sleep(wait)
+
+
+class _Retrying:
+    """An fsspec filesystem whose calls to the store are retried (see `_retried`); `retry` may
+    be swapped for a while (`RemoteRun.upload_best` tries once)."""
+
+    CALLS = frozenset({"cat_file", "get_file", "put_file", "pipe_file", "rm", "ls", "exists", "isdir"})
+
+    def __init__(self, fs: Any, retry: Retry) -> None:
+        self.fs = fs
+        self.retry = retry
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.fs, name)
+        if name not in self.CALLS:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return _retried(attribute, args, kwargs, self.retry)
+
+        return call
 
 
 def is_remote(location: str | Path) -> bool:
@@ -74,6 +231,12 @@ def _filesystem(uri: str) -> tuple[Any, str]:
     return fs, path
 
 
+def _store(uri: str) -> tuple[Any, str]:
+    """`_filesystem(uri)`, its calls retried as `STORE_RETRY` says."""
+    fs, path = _filesystem(uri)
+    return _Retrying(fs, STORE_RETRY), path
+
+
 @contextmanager
 def _store_errors(uri: str, doing: str) -> Iterator[None]:
     """Errors of the store (credentials, network, permissions) as one line naming the URI."""
@@ -81,8 +244,17 @@ def _store_errors(uri: str, doing: str) -> Iterator[None]:
         yield
     except UserError:
         raise
+    except _GaveUp as gave_up:
+        raise StorageError(
+            f"cannot {doing} {uri}: {_describe(gave_up.error)} "
+            f"(gave up after {gave_up.tries} tries in {gave_up.seconds:.0f} s)"
+        ) from None
     except Exception as error:  # fsspec backends raise their own exception types
-        raise StorageError(f"cannot {doing} {uri}: {type(error).__name__}: {error}") from None
+        raise StorageError(f"cannot {doing} {uri}: {_describe(error)}") from None
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _pointer_version(fs: Any, pointer: str, uri: str) -> str | None:
@@ -141,7 +313,7 @@ def fetch_checkpoint(uri: str, into: Path, replay: bool = False, missing_ok: boo
     prefix `URI/checkpoints/versions/<name>-<id>`) into `into`, laid out as a local checkpoints
     directory; return the local path to load (a link to the version, as a local run has it).
     None if there is no checkpoint there and `missing_ok`."""
-    fs, path = _filesystem(uri)
+    fs, path = _store(uri)
     with _store_errors(uri, "read"):
         fs.invalidate_cache()  # a long-lived process (a learner) must see the store as it is now
         checkpoints = into / "checkpoints"
@@ -181,7 +353,7 @@ def download_run(uri: str, staging: Path, replay: bool = True) -> dict[str, str]
     metrics.jsonl, and the versions `latest` and `best` point to (the replay only if `replay`),
     linked as a local run links them. Returns {checkpoint name: version} of what it fetched.
     TensorBoard files stay on the store: a resumed run writes new event files next to them."""
-    fs, path = _filesystem(uri)
+    fs, path = _store(uri)
     fetched: dict[str, str] = {}
     with _store_errors(uri, "read"):
         for name in ("config.toml", "metrics.jsonl"):
@@ -208,7 +380,7 @@ class RemoteRun:
     def __init__(self, uri: str, staging: Path, uploaded: dict[str, str] | None = None) -> None:
         self.uri = uri.rstrip("/")
         self.staging = staging
-        self._fs, self._path = _filesystem(self.uri)
+        self._fs, self._path = _store(self.uri)
         self._uploaded = dict(uploaded or {})  # checkpoint name -> version its pointer names
         self._pending: dict[str, str] = {}  # checkpoint name -> version uploaded, pointer not yet moved
         self._files: dict[str, tuple[int, int]] = {}  # relative path -> (size, mtime_ns) uploaded
@@ -229,14 +401,21 @@ class RemoteRun:
 
     def upload_best(self) -> None:
         """Upload a new `best` now, unless an upload is under way: that one, or the next
-        checkpoint's, takes it along (the training loop does not wait for a large `latest`)."""
+        checkpoint's, takes it along (the training loop does not wait for a large `latest`).
+        It is tried once, on the training loop's thread, which does not wait out a store's
+        outage: after a transient error the next checkpoint's upload, retried, takes it along."""
         if not self._lock.acquire(blocking=False):
             return
+        retry, self._fs.retry = self._fs.retry, Retry(attempts=1)
         try:
             with _store_errors(self.uri, "write to"):
-                if self._upload_version("best"):
-                    self._move_pointer("best")
+                try:
+                    if self._upload_version("best"):
+                        self._move_pointer("best")
+                except _GaveUp:
+                    pass  # a transient error: the next sync takes `best` along
         finally:
+            self._fs.retry = retry
             self._lock.release()
 
     def sync(self) -> None:
@@ -249,6 +428,29 @@ class RemoteRun:
             self._sync_files()
             for name in moved:
                 self._move_pointer(name)
+
+    def not_uploaded(self) -> list[str]:
+        """The checkpoints whose local version the store's pointer does not name (yet)."""
+        return [
+            name
+            for name in CHECKPOINT_NAMES
+            if (self.staging / "checkpoints" / name).is_symlink()
+            and (self.staging / "checkpoints" / name).resolve().name.removeprefix(".") != self._uploaded.get(name)
+        ]
+
+    def kept(self, error: StorageError) -> StorageError:
+        """`error`, an upload that failed, with where the checkpoints the store lacks are kept
+        (the staging directory, which the caller keeps) and how to upload them."""
+        names = self.not_uploaded()
+        if "latest" in names:
+            steps = _env_steps(self.staging / "checkpoints" / "latest")
+            if steps is not None:
+                names[0] = f"latest at env step {steps}"
+        return StorageError(
+            f"{error}; the run's newest checkpoints ({', '.join(names)}) are only in {self.staging}, kept: "
+            f"upload them with `{UPLOAD_COMMAND} {self.staging} {self.uri}` once the store is back, "
+            f"or go on there with `distdqn train --resume {self.staging}`"
+        )
 
     def _upload_version(self, name: str) -> bool:
         """Upload every file of the version `name` links to, unless its pointer names it already;
@@ -326,7 +528,7 @@ def _complete_lines(data: bytes) -> bytes:
 
 def _refuse_used(uri: str) -> None:
     """A fresh run needs an empty location, as a local `--run-dir` does."""
-    fs, path = _filesystem(uri)
+    fs, path = _store(uri)
     with _store_errors(uri, "read"):
         fs.invalidate_cache(path)
         if fs.exists(path) and (not fs.isdir(path) or fs.ls(path, detail=False)):
@@ -337,15 +539,127 @@ def _refuse_used(uri: str) -> None:
 def remote_run(uri: str, resume: bool) -> Iterator[RemoteRun]:
     """A staging directory for the run at `uri`, mirrored there while the run goes on: empty for
     a fresh run (whose `uri` must be unused), the downloaded run for `resume`. On exit the last
-    changes are uploaded and the staging directory is removed."""
+    changes are uploaded and the staging directory is removed.
+
+    Unless an upload failed (after `STORE_RETRY`'s tries): then the staging directory is kept
+    if it holds checkpoints the store lacks, and the error says where and how to upload them.
+    An upload that failed during the run stopped it (the checkpoint thread's error ends the
+    loop); the store is not tried once more at exit."""
     if not resume:
         _refuse_used(uri)
     staging = Path(tempfile.mkdtemp(prefix="distdqn-run-"))
     try:
         store = RemoteRun(uri, staging, download_run(uri, staging) if resume else None)
-        try:
-            yield store
-        finally:
-            store.sync()
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        yield store
+    except StorageError as error:
+        raise _keep_if_needed(store, error) from None
+    except BaseException as stopped:
+        _final_upload(store, stopped)
+        raise
+    else:
+        _final_upload(store, None)
+
+
+def _final_upload(store: RemoteRun, stopped: BaseException | None) -> None:
+    """Upload what changed since the last checkpoint, then remove the staging directory. If
+    that fails, the run's own error `stopped` (if any) stays in the line or, for a bug, its
+    traceback gets the line as a note."""
+    try:
+        store.sync()
+    except StorageError as error:
+        failed = _keep_if_needed(store, error)
+        if stopped is None:
+            raise failed from None
+        if isinstance(stopped, UserError):
+            raise StorageError(f"{failed} (the run had stopped: {stopped})") from None
+        note = f"distdqn: error: {failed}"
+        if hasattr(stopped, "add_note"):  # Python 3.11
+            stopped.add_note(note)
+        else:
+            print(note, file=sys.stderr)
+        return
+    shutil.rmtree(store.staging, ignore_errors=True)
+
+
+def _keep_if_needed(store: RemoteRun, error: StorageError) -> StorageError:
+    """The error to raise for an upload that failed: the staging directory is kept, and named,
+    if it holds checkpoints the store lacks; otherwise removed (the store has the run)."""
+    if store.not_uploaded():
+        return store.kept(error)
+    shutil.rmtree(store.staging, ignore_errors=True)
+    return error
+
+
+def _env_steps(checkpoint: Path) -> int | None:
+    try:
+        steps = json.loads((checkpoint / "state.json").read_text())["counters"]["env_steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return steps if isinstance(steps, int) else None
+
+
+def upload_run(run_dir: Path, uri: str) -> dict[str, str]:
+    """Upload the local run directory `run_dir` to `uri`, as a run there keeps it: what a run
+    whose store failed left in its staging directory, or a run that went on locally from it.
+    Versions the store's pointers name already are not uploaded again; the pointers then move to
+    the local `latest` and `best`, and versions the local run no longer keeps are deleted from
+    the store. A store whose `latest` is further on than the local one is refused (another run
+    went on there). Returns {checkpoint name: version} as the store's pointers now name them."""
+    if not is_remote(uri):
+        raise UserError(f"{uri} is not a URI (s3://bucket/run, gs://...)")
+    if not (run_dir / "config.toml").is_file():
+        raise CheckpointError(f"no run at {run_dir}: it holds no config.toml")
+    with RunLock(run_dir):
+        store = RemoteRun(uri, run_dir)
+        fs, path = store._fs, store._path
+        with _store_errors(store.uri, "read"):
+            fs.invalidate_cache()
+            for name in CHECKPOINT_NAMES:
+                version = _pointer_version(fs, f"{path}/checkpoints/{name}", store.pointer(name))
+                if version is not None:
+                    store._uploaded[name] = version
+            latest = store._uploaded.get("latest")
+            there = None if latest is None else _remote_env_steps(fs, f"{path}/checkpoints/{VERSIONS}/{latest}")
+        here = _env_steps(run_dir / "checkpoints" / "latest")
+        if there is not None and (here is None or there > here):
+            raise CheckpointError(
+                f"{store.pointer('latest')} is at env step {there}, further than {run_dir} ({here}): "
+                "another run went on there; not replaced"
+            )
+        store.sync()
+    return dict(store._uploaded)
+
+
+def _remote_env_steps(fs: Any, version_path: str) -> int | None:
+    try:
+        steps = json.loads(fs.cat_file(f"{version_path}/state.json"))["counters"]["env_steps"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return steps if isinstance(steps, int) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m distdqn.storage upload RUN_DIR URI` (see `upload_run`)."""
+    parser = argparse.ArgumentParser(prog="python -m distdqn.storage", description="Run directories on object storage.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    upload = commands.add_parser("upload", help="upload a local run directory (a kept staging directory) to a URI")
+    upload.add_argument("run_dir", type=Path, help="the local run directory")
+    upload.add_argument("uri", help="where the run lives, e.g. s3://bucket/run")
+    args = parser.parse_args(argv)
+    try:
+        pointers = upload_run(args.run_dir, args.uri)
+    except UserError as error:
+        print(f"distdqn: error: {error}", file=sys.stderr)
+        return 2
+    uri = args.uri.rstrip("/")
+    named = ", ".join(f"{name} -> {version}" for name, version in pointers.items()) or "no checkpoints"
+    print(f"uploaded {args.run_dir} to {uri} ({named}); `distdqn train --resume {uri}` goes on from there")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
