@@ -80,6 +80,10 @@ def test_a_bad_param_spec_is_one_line(text: str, message: str) -> None:
         (("algorithm.lr=loguniform(1e-4,1e-2)",), ("algorithm.gamma=0.9",), "not one of the --param fields"),
         (("network.hidden_sizes=choice([64],[128])",), (), "changes the network's shapes"),
         (("network.dueling=choice(false,true)",), (), "changes the network's shapes"),
+        (("algorithm.n_step=choice(1,3)",), (), "stored replay"),
+        (("replay.capacity=choice(5000,9000)",), (), "stored replay"),
+        (("env.num_envs=choice(2,4)",), (), "stored replay"),
+        (("algorithm.gamma=uniform(0.9,0.99)",), (), "algorithm.gamma=0.9 changes what the stored replay"),
     ],
 )
 def test_pbt_refuses_what_a_trial_could_not_run_or_an_exploit_could_not_load(params, starts, message) -> None:
