@@ -851,7 +851,7 @@ class TrainingRun:
         before = config if self.continued is None else self.continued.config
         own_streams = self.continued is not None and self.continued.adopted
         built_under = ReplayTerms(before.algorithm.gamma, before.replay.alpha, before.replay.priority_eps)
-        new_episodes = actors_restart_episodes(before, config)
+        new_episodes = own_streams or actors_restart_episodes(before, config)  # a donor's envs hold its streams
         calls = [
             runtime.call(shard, "restore", part, built_under, own_streams)
             for shard, part in zip(self.shards, state["shards"], strict=True)
