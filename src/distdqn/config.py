@@ -1,7 +1,9 @@
 """The one typed config tree, its presets, file loading and `--set` overrides.
 
 Every field has a docstring; `distdqn train --help` and the README point here. Models are frozen
-and forbid unknown keys, so a typo in a file or an override fails with the field's name.
+and forbid unknown keys, so a typo in a file or an override fails with the field's name, and with
+the fields it was probably meant to be (`suggest_field`, which also knows Stable-Baselines3's and
+CleanRL's names: `learning_rate` is `algorithm.lr`).
 
 Written configs (a run's and a checkpoint's `config.toml`, `tune`'s `best.toml`, the k8s
 `run.toml`) load back to the config that was written, field for field. TOML has no null, so
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import importlib.resources
 import sys
 import types
@@ -395,8 +398,96 @@ def short_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# -- unknown keys: what they were probably meant to be --------------------------------------------
+COMMON_NAMES: dict[str, tuple[str, str]] = {
+    "learning_rate": ("algorithm.lr", ""),
+    "buffer_size": ("replay.capacity", ""),
+    "train_freq": ("algorithm.replay_ratio", "updates per env step: gradient_steps / train_freq"),
+    "train_frequency": ("algorithm.replay_ratio", "updates per env step: 1 / train_frequency"),
+    "gradient_steps": ("algorithm.replay_ratio", "updates per env step: gradient_steps / train_freq"),
+    "target_update_interval": ("algorithm.target_update_interval", "counted in updates, not env steps"),
+    "target_network_frequency": ("algorithm.target_update_interval", "counted in updates, not env steps"),
+    "exploration_fraction": ("algorithm.eps_decay_steps", "env steps, not a fraction of the run"),
+    "exploration_initial_eps": ("algorithm.eps_start", ""),
+    "exploration_final_eps": ("algorithm.eps_end", ""),
+    "start_e": ("algorithm.eps_start", ""),
+    "end_e": ("algorithm.eps_end", ""),
+    "double_q": ("algorithm.double_dqn", ""),
+    "net_arch": ("network.hidden_sizes", ""),
+    "n_envs": ("env.num_envs", ""),
+    "env_id": ("env.id", ""),
+    "total_timesteps": ("total_steps", ""),
+    "n_timesteps": ("total_steps", ""),
+    "eval_freq": ("evaluation.every_steps", ""),
+    "n_eval_episodes": ("evaluation.episodes", ""),
+    "prioritized_replay_alpha": ("replay.alpha", ""),
+    "prioritized_replay_beta0": ("replay.beta_start", ""),
+    "prioritized_replay_eps": ("replay.priority_eps", ""),
+}
+"""Names Stable-Baselines3 and CleanRL users type for a DQN setting -> (the distdqn field, how its
+meaning differs). Names distdqn shares (batch_size, gamma, tau, learning_starts, max_grad_norm) are
+found by their last part: `learning_starts` is `algorithm.learning_starts`."""
+
+
 def _is_section(annotation: Any) -> TypeGuard[type[BaseModel]]:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+@functools.cache
+def field_paths() -> tuple[str, ...]:
+    """Every field of the config tree, dotted (`algorithm.lr`, `placement.actor.num_cpus`)."""
+
+    def walk(model: type[BaseModel], prefix: str) -> list[str]:
+        paths = []
+        for name, field in model.model_fields.items():
+            if _is_section(field.annotation):
+                paths += walk(field.annotation, f"{prefix}{name}.")
+            else:
+                paths.append(prefix + name)
+        return paths
+
+    return tuple(walk(Config, ""))
+
+
+def _close_fields(key: str) -> tuple[list[str], str]:
+    """The fields `key` was probably meant to be, and a note on how a foreign name's meaning differs.
+    Names are compared by their last part, so that `algorithm.gama` is not `algorithm.tau` for the
+    `algorithm.` they share; a field in the key's own section wins a tie."""
+    key = key.strip().lower().replace("-", "_")
+    section, _, name = key.rpartition(".")
+    if name in COMMON_NAMES and COMMON_NAMES[name][0] != key:
+        return [COMMON_NAMES[name][0]], COMMON_NAMES[name][1]
+    scores: dict[str, float] = {}
+
+    def offer(path: str, similarity: float) -> None:
+        score = similarity + (0.1 if path.rpartition(".")[0] == section else 0.0)
+        if path != key and score > scores.get(path, 0.0):
+            scores[path] = score
+
+    for path in field_paths():
+        field = path.rpartition(".")[2]
+        similarity = difflib.SequenceMatcher(None, name, field).ratio()
+        if len(name) >= 4 and field.startswith(name):  # target_update for target_update_interval
+            similarity = max(similarity, 0.8)
+        if similarity >= 0.75:
+            offer(path, similarity)
+    for common, (path, _) in COMMON_NAMES.items():
+        similarity = difflib.SequenceMatcher(None, name, common).ratio()
+        if similarity >= 0.85:
+            offer(path, similarity)
+    best = max(scores.values(), default=0.0)
+    return [path for path in field_paths() if best and scores.get(path) == best][:3], ""
+
+
+def suggest_field(key: str) -> str:
+    """` (did you mean algorithm.lr?)` for an unknown config key, or "" when nothing is close:
+    the fields of the same name in other sections, close spellings, and the distdqn field for
+    the Stable-Baselines3 and CleanRL names in `COMMON_NAMES`."""
+    paths, note = _close_fields(key)
+    if not paths:
+        return ""
+    either = paths[0] if len(paths) == 1 else f"{', '.join(paths[:-1])} or {paths[-1]}"
+    return f" (did you mean {either}?{' ' + note if note else ''})"
 
 
 def _dotted(parts: Any) -> str:
@@ -410,6 +501,8 @@ def _format_validation_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
     field = _dotted(first["loc"])
     where = f"{origin}: {field}" if field else origin
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown field{suggest_field('.'.join(map(str, first['loc'])))}"
     message = " ".join(first["msg"].removeprefix("Value error, ").splitlines())
     # a whole-section check names its values itself; echoing the section would bury the message
     if "input" in first and first["type"] != "model_type" and not isinstance(first["input"], dict):
@@ -492,7 +585,10 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node = data
     for depth, part in enumerate(parts):
         if part not in fields:
-            raise ConfigError(f"--set {short_repr(key)}: unknown field {short_repr('.'.join(parts[: depth + 1]))}")
+            raise ConfigError(
+                f"--set {short_repr(key)}: unknown field {short_repr('.'.join(parts[: depth + 1]))}"
+                + suggest_field(key)
+            )
         annotation = fields[part].annotation
         is_section = _is_section(annotation)
         if depth == len(parts) - 1:
@@ -627,7 +723,7 @@ def _set_none(data: dict[str, Any], parts: list[str], where: str) -> None:
         annotation = None
         if fields is not None:
             if part not in fields:
-                raise ConfigError(f"{where}: unknown field {short_repr(path)}")
+                raise ConfigError(f"{where}: unknown field {short_repr(path)}{suggest_field('.'.join(parts))}")
             annotation = fields[part].annotation
             if last and _is_section(annotation):
                 raise ConfigError(f"{where}: {path} is a section; name one of its fields")
