@@ -32,6 +32,10 @@ BAD_SETTINGS = [
     ("replay.capacity=1000000000000", "replay.capacity=1000000000000 needs"),
     ("env.num_envs=0", "env.num_envs"),
     ("algorithm.n_step=0", "algorithm.n_step"),
+    ("algorithm.learning_rate=1e-3", "did you mean algorithm.lr?"),
+    ("buffer_size=100000", "did you mean replay.capacity?"),
+    ("exploration_final_eps=0.01", "did you mean algorithm.eps_end?"),
+    ("train_freq=4", "did you mean algorithm.replay_ratio?"),
     (("placement.runtime=ray", "placement.num_learners=3", "placement.head_shards=2"), "head_shards=2"),
     (("placement.runtime=ray", "placement.num_learners=3", "placement.head_shards=3"), "head of 2 actions"),
     (

@@ -1,5 +1,5 @@
-"""Random `--set` overrides and random config files: the validator answers with a Config or a
-one-line ConfigError, never a traceback from deep inside."""
+"""Random `--set` overrides and random config files (with random `[distdqn]` tables): the
+validator answers with a Config or a one-line ConfigError, never a traceback from deep inside."""
 
 from pathlib import Path
 
@@ -104,6 +104,32 @@ def test_random_config_files_are_validated_or_refused_in_one_line(tmp_path: Path
             path.write_text(tomli_w.dumps(data))
         except (TypeError, ValueError):  # None and other values TOML cannot hold
             return
+    _validated(config_file=path)
+
+
+WRITTEN_TABLES = st.dictionaries(
+    st.sampled_from(["resolved", "none", "nones"]),
+    st.one_of(
+        TREES,
+        st.lists(
+            st.one_of(
+                st.sampled_from(FIELDS),
+                st.builds(lambda a, b: f"{a}.{b}", st.sampled_from(FIELDS), st.text(max_size=6)),
+                st.text(max_size=12),
+            ),
+            max_size=3,
+        ),
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=st.one_of(WRITTEN_TABLES, TREES), data=SECTION_DATA)
+def test_random_distdqn_tables_are_read_or_refused_in_one_line(tmp_path: Path, table, data):
+    """The `[distdqn]` table a written config opens with (resolved, none), thrown at at random."""
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"distdqn": table, **data}))
     _validated(config_file=path)
 
 

@@ -1,15 +1,35 @@
 """The one typed config tree, its presets, file loading and `--set` overrides.
 
 Every field has a docstring; `distdqn train --help` and the README point here. Models are frozen
-and forbid unknown keys, so a typo in a file or an override fails with the field's name.
+and forbid unknown keys, so a typo in a file or an override fails with the field's name, and with
+the fields it was probably meant to be (`suggest_field`, which also knows Stable-Baselines3's and
+CleanRL's names: `learning_rate` is `algorithm.lr`).
+
+Written configs (a run's and a checkpoint's `config.toml`, `tune`'s `best.toml`, the k8s
+`run.toml`) load back to the config that was written, field for field. TOML has no null, so
+`config_to_toml` leaves the fields that are None out of their tables and names them in a
+`[distdqn]` table instead, which also says that the file is resolved:
+
+    [distdqn]
+    resolved = true                                        # every field is here
+    none = ["algorithm.lr_end", "env.max_episode_steps"]   # these are None
+
+A resolved file is taken whole: no preset is merged under it (presets are retuned between
+versions, and `--env` only names the env), and a field it lacks (one added to distdqn after the file
+was written) takes its default. `none` also works in a hand-written file, to turn off a value the
+preset sets. Files written before the table load as they always did.
 """
 
 from __future__ import annotations
 
+import copy
+import difflib
+import functools
 import importlib.resources
 import sys
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard, Union, get_args, get_origin
 
 import tomli_w
 import yaml
@@ -42,6 +62,16 @@ class _Section(BaseModel):
         return data
 
 
+def _none_in_a_list(value: Any, in_list: bool) -> bool:
+    if value is None:
+        return in_list
+    if isinstance(value, dict):
+        return any(_none_in_a_list(item, in_list) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_none_in_a_list(item, True) for item in value)
+    return False
+
+
 class EnvConfig(_Section):
     id: str = "CartPole-v1"
     """Gymnasium id, e.g. `CartPole-v1` or `distdqn/Maze-v0`. Its action space must be Discrete."""
@@ -50,7 +80,8 @@ class EnvConfig(_Section):
     max_episode_steps: int | None = Field(None, ge=1)
     """Truncate episodes after this many steps; None keeps the env's registered limit."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra keyword arguments for `gymnasium.make`."""
+    """Extra keyword arguments for `gymnasium.make`. None may be a value of a table here, not an
+    item of a list: TOML, which the run's config.toml is written in, has no null."""
     backend: Literal["gymnasium", "envpool"] = "gymnasium"
     """`envpool`: EnvPool's C++ Atari envs (same preprocessing, threads instead of a Python loop)."""
     preprocessing: Literal["none", "atari"] = "none"
@@ -70,6 +101,16 @@ class EnvConfig(_Section):
     """Atari: emulator frames per agent step; the last two are max-pooled."""
     screen_size: int = Field(84, ge=8)
     """Atari: side of the square grayscale frame."""
+
+    @field_validator("kwargs")
+    @classmethod
+    def _kwargs_can_be_written(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A None in a table is written by its key under `[distdqn] none`; one in a list has no key."""
+        if _none_in_a_list(value, in_list=False):
+            raise ValueError(
+                "None inside a list cannot be written to the run's config.toml (TOML has no null); leave it out"
+            )
+        return value
 
     @model_validator(mode="after")
     def _envpool_runs_atari(self) -> EnvConfig:
@@ -357,13 +398,111 @@ def short_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# -- unknown keys: what they were probably meant to be --------------------------------------------
+COMMON_NAMES: dict[str, tuple[str, str]] = {
+    "learning_rate": ("algorithm.lr", ""),
+    "buffer_size": ("replay.capacity", ""),
+    "train_freq": ("algorithm.replay_ratio", "updates per env step: gradient_steps / train_freq"),
+    "train_frequency": ("algorithm.replay_ratio", "updates per env step: 1 / train_frequency"),
+    "gradient_steps": ("algorithm.replay_ratio", "updates per env step: gradient_steps / train_freq"),
+    "target_update_interval": ("algorithm.target_update_interval", "counted in updates, not env steps"),
+    "target_network_frequency": ("algorithm.target_update_interval", "counted in updates, not env steps"),
+    "exploration_fraction": ("algorithm.eps_decay_steps", "env steps, not a fraction of the run"),
+    "exploration_initial_eps": ("algorithm.eps_start", ""),
+    "exploration_final_eps": ("algorithm.eps_end", ""),
+    "start_e": ("algorithm.eps_start", ""),
+    "end_e": ("algorithm.eps_end", ""),
+    "double_q": ("algorithm.double_dqn", ""),
+    "net_arch": ("network.hidden_sizes", ""),
+    "n_envs": ("env.num_envs", ""),
+    "env_id": ("env.id", ""),
+    "total_timesteps": ("total_steps", ""),
+    "n_timesteps": ("total_steps", ""),
+    "eval_freq": ("evaluation.every_steps", ""),
+    "n_eval_episodes": ("evaluation.episodes", ""),
+    "prioritized_replay_alpha": ("replay.alpha", ""),
+    "prioritized_replay_beta0": ("replay.beta_start", ""),
+    "prioritized_replay_eps": ("replay.priority_eps", ""),
+}
+"""Names Stable-Baselines3 and CleanRL users type for a DQN setting -> (the distdqn field, how its
+meaning differs). Names distdqn shares (batch_size, gamma, tau, learning_starts, max_grad_norm) are
+found by their last part: `learning_starts` is `algorithm.learning_starts`."""
+
+
+def _is_section(annotation: Any) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+@functools.cache
+def field_paths() -> tuple[str, ...]:
+    """Every field of the config tree, dotted (`algorithm.lr`, `placement.actor.num_cpus`)."""
+
+    def walk(model: type[BaseModel], prefix: str) -> list[str]:
+        paths = []
+        for name, field in model.model_fields.items():
+            if _is_section(field.annotation):
+                paths += walk(field.annotation, f"{prefix}{name}.")
+            else:
+                paths.append(prefix + name)
+        return paths
+
+    return tuple(walk(Config, ""))
+
+
+def _close_fields(key: str) -> tuple[list[str], str]:
+    """The fields `key` was probably meant to be, and a note on how a foreign name's meaning differs.
+    Names are compared by their last part, so that `algorithm.gama` is not `algorithm.tau` for the
+    `algorithm.` they share; a field in the key's own section wins a tie."""
+    key = key.strip().lower().replace("-", "_")
+    section, _, name = key.rpartition(".")
+    if name in COMMON_NAMES and COMMON_NAMES[name][0] != key:
+        return [COMMON_NAMES[name][0]], COMMON_NAMES[name][1]
+    scores: dict[str, float] = {}
+
+    def offer(path: str, similarity: float) -> None:
+        score = similarity + (0.1 if path.rpartition(".")[0] == section else 0.0)
+        if path != key and score > scores.get(path, 0.0):
+            scores[path] = score
+
+    for path in field_paths():
+        field = path.rpartition(".")[2]
+        similarity = difflib.SequenceMatcher(None, name, field).ratio()
+        if len(name) >= 4 and field.startswith(name):  # target_update for target_update_interval
+            similarity = max(similarity, 0.8)
+        if similarity >= 0.75:
+            offer(path, similarity)
+    for common, (path, _) in COMMON_NAMES.items():
+        similarity = difflib.SequenceMatcher(None, name, common).ratio()
+        if similarity >= 0.85:
+            offer(path, similarity)
+    best = max(scores.values(), default=0.0)
+    return [path for path in field_paths() if best and scores.get(path) == best][:3], ""
+
+
+def suggest_field(key: str) -> str:
+    """` (did you mean algorithm.lr?)` for an unknown config key, or "" when nothing is close:
+    the fields of the same name in other sections, close spellings, and the distdqn field for
+    the Stable-Baselines3 and CleanRL names in `COMMON_NAMES`."""
+    paths, note = _close_fields(key)
+    if not paths:
+        return ""
+    either = paths[0] if len(paths) == 1 else f"{', '.join(paths[:-1])} or {paths[-1]}"
+    return f" (did you mean {either}?{' ' + note if note else ''})"
+
+
+def _dotted(parts: Any) -> str:
+    # a key from a file may hold a newline or be long: quote such a key, cut short, as the value is
+    return ".".join(
+        str(part) if str(part).isprintable() and len(str(part)) <= 80 else short_repr(part) for part in parts
+    )
+
+
 def _format_validation_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
-    # a key from a file may hold a newline or be long: quote such a key, cut short, as the value is
-    field = ".".join(
-        str(part) if str(part).isprintable() and len(str(part)) <= 80 else short_repr(part) for part in first["loc"]
-    )
+    field = _dotted(first["loc"])
     where = f"{origin}: {field}" if field else origin
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown field{suggest_field('.'.join(map(str, first['loc'])))}"
     message = " ".join(first["msg"].removeprefix("Value error, ").splitlines())
     # a whole-section check names its values itself; echoing the section would bury the message
     if "input" in first and first["type"] != "model_type" and not isinstance(first["input"], dict):
@@ -372,7 +511,11 @@ def _format_validation_error(error: ValidationError, origin: str) -> str:
 
 
 def build_config(data: dict[str, Any], origin: str = "config") -> Config:
-    """Validate a nested dict into a Config, naming the bad field and value on failure."""
+    """Validate a nested dict into a Config, naming the bad field and value on failure. A dict
+    read from a written config (with its `[distdqn]` table) gives back the config written."""
+    data, resolved = _take_written_table(data, origin)
+    if resolved:
+        data = _merge(_defaults(), data)
     try:
         return Config.model_validate(data)
     except ValidationError as error:
@@ -401,7 +544,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of sections")
     for name, field in Config.model_fields.items():
-        is_section = isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        is_section = _is_section(field.annotation)
         if is_section and name in data and not isinstance(data[name], dict):
             raise ConfigError(f"{path}: {name} must be a table of fields, got {short_repr(data[name])}")
     env_id = data.get("env", {}).get("id")
@@ -442,9 +585,12 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node = data
     for depth, part in enumerate(parts):
         if part not in fields:
-            raise ConfigError(f"--set {short_repr(key)}: unknown field {short_repr('.'.join(parts[: depth + 1]))}")
+            raise ConfigError(
+                f"--set {short_repr(key)}: unknown field {short_repr('.'.join(parts[: depth + 1]))}"
+                + suggest_field(key)
+            )
         annotation = fields[part].annotation
-        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        is_section = _is_section(annotation)
         if depth == len(parts) - 1:
             if is_section:
                 raise ConfigError(f"--set {short_repr(key)}: {short_repr(key)} is a section; set one of its fields")
@@ -458,6 +604,12 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     except (yaml.YAMLError, ValueError):  # ValueError: an integer of more digits than Python converts
         value = raw
     node[parts[-1]] = value
+
+
+def _defaults() -> dict[str, Any]:
+    """Every default spelled out, so that a partial section keeps its siblings' defaults
+    (placement.evaluator's num_cpus is not RoleResources' own default)."""
+    return Config().model_dump(mode="json")
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -477,18 +629,19 @@ def resolve_config(
 ) -> Config:
     """Defaults, then the env's preset, then the file, then `--set` overrides, then validation.
 
-    The preset is chosen by the env id from the command line, else the file's `env.id`.
+    The preset is chosen by the env id from the command line, else the file's `env.id`. A
+    resolved file (one `config_to_toml` wrote) gets no preset under it; see the module docstring.
     """
-    file_data = read_config_file(config_file) if config_file else {}
+    origin = str(config_file) if config_file else "config"
+    file_data, resolved = _take_written_table(read_config_file(config_file) if config_file else {}, origin)
     chosen_id = env_id or file_data.get("env", {}).get("id") or EnvConfig().id
-    # start from every default spelled out, so that a partial section keeps its siblings'
-    # defaults (placement.evaluator's num_cpus is not RoleResources' own default)
-    data = _merge(Config().model_dump(mode="json"), preset_for(chosen_id))
+    # a resolved file (a run's config.toml) holds every field: no preset goes under it
+    data = _defaults() if resolved else _merge(_defaults(), preset_for(chosen_id))
     data = _merge(data, file_data)
     data = _merge(data, {"env": {"id": chosen_id}})
     for assignment in overrides:
         apply_override(data, assignment)
-    return build_config(data, origin=str(config_file) if config_file else "config")
+    return build_config(data, origin=origin)
 
 
 def override_config(config: Config, overrides: tuple[str, ...] | list[str], origin: str) -> Config:
@@ -499,19 +652,122 @@ def override_config(config: Config, overrides: tuple[str, ...] | list[str], orig
     return build_config(data, origin=origin)
 
 
+# -- written configs ---------------------------------------------------------------------------
+WRITTEN_TABLE = "distdqn"
+"""The table of a config file that is about the file, not a section: `resolved` (every field is
+in the file, so no preset is merged under it) and `none` (the fields that are None)."""
+_WRITTEN_KEYS = ("resolved", "none")
+_WRITTEN_HEADER = """\
+# The resolved config, every field as the run used it: loading this file merges no preset under it
+# ([distdqn] resolved), and the fields named in [distdqn] none are None (TOML has no null).
+"""
+
+
+def _none_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if not isinstance(value, dict):
+        return []
+    paths: list[tuple[str, ...]] = []
+    for key, item in value.items():
+        paths += [(*prefix, key)] if item is None else _none_paths(item, (*prefix, key))
+    return paths
+
+
 def _without_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [_without_none(v) for v in value]
     return value
 
 
+def _toml_key(parts: tuple[str, ...]) -> str:
+    """`("env", "kwargs", "a.b")` -> `env.kwargs."a.b"`: a dotted key as TOML spells it."""
+    return ".".join(tomli_w.dumps({part: 0}).removesuffix(" = 0\n") for part in parts)
+
+
 def config_to_toml(config: Config) -> str:
-    """The resolved config as TOML; None fields are left out (None is their default)."""
-    return tomli_w.dumps(_without_none(config.model_dump(mode="json")))
+    """The resolved config as TOML that loads back to it, field for field: the fields that are
+    None are left out of their tables and named in the `[distdqn]` table's `none`, which also
+    marks the file resolved (see the module docstring)."""
+    # Python's values, not JSON's: JSON would make an inf in env.kwargs null and a date a string
+    data = config.model_dump()
+    table = {"resolved": True, "none": sorted(_toml_key(path) for path in _none_paths(data))}
+    return _WRITTEN_HEADER + tomli_w.dumps({WRITTEN_TABLE: table, **_without_none(data)})
+
+
+def _key_parts(entry: str, where: str) -> list[str]:
+    """`env.kwargs."a.b"` -> ["env", "kwargs", "a.b"], read as TOML reads a dotted key."""
+    try:
+        node: Any = tomllib.loads(f"{entry} = 0") if "\n" not in entry and "\r" not in entry else None
+    except tomllib.TOMLDecodeError:
+        node = None
+    parts = []
+    while isinstance(node, dict) and len(node) == 1:
+        [(part, node)] = node.items()
+        parts.append(part)
+    if node != 0 or isinstance(node, bool) or not parts:
+        raise ConfigError(f"{where}: {short_repr(entry)} is not a dotted key (algorithm.lr_end)")
+    return parts
+
+
+def _admits_none(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)
+
+
+def _set_none(data: dict[str, Any], parts: list[str], where: str) -> None:
+    """Set the field at `parts` to None in `data`, a file's tables: a field of the tree that
+    takes None, or a key inside a free-form table (`env.kwargs`)."""
+    fields: dict[str, Any] | None = Config.model_fields
+    node = data
+    for depth, part in enumerate(parts):
+        path = _dotted(parts[: depth + 1])
+        last = depth == len(parts) - 1
+        annotation = None
+        if fields is not None:
+            if part not in fields:
+                raise ConfigError(f"{where}: unknown field {short_repr(path)}{suggest_field('.'.join(parts))}")
+            annotation = fields[part].annotation
+            if last and _is_section(annotation):
+                raise ConfigError(f"{where}: {path} is a section; name one of its fields")
+            if last and not _admits_none(annotation):
+                raise ConfigError(f"{where}: {path} cannot be None")
+            if not last and not _is_section(annotation) and get_origin(annotation) is not dict:
+                raise ConfigError(f"{where}: {path} has no fields")
+        if last:
+            node[part] = None
+            return
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: {path} is not a table, got {short_repr(child)}")
+        node = child
+        fields = annotation.model_fields if _is_section(annotation) else None
+
+
+def _take_written_table(data: dict[str, Any], origin: str) -> tuple[dict[str, Any], bool]:
+    """A file's tables without its `[distdqn]` table, the fields that table names None set to
+    None, and whether the file is resolved."""
+    if WRITTEN_TABLE not in data:
+        return data, False
+    data = copy.deepcopy(data)
+    table = data.pop(WRITTEN_TABLE)
+    where = f"{origin}: {WRITTEN_TABLE}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table (resolved, none), got {short_repr(table)}")
+    for key in table:
+        if key not in _WRITTEN_KEYS:
+            close = difflib.get_close_matches(str(key), _WRITTEN_KEYS, n=1)
+            hint = f" (did you mean {WRITTEN_TABLE}.{close[0]}?)" if close else " (it holds resolved and none)"
+            raise ConfigError(f"{where}.{_dotted([key])}: unknown key{hint}")
+    resolved = table.get("resolved", False)
+    if not isinstance(resolved, bool):
+        raise ConfigError(f"{where}.resolved must be true or false, got {short_repr(resolved)}")
+    entries = table.get("none", [])
+    if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+        raise ConfigError(f"{where}.none must be a list of dotted keys, got {short_repr(entries)}")
+    for entry in entries:
+        _set_none(data, _key_parts(entry, f"{where}.none"), f"{where}.none")
+    return data, resolved
 
 
 def load_config_toml(path: Path) -> Config:
-    """Load a resolved config written by `config_to_toml` (a run's or a checkpoint's)."""
+    """Load a resolved config written by `config_to_toml` (a run's or a checkpoint's); a file
+    written before the `[distdqn]` table is read as it was then, without a preset."""
     return build_config(read_config_file(path), origin=str(path))

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from distdqn.config import Config, short_repr
+from distdqn.config import Config, short_repr, suggest_field
 from distdqn.errors import UserError
 
 Kind = Literal["uniform", "loguniform", "randint", "choice", "grid"]
@@ -86,6 +86,7 @@ def parse_param(text: str) -> ParamSpec:
     match = _SPEC.match(spec)
     if not sep or not key or match is None:
         raise UserError(f"--param expects KEY=KIND(ARGS) with KIND one of {', '.join(KINDS)}, got {short_repr(text)}")
+    _check_field("--param", key)
     kind, inner = match.group(1), match.group(2)
     if kind not in KINDS:
         raise UserError(f"--param {key}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -116,11 +117,19 @@ def parse_start(text: str) -> dict[str, Any]:
         key, sep, raw = assignment.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--start expects KEY=VALUE[;KEY=VALUE...], got {short_repr(text)}")
+        _check_field("--start", key.strip())
         try:
             start[key.strip()] = _hashable(_number_or_text(yaml.safe_load(raw)))
         except yaml.YAMLError:
             raise UserError(f"--start {key.strip()}: cannot read the value {short_repr(raw)}") from None
     return start
+
+
+def _check_field(flag: str, key: str) -> None:
+    """A key that names no field is refused here, with the field it was probably meant to be."""
+    if not field_exists(key):
+        shown = key if key.isprintable() and len(key) <= 80 else short_repr(key)
+        raise UserError(f"{flag} {shown}: unknown config field{suggest_field(key)}")
 
 
 def _number_or_text(value: Any) -> Any:
