@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config, override_config, resolve_config
+from distdqn.devices import check_devices
 from distdqn.errors import CheckpointError, UserError
 from distdqn.seeding import stream_seed
 from distdqn.storage import local_checkpoint, location
@@ -285,10 +287,12 @@ def _command_train(args: argparse.Namespace) -> int:
         saved, origin = resumable_config(args.resume)
         config = override_config(saved, _overrides(args), origin="--resume")
         _refuse_unrequested_imports(config, args, origin=str(origin))
+        check_devices(config)
         result = resume(args.resume, config)
     else:
         config = resolve_config(args.env, args.config, _overrides(args))
         _refuse_unrequested_imports(config, args, origin=str(args.config))
+        check_devices(config)
         result = train(config, args.run_dir or _default_run_dir(config))
     counters = result.counters
     summary = (
@@ -376,6 +380,8 @@ def _command_tune(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={flag}")
     base = resolve_config(args.env, args.config, overrides)
     _refuse_unrequested_imports(base, args, origin=str(args.config))
+    if args.address is None and not os.environ.get("RAY_ADDRESS"):
+        check_devices(base)  # trials run on this machine's embedded cluster
     for name, value, low in (
         ("--trials", args.trials, 1),
         ("--cpus", args.cpus, 1),
@@ -426,7 +432,9 @@ def _command_play(args: argparse.Namespace) -> int:
 def _command_plan(args: argparse.Namespace) -> int:
     from distdqn.plan import Node, assign, render, role_demands
 
-    placement = resolve_config(args.env, args.config, args.overrides + _placement_overrides(args)).placement
+    config = resolve_config(args.env, args.config, args.overrides + _placement_overrides(args))
+    check_devices(config)
+    placement = config.placement
     roles = role_demands(placement)
     if placement.runtime != "ray":
         placed = {role.name: f"this process ({placement.runtime})" for role in roles}
