@@ -494,3 +494,46 @@ def test_a_cuda_learner_on_a_machine_without_cuda_is_one_line_and_writes_nothing
     )
     assert list(tmp_path.iterdir()) == []
     assert sorted((p.name, p.stat().st_size) for p in finished_run.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--set", "placement.num_learners=2", "--run-dir", "RUN_DIR"],
+        ["train", "--resume", "FINISHED"],
+        ["plan", "--set", "placement.num_learners=2"],
+    ],
+)
+def test_an_address_implies_the_ray_runtime(finished_run: Path, tmp_path: Path, capsys, command: list[str]):
+    """`--address` without `--runtime ray` was refused by the inline runtime's own check
+    ("num_learners=2 needs the ray runtime; inline has 1"), or ignored on --resume; now it joins
+    that cluster (here one that is not there)."""
+    command = [
+        str(tmp_path / "run") if a == "RUN_DIR" else str(finished_run) if a == "FINISHED" else a for a in command
+    ]
+    before = sorted((p.name, p.stat().st_size) for p in finished_run.rglob("*") if p.is_file())
+    assert main([*command, "--address", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "distdqn: error: cannot reach the Ray cluster at '127.0.0.1:1': Connection refused"
+    assert not (tmp_path / "run").exists()
+    assert sorted((p.name, p.stat().st_size) for p in finished_run.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        (["train", "--runtime", "inline", "--total-steps", "10"], "'inline'"),
+        (["train", "--set", "placement.runtime=threads", "--total-steps", "10"], "'threads'"),
+        (["train", "--set", "placement.runtime=ray", "--runtime", "inline", "--total-steps", "10"], "'inline'"),
+        (["plan", "--runtime", "threads"], "'threads'"),
+    ],
+)
+def test_an_address_with_another_runtime_named_is_one_line(tmp_path: Path, capsys, command: list[str], named: str):
+    run_dir = ["--run-dir", str(tmp_path / "run")] if command[0] == "train" else []
+    assert main([*command, *run_dir, "--address", "10.0.0.5:6379"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"distdqn: error: --address '10.0.0.5:6379' joins a Ray cluster, which the {named} runtime does not "
+        "use; drop --address or use --runtime ray"
+    )
+    assert not (tmp_path / "run").exists()

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from distdqn.checkpoint import load_checkpoint
-from distdqn.config import Config, override_config, resolve_config
+from distdqn.config import Config, override_config, resolve_config, short_repr
 from distdqn.devices import check_devices
 from distdqn.errors import CheckpointError, UserError
 from distdqn.seeding import stream_seed
@@ -38,10 +38,25 @@ def _add_placement_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _placement_overrides(args: argparse.Namespace) -> list[str]:
+    """`--runtime` and `--address` as overrides. An address is a Ray cluster's, so it implies
+    `--runtime ray` unless the command line names another runtime, which is refused."""
     overrides = []
     if args.runtime is not None:
         overrides.append(f"placement.runtime={args.runtime}")
     if args.address is not None:
+        typed = [  # --runtime is applied after --set, so it wins
+            o.partition("=")[2].strip()
+            for o in getattr(args, "overrides", [])
+            if o.partition("=")[0].strip() == "placement.runtime"
+        ] + [args.runtime]
+        named = next((runtime for runtime in reversed(typed) if runtime), None)
+        if named is None:
+            overrides.append("placement.runtime=ray")
+        elif named != "ray":
+            raise UserError(
+                f"--address {short_repr(args.address)} joins a Ray cluster, which the {short_repr(named)} "
+                "runtime does not use; drop --address or use --runtime ray"
+            )
         overrides.append(f"placement.address={args.address}")
     return overrides
 
