@@ -22,7 +22,7 @@ from distdqn.config import Config, override_config, resolve_config, short_repr
 from distdqn.devices import check_devices
 from distdqn.errors import CheckpointError, UserError
 from distdqn.seeding import stream_seed
-from distdqn.storage import local_checkpoint, location
+from distdqn.storage import local_checkpoint, location, run_checkpoint
 from distdqn.types import EvalResult, Weights
 
 EXIT_USAGE = 2
@@ -167,9 +167,7 @@ def _build_parser() -> argparse.ArgumentParser:
     k8s.add_argument("--service-account", help="service account of every pod")
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
-    evaluate.add_argument(
-        "checkpoint", type=location, metavar="CHECKPOINT_DIR", help="e.g. RUN_DIR/checkpoints/best (a path or URI)"
-    )
+    _add_checkpoint_arguments(evaluate)
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -202,7 +200,7 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print one JSON array")
     _add_tune_parser(commands)
     play = commands.add_parser("play", help="watch a checkpoint's greedy policy, as a GIF (and a maze's value map)")
-    play.add_argument("checkpoint", type=location, metavar="CHECKPOINT_DIR", help="e.g. RUN_DIR/checkpoints/best")
+    _add_checkpoint_arguments(play)
     play.add_argument("--episodes", type=int, default=1, help="episodes to play (default 1)")
     play.add_argument("--seed", type=int, default=0, help="episode k is seeded as the evaluator's env k (default 0)")
     play.add_argument("--gif", type=Path, metavar="FILE.gif", help="write the episodes' rendered frames to this GIF")
@@ -213,6 +211,16 @@ def _build_parser() -> argparse.ArgumentParser:
     play.add_argument("--max-steps", type=int, default=1000, help="cut episodes after this many steps (default 1000)")
     play.add_argument("--allow-import", action="append", default=[], metavar="MODULE", help="as for evaluate")
     return parser
+
+
+def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint",
+        type=location,
+        metavar="RUN_DIR|CHECKPOINT_DIR",
+        help="a run (its checkpoints/best) or a checkpoint such as RUN_DIR/checkpoints/latest; a path or URI",
+    )
+    parser.add_argument("--latest", action="store_true", help="a run's checkpoints/latest instead of its best")
 
 
 def _add_tune_parser(commands: Any) -> None:
@@ -345,13 +353,24 @@ def _evaluate_batch(config: Config, weights: Weights, episodes: int, seed: int, 
         evaluator.env.close()
 
 
-def _load_online_weights(args: argparse.Namespace) -> tuple[Config, Weights]:
-    """The config and online network of the checkpoint `args.checkpoint` (a path or URI), once its
+def _chosen_checkpoint(args: argparse.Namespace) -> Path | str:
+    """The checkpoint `evaluate` and `play` read: `args.checkpoint` itself, or for a run directory
+    its `checkpoints/best` (`checkpoints/latest` with `--latest`), as rl-zoo's `--load-best`."""
+    chosen = run_checkpoint(args.checkpoint, "latest" if args.latest else "best")
+    if chosen is not None:
+        return chosen
+    if args.latest:
+        raise UserError(f"--latest picks a run directory's checkpoints/latest; {args.checkpoint} is no run directory")
+    return args.checkpoint
+
+
+def _load_online_weights(args: argparse.Namespace, source: Path | str) -> tuple[Config, Weights]:
+    """The config and online network of the checkpoint at `source` (a path or URI), once its
     env id is known not to import a module the user did not allow."""
-    with local_checkpoint(args.checkpoint) as directory:
+    with local_checkpoint(source) as directory:
         checkpoint = load_checkpoint(directory)
     online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
-    _refuse_unrequested_imports(checkpoint.config, args, origin=str(args.checkpoint))
+    _refuse_unrequested_imports(checkpoint.config, args, origin=str(source))
     return checkpoint.config, Weights(0, online)
 
 
@@ -360,12 +379,13 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--episodes must be between 1 and {MAX_EVALUATE_EPISODES}, got {args.episodes}")
     if not 0 <= args.seed < 2**63:
         raise UserError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
-    config, weights = _load_online_weights(args)
+    source = _chosen_checkpoint(args)
+    config, weights = _load_online_weights(args, source)
     returns, lengths = [], []
     for batch, start in enumerate(range(0, args.episodes, EVALUATE_BATCH)):
         # the first batch takes --seed itself, so a recorded evaluation (best's eval_seed) replays exactly
         seed = args.seed if batch == 0 else stream_seed(args.seed, "evaluator", 2, batch)
-        result = _evaluate_batch(config, weights, min(EVALUATE_BATCH, args.episodes - start), seed, args.checkpoint)
+        result = _evaluate_batch(config, weights, min(EVALUATE_BATCH, args.episodes - start), seed, source)
         returns += result.returns.tolist()
         lengths += result.lengths.tolist()
     report = {
@@ -439,8 +459,9 @@ def _command_play(args: argparse.Namespace) -> int:
     from distdqn.play import PlayOptions, play
 
     options = PlayOptions(args.episodes, args.seed, args.max_steps, args.gif, args.map, args.fps)
-    config, weights = _load_online_weights(args)
-    play(config, weights, options, source=str(args.checkpoint))
+    source = _chosen_checkpoint(args)
+    config, weights = _load_online_weights(args, source)
+    play(config, weights, options, source=str(source))
     return 0
 
 

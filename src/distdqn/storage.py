@@ -176,6 +176,47 @@ def local_checkpoint(location: Path | str) -> Iterator[Path]:
         yield link
 
 
+def _is_run(location: Path | str) -> bool:
+    """Whether `location` is a run directory (it holds config.toml or a checkpoints directory)
+    rather than a checkpoint or nothing."""
+    if not is_remote(location):
+        local = Path(location)
+        return (
+            local.is_dir()
+            and not (local / MANIFEST_FILE).exists()
+            and any((local / name).exists() for name in ("config.toml", "checkpoints"))
+        )
+    fs, path = _filesystem(str(location))
+    names = ("config.toml", *(f"checkpoints/{checkpoint}" for checkpoint in CHECKPOINT_NAMES))
+    with _store_errors(str(location), "read"):
+        fs.invalidate_cache()
+        return not fs.exists(f"{path}/{MANIFEST_FILE}") and any(fs.exists(f"{path}/{name}") for name in names)
+
+
+def run_checkpoint(location: Path | str, name: str) -> Path | str | None:
+    """When `location` (a path or URI) is a run directory, the location of its checkpoint `name`
+    (`best` or `latest`), which must exist (else a one-line `CheckpointError`); None when
+    `location` is no run directory (a checkpoint itself, say)."""
+    if not _is_run(location):
+        return None
+    if is_remote(location):
+        chosen: Path | str = f"{str(location).rstrip('/')}/checkpoints/{name}"
+        fs, path = _filesystem(str(chosen))
+        with _store_errors(str(chosen), "read"):
+            present = fs.exists(path)
+    else:
+        chosen = Path(location) / "checkpoints" / name
+        present = chosen.exists()
+    if not present:
+        why = (
+            "it has had no evaluation yet, or checkpoint.keep_best is off; --latest reads checkpoints/latest"
+            if name == "best"
+            else "it stopped before its first checkpoint"
+        )
+        raise CheckpointError(f"run {location} has no checkpoints/{name} ({why})")
+    return chosen
+
+
 def download_run(uri: str, staging: Path, replay: bool = True) -> dict[str, str]:
     """Lay out the remote run `uri` as a local run directory in `staging`: config.toml,
     metrics.jsonl, and the versions `latest` and `best` point to (the replay only if `replay`),
