@@ -218,3 +218,20 @@ def test_pointer_is_written_after_its_version_and_old_versions_go_after_it(tmp_p
     assert (tmp_path / "store/run/metrics.jsonl").read_text().count("env_steps") == 2
     link = fetch_checkpoint(f"file://{tmp_path}/store/run/checkpoints/latest", tmp_path / "fetched")
     assert link is not None and torch.equal(load_checkpoint(link).tensors["w"], torch.full((2,), 2.0))
+
+
+def test_plot_and_compare_read_a_run_on_s3(s3_env, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """`plot` and `compare` took their arguments as paths, so `s3://bucket/run` became `s3:/bucket/run`."""
+    from distdqn.cli import main
+
+    run = f"{BUCKET}/plotted"
+    lines = [{"env_steps": steps, "wall_s": steps / 100, "eval_return_mean": steps / 10} for steps in (100, 200)]
+    store = _s3()
+    store.pipe_file(f"{run}/metrics.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode())
+    store.pipe_file(f"{run}/config.toml", b"seed = 4\n")
+    assert main(["compare", f"s3://{run}", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["run"] == f"s3://{run}" and row["best_eval_return"] == 20.0 and row["env_steps"] == 200
+    out = tmp_path / "curve.png"
+    assert main(["plot", f"s3://{run}", "--out", str(out), "--group-by", "seed"]) == 0
+    assert out.is_file()

@@ -180,7 +180,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     plot = commands.add_parser("plot", help="draw eval-return curves of runs, groups of runs or a tune directory")
-    plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories, or one tune directory")
+    plot.add_argument(
+        "runs",
+        nargs="+",
+        type=location,
+        metavar="RUN_DIR",
+        help="run directories, or one tune directory (paths or URIs)",
+    )
     plot.add_argument("--out", type=Path, required=True, metavar="FILE", help="the figure: .png, .svg or .pdf")
     plot.add_argument("--x", choices=["env_steps", "wall_s"], default="env_steps", help="x axis (default env_steps)")
     plot.add_argument(
@@ -195,7 +201,9 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--title", help="figure title")
 
     compare = commands.add_parser("compare", help="one table row per run: final, best, time to a threshold, speed")
-    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run or tune directories")
+    compare.add_argument(
+        "runs", nargs="+", type=location, metavar="RUN_DIR", help="run or tune directories (paths or URIs)"
+    )
     compare.add_argument("--threshold", type=float, metavar="R", help="report steps and seconds to eval return R")
     compare.add_argument("--json", action="store_true", help="print one JSON array")
     _add_tune_parser(commands)

@@ -240,6 +240,40 @@ def download_run(uri: str, staging: Path, replay: bool = True) -> dict[str, str]
     return fetched
 
 
+SUMMARY_FILES = ("metrics.jsonl", "config.toml", "tune.jsonl")
+"""What `plot` and `compare` read of a run or tune directory (and of each trial of a tune directory)."""
+
+
+def download_run_files(uri: str, into: Path) -> None:
+    """Copy what `plot` and `compare` read of the run or tune directory at `uri` into `into`:
+    metrics.jsonl, config.toml, tune.jsonl, and for a tune directory each trial's under
+    `trials/<id>/`; checkpoints and TensorBoard files stay on the store. Files the store does
+    not have are left out (the reader names what is missing)."""
+    fs, path = _filesystem(uri)
+    with _store_errors(uri, "read"):
+        fs.invalidate_cache()
+        _get_present(fs, path, into)
+        if not (into / "tune.jsonl").is_file():
+            return
+        try:
+            trials = fs.ls(f"{path}/trials", detail=False)
+        except FileNotFoundError:
+            return
+        for trial in trials:
+            name = trial.rstrip("/").rsplit("/", 1)[-1]
+            if _VERSION_NAME.fullmatch(name):  # Tune's trial ids; nothing that could leave `into`
+                _get_present(fs, f"{path}/trials/{name}", into / "trials" / name)
+
+
+def _get_present(fs: Any, path: str, into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    for name in SUMMARY_FILES:
+        try:
+            fs.get_file(f"{path}/{name}", str(into / name))
+        except FileNotFoundError:
+            (into / name).unlink(missing_ok=True)  # a backend may leave an empty file behind
+
+
 class RemoteRun:
     """Mirrors the local staging directory of a run to its URI. `sync()` brings the store up to
     date: each checkpoint whose link moved is uploaded, then config.toml, placement.json, the
