@@ -61,6 +61,24 @@ def _placement_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for config fields of a run, shared by `train` and `k8s`."""
+    parser.add_argument("--seed", type=int, help="seed for every random number generator")
+    parser.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
+    parser.add_argument("--total-steps", type=int, help="env steps to train for")
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.total_steps is not None:
+        overrides.append(f"total_steps={args.total_steps}")
+    if args.stop_return is not None:
+        overrides.append(f"stop_return={args.stop_return}")
+    return overrides
+
+
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     """Flags of any command that runs long enough to show progress."""
     parser.add_argument(
@@ -95,14 +113,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set algorithm.lr=5e-4 (repeatable)",
     )
-    train.add_argument("--seed", type=int, help="seed for every random number generator")
+    _add_run_flags(train)
     train.add_argument(
         "--run-dir",
         type=location,
         help="where run files go: a path or a URI such as s3://bucket/run (default runs/ENV-sSEED-TIME)",
     )
-    train.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
-    train.add_argument("--total-steps", type=int, help="env steps to train for")
     _add_placement_flags(train)
     _add_output_flags(train)
     train.add_argument(
@@ -129,6 +145,8 @@ def _build_parser() -> argparse.ArgumentParser:
     k8s.add_argument("--env", help="Gymnasium id (picks the preset)")
     k8s.add_argument("--config", type=Path, help="TOML or YAML config file")
     k8s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_run_flags(k8s)
+    k8s.add_argument("--runtime", choices=["inline", "threads", "ray"], help="ray (the only runtime of a RayCluster)")
     k8s.add_argument("--image", required=True, help="container image with distdqn and Ray, for every pod")
     k8s.add_argument("--kind", choices=["rayjob", "raycluster"], default="rayjob", help="default rayjob")
     k8s.add_argument("--name", help="name of the RayJob/RayCluster (default distdqn-ENV)")
@@ -274,14 +292,7 @@ def _add_tune_parser(commands: Any) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.overrides) + _placement_overrides(args) + _output_overrides(args)
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    if args.total_steps is not None:
-        overrides.append(f"total_steps={args.total_steps}")
-    if args.stop_return is not None:
-        overrides.append(f"stop_return={args.stop_return}")
-    return overrides
+    return list(args.overrides) + _placement_overrides(args) + _output_overrides(args) + _run_overrides(args)
 
 
 def _default_run_dir(config: Config) -> Path:
@@ -502,7 +513,12 @@ def _command_plan(args: argparse.Namespace) -> int:
 def _command_k8s(args: argparse.Namespace) -> int:
     from distdqn.k8s import K8sOptions, render, resolve_k8s_config
 
-    config = resolve_k8s_config(args.env, args.config, args.overrides)
+    if args.runtime not in (None, "ray"):
+        raise UserError(
+            f"--runtime {args.runtime}: a RayCluster runs every role as a Ray actor on its pods; "
+            "k8s takes --runtime ray or none"
+        )
+    config = resolve_k8s_config(args.env, args.config, args.overrides + _run_overrides(args))
     options = K8sOptions(
         image=args.image,
         kind=args.kind,
