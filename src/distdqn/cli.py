@@ -485,7 +485,7 @@ def _command_play(args: argparse.Namespace) -> int:
 
 
 def _command_plan(args: argparse.Namespace) -> int:
-    from distdqn.plan import Node, assign, render, role_demands
+    from distdqn.plan import Node, assign, machine_cores, oversubscription, render, role_demands
 
     config = resolve_config(args.env, args.config, args.overrides + _placement_overrides(args))
     check_devices(config)
@@ -496,8 +496,11 @@ def _command_plan(args: argparse.Namespace) -> int:
     elif placement.address is None:
         from distdqn.runtime.ray import embedded_cluster_cpus
 
-        nodes = [Node("embedded local cluster", {"CPU": float(embedded_cluster_cpus(placement))})]
-        placed = assign(roles, nodes)
+        cpus = embedded_cluster_cpus(placement)
+        placed = assign(roles, [Node("embedded local cluster", {"CPU": float(cpus)})])
+        warning = oversubscription(cpus, machine_cores())
+        if warning is not None:
+            print(f"distdqn: warning: {warning}", file=sys.stderr)
     else:
         from distdqn.runtime.ray import RayRuntime
 
