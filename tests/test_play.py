@@ -24,6 +24,7 @@ from distdqn.envs.maze import AGENT_RGB, CELL_PIXELS, DEFAULT_LAYOUT, FLOOR_RGB,
 from distdqn.maze_map import map_pixel_size, plot_value_map, value_grid
 from distdqn.networks import QNetwork, build_q_network
 from distdqn.play import GifFrames
+from distdqn.seeding import EVAL_SEED
 
 
 def with_env(config: Config, **changes) -> Config:
@@ -168,6 +169,19 @@ def test_play_plays_the_episodes_evaluate_scores(tmp_path, capsys):
     code, out, err = run(capsys, "evaluate", str(checkpoint), "--episodes", "3", "--seed", "5", "--json")
     assert code == 0, err
     assert played == json.loads(out)["returns"]
+
+
+def test_play_and_evaluate_default_to_the_same_seed(tmp_path, capsys):
+    """`play` seeded with 0 and `evaluate` with 12345 unless told: the same checkpoint played
+    other episodes than it was scored on."""
+    checkpoint, _ = save_policy(tmp_path, resolve_config("CartPole-v1"))
+    code, out, err = run(capsys, "play", str(checkpoint), "--episodes", "10")
+    assert code == 0, err
+    played = [float(r) for r in re.findall(r"^episode \d+: return (\S+),", out, re.MULTILINE)]
+    code, out, err = run(capsys, "evaluate", str(checkpoint), "--episodes", "10", "--json")
+    assert code == 0, err
+    assert played == json.loads(out)["returns"]
+    assert play_module.PlayOptions().seed == EVAL_SEED
 
 
 def test_gif_frames_are_shrunk_and_capped(monkeypatch):

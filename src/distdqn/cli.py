@@ -21,7 +21,7 @@ from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config, override_config, resolve_config, short_repr
 from distdqn.devices import check_devices
 from distdqn.errors import CheckpointError, UserError
-from distdqn.seeding import stream_seed
+from distdqn.seeding import EVAL_SEED, stream_seed
 from distdqn.storage import local_checkpoint, location, run_checkpoint
 from distdqn.types import EvalResult, Weights
 
@@ -187,7 +187,9 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
     _add_checkpoint_arguments(evaluate)
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
-    evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs")
+    evaluate.add_argument(
+        "--seed", type=int, default=EVAL_SEED, help=f"seed of the evaluation envs (default {EVAL_SEED}, as play's)"
+    )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument(
         "--allow-import",
@@ -228,7 +230,12 @@ def _build_parser() -> argparse.ArgumentParser:
     play = commands.add_parser("play", help="watch a checkpoint's greedy policy, as a GIF (and a maze's value map)")
     _add_checkpoint_arguments(play)
     play.add_argument("--episodes", type=int, default=1, help="episodes to play (default 1)")
-    play.add_argument("--seed", type=int, default=0, help="episode k is seeded as the evaluator's env k (default 0)")
+    play.add_argument(
+        "--seed",
+        type=int,
+        default=EVAL_SEED,
+        help=f"episode k is seeded as the evaluator's env k (default {EVAL_SEED}, as evaluate's)",
+    )
     play.add_argument("--gif", type=Path, metavar="FILE.gif", help="write the episodes' rendered frames to this GIF")
     play.add_argument(
         "--map", type=Path, metavar="FILE.png", help="maze: write its value map here (default with --gif: STEM-map.png)"

@@ -28,7 +28,7 @@ from distdqn.envs import MAZE_ID, frame_box, make_env, policy_space
 from distdqn.errors import CheckpointError, EnvError, UserError
 from distdqn.frames import FrameStacker
 from distdqn.networks import build_q_network, load_weights
-from distdqn.seeding import env_seeds
+from distdqn.seeding import EVAL_SEED, env_seeds
 from distdqn.types import Weights
 
 MAX_PLAY_EPISODES = 1000
@@ -48,7 +48,7 @@ class PlayOptions:
     """What `distdqn play` was asked for; checked on creation, with one-line errors naming the flag."""
 
     episodes: int = 1
-    seed: int = 0
+    seed: int = EVAL_SEED
     max_steps: int = 1000
     gif: Path | None = None
     map: Path | None = None
