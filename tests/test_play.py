@@ -4,6 +4,7 @@ the maze's rgb_array rendering. Checkpoints hold untrained (or hand-set) network
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -372,3 +373,30 @@ def test_a_run_without_best_and_latest_on_a_checkpoint_are_one_line(tmp_path, ca
         assert code == 2 and err == (
             f"distdqn: error: --latest picks a run directory's checkpoints/latest; {checkpoint} is no run directory\n"
         )
+
+
+def test_a_gif_of_a_pygame_env_prints_nothing_on_stderr(tmp_path):
+    """SDL printed "error: XDG_RUNTIME_DIR is invalid or not set in the environment." where there
+    is no display (CI, a server, a container)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pygame")
+    checkpoint, _ = save_policy(tmp_path, resolve_config("CartPole-v1"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_") and k not in ("XDG_RUNTIME_DIR", "DISPLAY")}
+    done = subprocess.run(
+        [sys.executable, "-m", "distdqn", "play", str(checkpoint), "--gif", str(tmp_path / "cartpole.gif")],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert (tmp_path / "cartpole.gif").is_file()
+
+
+def test_sdl_drivers_the_user_chose_are_kept(monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    monkeypatch.delenv("SDL_AUDIODRIVER", raising=False)
+    play_module.offscreen_sdl()
+    assert (os.environ["SDL_VIDEODRIVER"], os.environ["SDL_AUDIODRIVER"]) == ("x11", "dummy")
