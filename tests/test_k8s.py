@@ -491,3 +491,22 @@ def test_the_run_flags_of_train_go_into_the_config_the_job_runs(capsys: pytest.C
             f"distdqn: error: --runtime {runtime}: a RayCluster runs every role as a Ray actor on its pods; "
             "k8s takes --runtime ray or none\n"
         )
+
+
+def test_an_atari_config_prints_no_ale_banner(tmp_path: Path):
+    """k8s makes the env only to read its spaces, and the ALE printed its banner
+    ("A.L.E: Arcade Learning Environment ...") on stderr from C++, past Python's sys.stderr."""
+    import os
+    import subprocess
+
+    pytest.importorskip("ale_py")
+    done = subprocess.run(
+        [sys.executable, "-m", "distdqn", "k8s", "--env", "ALE/Pong-v5", "--image", IMAGE, "--token", "external"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "kind: RayJob" in done.stdout

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from distdqn.checkpoint import load_checkpoint
-from distdqn.config import Config, override_config, resolve_config, short_repr
+from distdqn.config import Config, is_atari_id, override_config, resolve_config, short_repr
 from distdqn.devices import check_devices
 from distdqn.errors import CheckpointError, UserError
 from distdqn.seeding import EVAL_SEED, stream_seed
@@ -520,6 +520,19 @@ def _command_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_ale_banner(config: Config) -> None:
+    """The ALE prints its banner ("A.L.E: Arcade Learning Environment (version ...)") on stderr
+    whenever it makes an env; a command that makes one only to read its spaces shows it for
+    nothing, so there the ALE's log level is raised to errors."""
+    if not is_atari_id(config.env.id):
+        return
+    try:
+        import ale_py
+    except ImportError:
+        return  # making the env names the missing package
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+
+
 def _command_k8s(args: argparse.Namespace) -> int:
     from distdqn.k8s import K8sOptions, render, resolve_k8s_config
 
@@ -529,6 +542,7 @@ def _command_k8s(args: argparse.Namespace) -> int:
             "k8s takes --runtime ray or none"
         )
     config = resolve_k8s_config(args.env, args.config, args.overrides + _run_overrides(args))
+    _without_ale_banner(config)
     options = K8sOptions(
         image=args.image,
         kind=args.kind,
