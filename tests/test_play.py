@@ -400,3 +400,13 @@ def test_sdl_drivers_the_user_chose_are_kept(monkeypatch):
     monkeypatch.delenv("SDL_AUDIODRIVER", raising=False)
     play_module.offscreen_sdl()
     assert (os.environ["SDL_VIDEODRIVER"], os.environ["SDL_AUDIODRIVER"]) == ("x11", "dummy")
+
+
+def test_a_checkpoint_missing_a_file_is_still_a_checkpoint_not_a_run(tmp_path, capsys):
+    checkpoint, _ = save_policy(tmp_path, resolve_config("CartPole-v1"))
+    (checkpoint / "tensors.safetensors").unlink()
+    (checkpoint / "manifest.json").unlink()
+    code, _, err = run(capsys, "play", str(checkpoint))
+    assert (
+        code == 2 and err == f"distdqn: error: checkpoint {checkpoint} is incomplete: tensors.safetensors is missing\n"
+    )

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from distdqn.checkpoint import MANIFEST_FILE, RESUME_DIR, RESUME_FILE
+from distdqn.checkpoint import MANIFEST_FILE, RESUME_DIR, RESUME_FILE, STATE_FILE, TENSORS_FILE
 from distdqn.errors import CheckpointError, UserError
 
 CHECKPOINT_NAMES = ("latest", "best")
@@ -176,21 +176,27 @@ def local_checkpoint(location: Path | str) -> Iterator[Path]:
         yield link
 
 
+CHECKPOINT_MARKS = (MANIFEST_FILE, TENSORS_FILE, STATE_FILE)
+"""Files only a checkpoint holds (a run directory holds config.toml too, a checkpoint also)."""
+
+
 def _is_run(location: Path | str) -> bool:
-    """Whether `location` is a run directory (it holds config.toml or a checkpoints directory)
-    rather than a checkpoint or nothing."""
+    """Whether `location` is a run directory (config.toml or checkpoints/, and nothing only a
+    checkpoint holds) rather than a checkpoint, damaged or not, or nothing."""
     if not is_remote(location):
         local = Path(location)
         return (
             local.is_dir()
-            and not (local / MANIFEST_FILE).exists()
+            and not any((local / name).exists() for name in CHECKPOINT_MARKS)
             and any((local / name).exists() for name in ("config.toml", "checkpoints"))
         )
     fs, path = _filesystem(str(location))
     names = ("config.toml", *(f"checkpoints/{checkpoint}" for checkpoint in CHECKPOINT_NAMES))
     with _store_errors(str(location), "read"):
         fs.invalidate_cache()
-        return not fs.exists(f"{path}/{MANIFEST_FILE}") and any(fs.exists(f"{path}/{name}") for name in names)
+        return not any(fs.exists(f"{path}/{name}") for name in CHECKPOINT_MARKS) and any(
+            fs.exists(f"{path}/{name}") for name in names
+        )
 
 
 def run_checkpoint(location: Path | str, name: str) -> Path | str | None:
