@@ -457,3 +457,87 @@ def test_a_resume_that_changes_the_layout_says_so_and_starts_with_an_empty_repla
     err = capsys.readouterr().err.strip()
     assert "resuming with an empty replay" in err and len(err.splitlines()) == 1, err
     assert load_checkpoint(copy / "checkpoints" / "latest").state["counters"]["env_steps"] >= 200
+
+
+@pytest.fixture
+def cpu_only_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine as a CPU-only torch build sees it, whatever the test machine has."""
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--total-steps", "10"],
+        ["train", "--resume", "RUN"],
+        ["plan"],
+        ["plan", "--runtime", "ray"],
+        ["tune", "--param", "algorithm.lr=loguniform(1e-4,1e-2)", "--total-steps", "100"],
+    ],
+)
+def test_a_cuda_learner_on_a_machine_without_cuda_is_one_line_and_writes_nothing(
+    finished_run: Path, tmp_path: Path, capsys, monkeypatch, cpu_only_torch: None, command: list[str]
+):
+    """It was torch's 30-line traceback (exit 1) from inside the learner, after the run directory
+    was made, so that the same command without the bad device was then refused."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    before = sorted((p.name, p.stat().st_size) for p in finished_run.rglob("*") if p.is_file())
+    command = [str(finished_run) if arg == "RUN" else arg for arg in command]
+    if command[0] != "plan" and "--resume" not in command:
+        command += ["--run-dir", str(tmp_path / "run")]
+    assert main([*command, "--set", "placement.device=cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "distdqn: error: placement.device='cuda' needs a CUDA device; this machine has none "
+        f"(torch {__import__('torch').__version__} is built without CUDA); use cpu or auto"
+    )
+    assert list(tmp_path.iterdir()) == []
+    assert sorted((p.name, p.stat().st_size) for p in finished_run.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--set", "placement.num_learners=2", "--run-dir", "RUN_DIR"],
+        ["train", "--resume", "FINISHED"],
+        ["plan", "--set", "placement.num_learners=2"],
+    ],
+)
+def test_an_address_implies_the_ray_runtime(finished_run: Path, tmp_path: Path, capsys, command: list[str]):
+    """`--address` without `--runtime ray` was refused by the inline runtime's own check
+    ("num_learners=2 needs the ray runtime; inline has 1"), or ignored on --resume; now it joins
+    that cluster (here one that is not there)."""
+    command = [
+        str(tmp_path / "run") if a == "RUN_DIR" else str(finished_run) if a == "FINISHED" else a for a in command
+    ]
+    before = sorted((p.name, p.stat().st_size) for p in finished_run.rglob("*") if p.is_file())
+    assert main([*command, "--address", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "distdqn: error: cannot reach the Ray cluster at '127.0.0.1:1': Connection refused"
+    assert not (tmp_path / "run").exists()
+    assert sorted((p.name, p.stat().st_size) for p in finished_run.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        (["train", "--runtime", "inline", "--total-steps", "10"], "'inline'"),
+        (["train", "--set", "placement.runtime=threads", "--total-steps", "10"], "'threads'"),
+        (["train", "--set", "placement.runtime=ray", "--runtime", "inline", "--total-steps", "10"], "'inline'"),
+        (["plan", "--runtime", "threads"], "'threads'"),
+    ],
+)
+def test_an_address_with_another_runtime_named_is_one_line(tmp_path: Path, capsys, command: list[str], named: str):
+    run_dir = ["--run-dir", str(tmp_path / "run")] if command[0] == "train" else []
+    assert main([*command, *run_dir, "--address", "10.0.0.5:6379"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"distdqn: error: --address '10.0.0.5:6379' joins a Ray cluster, which the {named} runtime does not "
+        "use; drop --address or use --runtime ray"
+    )
+    assert not (tmp_path / "run").exists()

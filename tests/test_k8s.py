@@ -470,3 +470,43 @@ def test_a_job_made_again_resumes_the_run_in_its_storage():
     (job,) = [o for o in k8s.manifests(config, options) if o["kind"] == "RayJob"]
     assert job["spec"]["entrypoint"] == "distdqn train --resume s3://bucket/pong"
     assert _schema_errors(job) == [] and _operator_errors(job) == []
+
+
+def test_the_run_flags_of_train_go_into_the_config_the_job_runs(capsys: pytest.CaptureFixture[str]):
+    """The README says k8s shares train's flags; --seed, --total-steps and --runtime were refused."""
+    argv = ["k8s", "--env", "CartPole-v1", "--image", IMAGE, "--token", "external"]
+    flags = ["--seed", "7", "--total-steps", "5000", "--stop-return", "400", "--runtime", "ray"]
+    status, out, err = _run(argv + flags, capsys)
+    assert status == 0, err
+    run_toml = _by_kind(list(yaml.safe_load_all(out)))["ConfigMap"]["data"]["run.toml"]
+    config = build_config(tomllib.loads(run_toml))
+    assert (config.seed, config.total_steps, config.stop_return) == (7, 5000, 400.0)
+    sets = [item for one in ("seed=7", "total_steps=5000", "stop_return=400") for item in ("--set", one)]
+    assert _run(argv + sets, capsys)[1] == out  # as the --set overrides would
+
+    for runtime in ("inline", "threads"):
+        status, out, err = _run([*argv, "--runtime", runtime], capsys)
+        assert (status, out) == (2, "")
+        assert err == (
+            f"distdqn: error: --runtime {runtime}: a RayCluster runs every role as a Ray actor on its pods; "
+            "k8s takes --runtime ray or none\n"
+        )
+
+
+def test_an_atari_config_prints_no_ale_banner(tmp_path: Path):
+    """k8s makes the env only to read its spaces, and the ALE printed its banner
+    ("A.L.E: Arcade Learning Environment ...") on stderr from C++, past Python's sys.stderr."""
+    import os
+    import subprocess
+
+    pytest.importorskip("ale_py")
+    done = subprocess.run(
+        [sys.executable, "-m", "distdqn", "k8s", "--env", "ALE/Pong-v5", "--image", IMAGE, "--token", "external"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "kind: RayJob" in done.stdout

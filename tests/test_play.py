@@ -4,7 +4,9 @@ the maze's rgb_array rendering. Checkpoints hold untrained (or hand-set) network
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import gymnasium as gym
@@ -17,21 +19,24 @@ from PIL import Image, ImageSequence
 from distdqn import play as play_module
 from distdqn.checkpoint import save_checkpoint
 from distdqn.cli import main
-from distdqn.config import Config, resolve_config
+from distdqn.config import Config, config_to_toml, resolve_config
 from distdqn.envs import MAZE_ID, env_spaces, frame_box, policy_space
 from distdqn.envs.maze import AGENT_RGB, CELL_PIXELS, DEFAULT_LAYOUT, FLOOR_RGB, GOAL_RGB, WALL_RGB, MazeEnv
 from distdqn.maze_map import map_pixel_size, plot_value_map, value_grid
 from distdqn.networks import QNetwork, build_q_network
 from distdqn.play import GifFrames
+from distdqn.seeding import EVAL_SEED
 
 
 def with_env(config: Config, **changes) -> Config:
     return config.model_copy(update={"env": config.env.model_copy(update=changes)})
 
 
-def save_policy(directory: Path, config: Config, always: int | None = None) -> tuple[Path, QNetwork]:
-    """A checkpoint of a fresh network for `config` (seeded); `always`: one whose greedy action is
-    that action in every state (zero output weights, a bias for it)."""
+def save_policy(
+    directory: Path, config: Config, always: int | None = None, name: str = "latest"
+) -> tuple[Path, QNetwork]:
+    """A checkpoint `name` of a fresh network for `config` (seeded); `always`: one whose greedy
+    action is that action in every state (zero output weights, a bias for it)."""
     torch.manual_seed(0)
     observation_space, action_space = env_spaces(config.env)
     network = build_q_network(config.network, policy_space(config.env, frame_box(observation_space)), action_space)
@@ -41,7 +46,7 @@ def save_policy(directory: Path, config: Config, always: int | None = None) -> t
             network.head.bias.copy_(torch.nn.functional.one_hot(torch.tensor(always), action_space.n) * 5.0)
     network.requires_grad_(False)
     tensors = {f"online.{name}": value for name, value in network.state_dict().items()}
-    return save_checkpoint(directory / "checkpoints", "latest", config, tensors, {}), network
+    return save_checkpoint(directory / "checkpoints", name, config, tensors, {}), network
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +170,19 @@ def test_play_plays_the_episodes_evaluate_scores(tmp_path, capsys):
     code, out, err = run(capsys, "evaluate", str(checkpoint), "--episodes", "3", "--seed", "5", "--json")
     assert code == 0, err
     assert played == json.loads(out)["returns"]
+
+
+def test_play_and_evaluate_default_to_the_same_seed(tmp_path, capsys):
+    """`play` seeded with 0 and `evaluate` with 12345 unless told: the same checkpoint played
+    other episodes than it was scored on."""
+    checkpoint, _ = save_policy(tmp_path, resolve_config("CartPole-v1"))
+    code, out, err = run(capsys, "play", str(checkpoint), "--episodes", "10")
+    assert code == 0, err
+    played = [float(r) for r in re.findall(r"^episode \d+: return (\S+),", out, re.MULTILINE)]
+    code, out, err = run(capsys, "evaluate", str(checkpoint), "--episodes", "10", "--json")
+    assert code == 0, err
+    assert played == json.loads(out)["returns"]
+    assert play_module.PlayOptions().seed == EVAL_SEED
 
 
 def test_gif_frames_are_shrunk_and_capped(monkeypatch):
@@ -291,3 +309,104 @@ def test_an_env_id_that_imports_a_module_needs_allow_import(tmp_path, capsys):
     code, _, err = run(capsys, "play", str(checkpoint))
     assert code == 2 and err.count("\n") == 1 and f"pass --allow-import {module} if you trust it" in err
     assert run(capsys, "play", str(checkpoint), "--allow-import", module)[0] == 0
+
+
+def run_with_best_and_latest(run_dir: Path) -> Path:
+    """A run directory whose `best` always moves right, reaching the goal of `S.G` in 2 steps, and
+    whose `latest` always moves left, into the wall, until --max-steps cuts the episode."""
+    config = with_env(resolve_config(MAZE_ID), kwargs={"layout": ["S.G"]})
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text(config_to_toml(config))
+    save_policy(run_dir, config, always=1, name="best")
+    save_policy(run_dir, config, always=3, name="latest")
+    return run_dir
+
+
+def test_a_run_directory_means_its_best_checkpoint_and_latest_with_a_flag(tmp_path, capsys):
+    """`play RUN_DIR` said "checkpoint RUN_DIR is incomplete: tensors.safetensors is missing"."""
+    run_dir = run_with_best_and_latest(tmp_path / "run")
+    code, out, err = run(capsys, "play", str(run_dir), "--max-steps", "9")
+    assert code == 0 and episode_lengths(out) == [2], err
+    code, out, err = run(capsys, "play", str(run_dir), "--max-steps", "9", "--latest")
+    assert code == 0 and episode_lengths(out) == [9], err
+    code, out, err = run(capsys, "evaluate", str(run_dir), "--episodes", "2", "--json")
+    assert code == 0 and json.loads(out)["length_mean"] == 2, err
+    code, out, err = run(capsys, "evaluate", str(run_dir), "--episodes", "2", "--json", "--latest")
+    assert code == 0 and json.loads(out)["length_mean"] > 2, err
+
+
+def test_a_run_directory_on_object_storage_means_its_best_checkpoint(tmp_path, capsys):
+    from distdqn.storage import RemoteRun
+
+    uri = f"memory://distdqn-play/{tmp_path.name}"
+    RemoteRun(uri, run_with_best_and_latest(tmp_path / "run")).sync()
+    code, out, err = run(capsys, "play", uri, "--max-steps", "9")
+    assert code == 0 and episode_lengths(out) == [2], err
+    code, out, err = run(capsys, "play", uri, "--max-steps", "9", "--latest")
+    assert code == 0 and episode_lengths(out) == [9], err
+    code, out, err = run(capsys, "evaluate", uri, "--episodes", "1", "--json")
+    assert code == 0 and json.loads(out)["length_mean"] == 2, err
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_a_run_without_best_and_latest_on_a_checkpoint_are_one_line(tmp_path, capsys, remote):
+    from distdqn.storage import RemoteRun
+
+    run_dir = run_with_best_and_latest(tmp_path / "run")
+    shutil.rmtree(run_dir / "checkpoints")
+    (run_dir / "checkpoints").mkdir()
+    save_policy(run_dir, with_env(resolve_config(MAZE_ID), kwargs={"layout": ["S.G"]}), always=1)  # latest only
+    where = str(run_dir)
+    if remote:
+        where = f"memory://distdqn-play/{tmp_path.name}"
+        RemoteRun(where, run_dir).sync()
+    for command in ("play", "evaluate"):
+        code, out, err = run(capsys, command, where)
+        assert code == 2 and out == ""
+        assert err == (
+            f"distdqn: error: run {where} has no checkpoints/best (it has had no evaluation yet, or "
+            "checkpoint.keep_best is off; --latest reads checkpoints/latest)\n"
+        )
+        assert run(capsys, command, where, "--latest")[0] == 0
+        checkpoint = f"{where}/checkpoints/latest"
+        code, out, err = run(capsys, command, checkpoint, "--latest")
+        assert code == 2 and err == (
+            f"distdqn: error: --latest picks a run directory's checkpoints/latest; {checkpoint} is no run directory\n"
+        )
+
+
+def test_a_gif_of_a_pygame_env_prints_nothing_on_stderr(tmp_path):
+    """SDL printed "error: XDG_RUNTIME_DIR is invalid or not set in the environment." where there
+    is no display (CI, a server, a container)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pygame")
+    checkpoint, _ = save_policy(tmp_path, resolve_config("CartPole-v1"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_") and k not in ("XDG_RUNTIME_DIR", "DISPLAY")}
+    done = subprocess.run(
+        [sys.executable, "-m", "distdqn", "play", str(checkpoint), "--gif", str(tmp_path / "cartpole.gif")],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert (tmp_path / "cartpole.gif").is_file()
+
+
+def test_sdl_drivers_the_user_chose_are_kept(monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    monkeypatch.delenv("SDL_AUDIODRIVER", raising=False)
+    play_module.offscreen_sdl()
+    assert (os.environ["SDL_VIDEODRIVER"], os.environ["SDL_AUDIODRIVER"]) == ("x11", "dummy")
+
+
+def test_a_checkpoint_missing_a_file_is_still_a_checkpoint_not_a_run(tmp_path, capsys):
+    checkpoint, _ = save_policy(tmp_path, resolve_config("CartPole-v1"))
+    (checkpoint / "tensors.safetensors").unlink()
+    (checkpoint / "manifest.json").unlink()
+    code, _, err = run(capsys, "play", str(checkpoint))
+    assert (
+        code == 2 and err == f"distdqn: error: checkpoint {checkpoint} is incomplete: tensors.safetensors is missing\n"
+    )

@@ -309,3 +309,58 @@ def test_unwritable_out_is_one_line_and_leaves_no_file(tmp_path: Path, capsys, m
     assert main(["plot", str(run), "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"distdqn: error: cannot write --out {out}: Permission denied\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def upload(local: Path, uri: str) -> str:
+    """A copy of a local run or tune directory on fsspec's in-memory object store."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.put(str(local), path, recursive=True)
+    return uri
+
+
+def test_plot_and_compare_read_runs_on_object_storage(tmp_path: Path, capsys):
+    """They made `Path("s3://bucket/run")` of a URI, which is `s3:/bucket/run`, and found no run."""
+    store = f"memory://distdqn-plots/{tmp_path.name}"
+    a = upload(write_run(tmp_path / "a", [(1000, 1.0, 10.0), (2000, 2.0, 30.0)]), f"{store}/runs/a")
+    b = upload(write_run(tmp_path / "b", [(1000, 1.0, 20.0), (2000, 2.0, 40.0)]), f"{store}/runs/b")
+    write_tune(tmp_path / "pbt")
+    pbt = upload(tmp_path / "pbt", f"{store}/pbt")
+
+    assert main(["compare", a, b, pbt, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["run"] for row in rows] == [a, b, f"{pbt}/trials/t0001", f"{pbt}/trials/t0002"]
+    assert [row["best_eval_return"] for row in rows] == [30.0, 40.0, 150.0, 140.0]
+
+    out = tmp_path / "p.png"
+    assert main(["plot", a, b, "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out}\n" and png_size(out) == (800, 500)
+    fig = plot([a, b], out)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]
+    assert curves(fig) == [([1000, 2000], [10.0, 30.0]), ([1000, 2000], [20.0, 40.0])]
+    fig = plot([a, b], out, groups=[f"all={store}/runs/*"])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["all (n=2)"]
+    fig = plot([a, b], out, group_by=["seed"])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["seed=0 (n=2)"]
+    fig = plot([pbt], out)
+    assert fig.get_suptitle() == "pbt" and len(fig.axes) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "{store}/missing"], "{store}/missing has no metrics.jsonl (not a run directory)"),
+        (["plot", "{store}/missing", "--out", "{tmp}/p.png"], "{store}/missing has no metrics.jsonl"),
+        (["plot", "{store}/pbt", "{store}/a", "--out", "{tmp}/p.png"], "(plot {store}/pbt/trials/* to treat"),
+    ],
+)
+def test_errors_about_runs_on_object_storage_name_the_uri(tmp_path: Path, capsys, args: list[str], message: str):
+    store = f"memory://distdqn-plots/{tmp_path.name}"
+    upload(write_run(tmp_path / "a", [(1000, 1.0, 10.0)]), f"{store}/a")
+    write_tune(tmp_path / "pbt")
+    upload(tmp_path / "pbt", f"{store}/pbt")
+    assert main([arg.format(tmp=tmp_path, store=store) for arg in args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("distdqn: error: ")
+    assert message.format(tmp=tmp_path, store=store) in err

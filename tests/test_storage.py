@@ -2,7 +2,7 @@
 the test starts: a run killed with `kill -9` and resumed from the store, evaluation of a
 checkpoint on the store, and pointers that name no version of the run. A store that fails
 (`FlakyStore`): retried while the failures are transient and few, otherwise the run stops and
-keeps its staging directory, which `python -m distdqn.storage upload` uploads later."""
+keeps its staging directory, which `distdqn upload` uploads later."""
 
 import errno
 import json
@@ -337,7 +337,7 @@ def test_store_that_never_recovers_stops_the_run_and_keeps_its_newest_checkpoint
     """The store fails for good after the first checkpoint reached it: the next upload gives up
     after its 8 tries, the run stops with one line naming the staging directory, which holds the
     newer `latest`. The run goes on from there (`--resume STAGING`), and once the store is back
-    `python -m distdqn.storage upload STAGING URI` puts it where `--resume URI` finds it."""
+    `distdqn upload STAGING URI` puts it where `--resume URI` finds it."""
     from distdqn import storage
     from distdqn.checkpoint import load_checkpoint
     from distdqn.cli import main
@@ -364,10 +364,10 @@ def test_store_that_never_recovers_stops_the_run_and_keeps_its_newest_checkpoint
     went_on = load_checkpoint(staging / "checkpoints" / "latest").state["counters"]["env_steps"]
     assert went_on >= kept + 1000
 
-    assert storage.main(["upload", str(staging), uri]) == 2  # the store still fails
+    assert main(["upload", str(staging), uri]) == 2  # the store still fails
     assert capsys.readouterr().err.startswith(f"distdqn: error: cannot write to {uri}: ")
     flaky.recover()
-    assert storage.main(["upload", str(staging), uri]) == 0
+    assert main(["upload", str(staging), uri]) == 0
     assert capsys.readouterr().out.startswith(f"uploaded {staging} to {uri} (latest -> latest-")
     store.invalidate_cache()
     assert _steps_on_store(store, run) == went_on
@@ -570,3 +570,20 @@ def test_retry_bound():
     with pytest.raises(PermissionError):
         _retried(lambda: calls.append(0) or (_ for _ in ()).throw(PermissionError("no")), (), {}, Retry())
     assert len(calls) == 1
+
+
+def test_plot_and_compare_read_a_run_on_s3(s3_env, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """`plot` and `compare` took their arguments as paths, so `s3://bucket/run` became `s3:/bucket/run`."""
+    from distdqn.cli import main
+
+    run = f"{BUCKET}/plotted"
+    lines = [{"env_steps": steps, "wall_s": steps / 100, "eval_return_mean": steps / 10} for steps in (100, 200)]
+    store = _s3()
+    store.pipe_file(f"{run}/metrics.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode())
+    store.pipe_file(f"{run}/config.toml", b"seed = 4\n")
+    assert main(["compare", f"s3://{run}", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["run"] == f"s3://{run}" and row["best_eval_return"] == 20.0 and row["env_steps"] == 200
+    out = tmp_path / "curve.png"
+    assert main(["plot", f"s3://{run}", "--out", str(out), "--group-by", "seed"]) == 0
+    assert out.is_file()

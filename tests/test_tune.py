@@ -3,6 +3,7 @@ hyperparameters, and real Ray Tune runs (PBT exploiting a trial that cannot lear
 over a grid)."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,33 @@ def test_a_trial_on_the_ray_runtime_runs_its_roles_as_ray_actors(tmp_path: Path)
     assert sorted(where) == ["actor-0", "evaluator", "learner-0", "shard-0"]
     assert len({role["pid"] for role in where.values()}) == 4  # four Ray actors, none in the trial's process
     assert [record["env_steps"] // 1000 for record in _tune_log(tune_dir)] == [1, 2]
+
+
+def test_ray_worker_lines_are_plain_when_stderr_is_no_terminal(monkeypatch: pytest.MonkeyPatch):
+    """`tune 2>log` filled the log with the ANSI colour codes of Ray's `(pid=...)` prefixes."""
+    import io
+
+    from distdqn.runtime.ray import plain_worker_lines, ray  # first: it sets Ray's environment
+
+    print_worker_logs = ray._private.worker.print_worker_logs  # how the driver prints a worker's lines
+
+    line = {"pid": 4321, "ip": "127.0.0.1", "localhost": "127.0.0.1", "lines": ["trial says hi"], "actor_name": "T"}
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
+    plain_worker_lines(Terminal())  # a terminal keeps Ray's colours
+    coloured = io.StringIO()
+    print_worker_logs(line, coloured)
+    assert "\x1b[" in coloured.getvalue()
+
+    plain_worker_lines(io.StringIO())
+    plain = io.StringIO()
+    print_worker_logs(line, plain)
+    assert plain.getvalue() == "(T pid=4321) trial says hi\n"
+
+    monkeypatch.setenv("RAY_COLOR_PREFIX", "1")  # the user's choice stays
+    plain_worker_lines(io.StringIO())
+    assert os.environ["RAY_COLOR_PREFIX"] == "1"

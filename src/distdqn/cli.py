@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any, NoReturn
 import numpy as np
 
 from distdqn.checkpoint import load_checkpoint
-from distdqn.config import Config, override_config, resolve_config
+from distdqn.config import Config, is_atari_id, override_config, resolve_config, short_repr
+from distdqn.devices import check_devices
 from distdqn.errors import CheckpointError, UserError
-from distdqn.seeding import stream_seed
-from distdqn.storage import local_checkpoint, location
+from distdqn.seeding import EVAL_SEED, stream_seed
+from distdqn.storage import local_checkpoint, location, run_checkpoint
 from distdqn.types import EvalResult, Weights
 
 EXIT_USAGE = 2
@@ -36,11 +38,44 @@ def _add_placement_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _placement_overrides(args: argparse.Namespace) -> list[str]:
+    """`--runtime` and `--address` as overrides. An address is a Ray cluster's, so it implies
+    `--runtime ray` unless the command line names another runtime, which is refused."""
     overrides = []
     if args.runtime is not None:
         overrides.append(f"placement.runtime={args.runtime}")
     if args.address is not None:
+        typed = [  # --runtime is applied after --set, so it wins
+            o.partition("=")[2].strip()
+            for o in getattr(args, "overrides", [])
+            if o.partition("=")[0].strip() == "placement.runtime"
+        ] + [args.runtime]
+        named = next((runtime for runtime in reversed(typed) if runtime), None)
+        if named is None:
+            overrides.append("placement.runtime=ray")
+        elif named != "ray":
+            raise UserError(
+                f"--address {short_repr(args.address)} joins a Ray cluster, which the {short_repr(named)} "
+                "runtime does not use; drop --address or use --runtime ray"
+            )
         overrides.append(f"placement.address={args.address}")
+    return overrides
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for config fields of a run, shared by `train` and `k8s`."""
+    parser.add_argument("--seed", type=int, help="seed for every random number generator")
+    parser.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
+    parser.add_argument("--total-steps", type=int, help="env steps to train for")
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.total_steps is not None:
+        overrides.append(f"total_steps={args.total_steps}")
+    if args.stop_return is not None:
+        overrides.append(f"stop_return={args.stop_return}")
     return overrides
 
 
@@ -78,14 +113,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set algorithm.lr=5e-4 (repeatable)",
     )
-    train.add_argument("--seed", type=int, help="seed for every random number generator")
+    _add_run_flags(train)
     train.add_argument(
         "--run-dir",
         type=location,
         help="where run files go: a path or a URI such as s3://bucket/run (default runs/ENV-sSEED-TIME)",
     )
-    train.add_argument("--stop-return", type=float, help="stop at the first evaluation with this mean return")
-    train.add_argument("--total-steps", type=int, help="env steps to train for")
     _add_placement_flags(train)
     _add_output_flags(train)
     train.add_argument(
@@ -112,6 +145,8 @@ def _build_parser() -> argparse.ArgumentParser:
     k8s.add_argument("--env", help="Gymnasium id (picks the preset)")
     k8s.add_argument("--config", type=Path, help="TOML or YAML config file")
     k8s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_run_flags(k8s)
+    k8s.add_argument("--runtime", choices=["inline", "threads", "ray"], help="ray (the only runtime of a RayCluster)")
     k8s.add_argument("--image", required=True, help="container image with distdqn and Ray, for every pod")
     k8s.add_argument("--kind", choices=["rayjob", "raycluster"], default="rayjob", help="default rayjob")
     k8s.add_argument("--name", help="name of the RayJob/RayCluster (default distdqn-ENV)")
@@ -150,11 +185,11 @@ def _build_parser() -> argparse.ArgumentParser:
     k8s.add_argument("--service-account", help="service account of every pod")
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
-    evaluate.add_argument(
-        "checkpoint", type=location, metavar="CHECKPOINT_DIR", help="e.g. RUN_DIR/checkpoints/best (a path or URI)"
-    )
+    _add_checkpoint_arguments(evaluate)
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
-    evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation envs")
+    evaluate.add_argument(
+        "--seed", type=int, default=EVAL_SEED, help=f"seed of the evaluation envs (default {EVAL_SEED}, as play's)"
+    )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument(
         "--allow-import",
@@ -165,7 +200,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     plot = commands.add_parser("plot", help="draw eval-return curves of runs, groups of runs or a tune directory")
-    plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories, or one tune directory")
+    plot.add_argument(
+        "runs",
+        nargs="+",
+        type=location,
+        metavar="RUN_DIR",
+        help="run directories, or one tune directory (paths or URIs)",
+    )
     plot.add_argument("--out", type=Path, required=True, metavar="FILE", help="the figure: .png, .svg or .pdf")
     plot.add_argument("--x", choices=["env_steps", "wall_s"], default="env_steps", help="x axis (default env_steps)")
     plot.add_argument(
@@ -180,14 +221,24 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--title", help="figure title")
 
     compare = commands.add_parser("compare", help="one table row per run: final, best, time to a threshold, speed")
-    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run or tune directories")
+    compare.add_argument(
+        "runs", nargs="+", type=location, metavar="RUN_DIR", help="run or tune directories (paths or URIs)"
+    )
     compare.add_argument("--threshold", type=float, metavar="R", help="report steps and seconds to eval return R")
     compare.add_argument("--json", action="store_true", help="print one JSON array")
+    upload = commands.add_parser("upload", help="upload a local run directory (a kept staging directory) to a URI")
+    upload.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the local run directory")
+    upload.add_argument("uri", metavar="URI", help="where the run lives, e.g. s3://bucket/run")
     _add_tune_parser(commands)
     play = commands.add_parser("play", help="watch a checkpoint's greedy policy, as a GIF (and a maze's value map)")
-    play.add_argument("checkpoint", type=location, metavar="CHECKPOINT_DIR", help="e.g. RUN_DIR/checkpoints/best")
+    _add_checkpoint_arguments(play)
     play.add_argument("--episodes", type=int, default=1, help="episodes to play (default 1)")
-    play.add_argument("--seed", type=int, default=0, help="episode k is seeded as the evaluator's env k (default 0)")
+    play.add_argument(
+        "--seed",
+        type=int,
+        default=EVAL_SEED,
+        help=f"episode k is seeded as the evaluator's env k (default {EVAL_SEED}, as evaluate's)",
+    )
     play.add_argument("--gif", type=Path, metavar="FILE.gif", help="write the episodes' rendered frames to this GIF")
     play.add_argument(
         "--map", type=Path, metavar="FILE.png", help="maze: write its value map here (default with --gif: STEM-map.png)"
@@ -196,6 +247,16 @@ def _build_parser() -> argparse.ArgumentParser:
     play.add_argument("--max-steps", type=int, default=1000, help="cut episodes after this many steps (default 1000)")
     play.add_argument("--allow-import", action="append", default=[], metavar="MODULE", help="as for evaluate")
     return parser
+
+
+def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint",
+        type=location,
+        metavar="RUN_DIR|CHECKPOINT_DIR",
+        help="a run (its checkpoints/best) or a checkpoint such as RUN_DIR/checkpoints/latest; a path or URI",
+    )
+    parser.add_argument("--latest", action="store_true", help="a run's checkpoints/latest instead of its best")
 
 
 def _add_tune_parser(commands: Any) -> None:
@@ -241,14 +302,7 @@ def _add_tune_parser(commands: Any) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.overrides) + _placement_overrides(args) + _output_overrides(args)
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    if args.total_steps is not None:
-        overrides.append(f"total_steps={args.total_steps}")
-    if args.stop_return is not None:
-        overrides.append(f"stop_return={args.stop_return}")
-    return overrides
+    return list(args.overrides) + _placement_overrides(args) + _output_overrides(args) + _run_overrides(args)
 
 
 def _default_run_dir(config: Config) -> Path:
@@ -285,10 +339,12 @@ def _command_train(args: argparse.Namespace) -> int:
         saved, origin = resumable_config(args.resume)
         config = override_config(saved, _overrides(args), origin="--resume")
         _refuse_unrequested_imports(config, args, origin=str(origin))
+        check_devices(config)
         result = resume(args.resume, config)
     else:
         config = resolve_config(args.env, args.config, _overrides(args))
         _refuse_unrequested_imports(config, args, origin=str(args.config))
+        check_devices(config)
         result = train(config, args.run_dir or _default_run_dir(config))
     counters = result.counters
     summary = (
@@ -326,13 +382,24 @@ def _evaluate_batch(config: Config, weights: Weights, episodes: int, seed: int, 
         evaluator.env.close()
 
 
-def _load_online_weights(args: argparse.Namespace) -> tuple[Config, Weights]:
-    """The config and online network of the checkpoint `args.checkpoint` (a path or URI), once its
+def _chosen_checkpoint(args: argparse.Namespace) -> Path | str:
+    """The checkpoint `evaluate` and `play` read: `args.checkpoint` itself, or for a run directory
+    its `checkpoints/best` (`checkpoints/latest` with `--latest`), as rl-zoo's `--load-best`."""
+    chosen = run_checkpoint(args.checkpoint, "latest" if args.latest else "best")
+    if chosen is not None:
+        return chosen
+    if args.latest:
+        raise UserError(f"--latest picks a run directory's checkpoints/latest; {args.checkpoint} is no run directory")
+    return args.checkpoint
+
+
+def _load_online_weights(args: argparse.Namespace, source: Path | str) -> tuple[Config, Weights]:
+    """The config and online network of the checkpoint at `source` (a path or URI), once its
     env id is known not to import a module the user did not allow."""
-    with local_checkpoint(args.checkpoint) as directory:
+    with local_checkpoint(source) as directory:
         checkpoint = load_checkpoint(directory)
     online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
-    _refuse_unrequested_imports(checkpoint.config, args, origin=str(args.checkpoint))
+    _refuse_unrequested_imports(checkpoint.config, args, origin=str(source))
     return checkpoint.config, Weights(0, online)
 
 
@@ -341,12 +408,13 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--episodes must be between 1 and {MAX_EVALUATE_EPISODES}, got {args.episodes}")
     if not 0 <= args.seed < 2**63:
         raise UserError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
-    config, weights = _load_online_weights(args)
+    source = _chosen_checkpoint(args)
+    config, weights = _load_online_weights(args, source)
     returns, lengths = [], []
     for batch, start in enumerate(range(0, args.episodes, EVALUATE_BATCH)):
         # the first batch takes --seed itself, so a recorded evaluation (best's eval_seed) replays exactly
         seed = args.seed if batch == 0 else stream_seed(args.seed, "evaluator", 2, batch)
-        result = _evaluate_batch(config, weights, min(EVALUATE_BATCH, args.episodes - start), seed, args.checkpoint)
+        result = _evaluate_batch(config, weights, min(EVALUATE_BATCH, args.episodes - start), seed, source)
         returns += result.returns.tolist()
         lengths += result.lengths.tolist()
     report = {
@@ -376,6 +444,8 @@ def _command_tune(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={flag}")
     base = resolve_config(args.env, args.config, overrides)
     _refuse_unrequested_imports(base, args, origin=str(args.config))
+    if args.address is None and not os.environ.get("RAY_ADDRESS"):
+        check_devices(base)  # trials run on this machine's embedded cluster
     for name, value, low in (
         ("--trials", args.trials, 1),
         ("--cpus", args.cpus, 1),
@@ -418,23 +488,29 @@ def _command_play(args: argparse.Namespace) -> int:
     from distdqn.play import PlayOptions, play
 
     options = PlayOptions(args.episodes, args.seed, args.max_steps, args.gif, args.map, args.fps)
-    config, weights = _load_online_weights(args)
-    play(config, weights, options, source=str(args.checkpoint))
+    source = _chosen_checkpoint(args)
+    config, weights = _load_online_weights(args, source)
+    play(config, weights, options, source=str(source))
     return 0
 
 
 def _command_plan(args: argparse.Namespace) -> int:
-    from distdqn.plan import Node, assign, render, role_demands
+    from distdqn.plan import Node, assign, machine_cores, oversubscription, render, role_demands
 
-    placement = resolve_config(args.env, args.config, args.overrides + _placement_overrides(args)).placement
+    config = resolve_config(args.env, args.config, args.overrides + _placement_overrides(args))
+    check_devices(config)
+    placement = config.placement
     roles = role_demands(placement)
     if placement.runtime != "ray":
         placed = {role.name: f"this process ({placement.runtime})" for role in roles}
     elif placement.address is None:
         from distdqn.runtime.ray import embedded_cluster_cpus
 
-        nodes = [Node("embedded local cluster", {"CPU": float(embedded_cluster_cpus(placement))})]
-        placed = assign(roles, nodes)
+        cpus = embedded_cluster_cpus(placement)
+        placed = assign(roles, [Node("embedded local cluster", {"CPU": float(cpus)})])
+        warning = oversubscription(cpus, machine_cores())
+        if warning is not None:
+            print(f"distdqn: warning: {warning}", file=sys.stderr)
     else:
         from distdqn.runtime.ray import RayRuntime
 
@@ -447,10 +523,29 @@ def _command_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_ale_banner(config: Config) -> None:
+    """The ALE prints its banner ("A.L.E: Arcade Learning Environment (version ...)") on stderr
+    whenever it makes an env; a command that makes one only to read its spaces shows it for
+    nothing, so there the ALE's log level is raised to errors."""
+    if not is_atari_id(config.env.id):
+        return
+    try:
+        import ale_py
+    except ImportError:
+        return  # making the env names the missing package
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+
+
 def _command_k8s(args: argparse.Namespace) -> int:
     from distdqn.k8s import K8sOptions, render, resolve_k8s_config
 
-    config = resolve_k8s_config(args.env, args.config, args.overrides)
+    if args.runtime not in (None, "ray"):
+        raise UserError(
+            f"--runtime {args.runtime}: a RayCluster runs every role as a Ray actor on its pods; "
+            "k8s takes --runtime ray or none"
+        )
+    config = resolve_k8s_config(args.env, args.config, args.overrides + _run_overrides(args))
+    _without_ale_banner(config)
     options = K8sOptions(
         image=args.image,
         kind=args.kind,
@@ -485,6 +580,16 @@ def _command_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_upload(args: argparse.Namespace) -> int:
+    from distdqn.storage import upload_run
+
+    pointers = upload_run(args.run_dir, args.uri)
+    uri = args.uri.rstrip("/")
+    named = ", ".join(f"{name} -> {version}" for name, version in pointers.items()) or "no checkpoints"
+    print(f"uploaded {args.run_dir} to {uri} ({named}); `distdqn train --resume {uri}` goes on from there")
+    return 0
+
+
 COMMANDS = {
     "train": _command_train,
     "evaluate": _command_evaluate,
@@ -494,6 +599,7 @@ COMMANDS = {
     "plot": _command_plot,
     "compare": _command_compare,
     "tune": _command_tune,
+    "upload": _command_upload,
 }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from distdqn.errors import UserError
-from distdqn.runs import Run, expand_tune_dirs, load_run
+from distdqn.runs import Run, expand_tune_dirs, load_run, readable
 
 FIELDS = (
     "run",
@@ -28,7 +29,7 @@ def summarize(run: Run, threshold: float | None) -> dict[str, Any]:
     returns = [e.return_mean for e in run.evaluations]
     reached = next((e for e in run.evaluations if threshold is not None and e.return_mean >= threshold), None)
     return {
-        "run": str(run.path),
+        "run": run.name,
         "final_eval_return": returns[-1] if returns else None,
         "best_eval_return": max(returns) if returns else None,
         "env_steps_to_threshold": None if reached is None else reached.env_steps,
@@ -68,9 +69,11 @@ def _line(texts: list[str], widths: list[int]) -> str:
     return "  ".join(cells).rstrip()
 
 
-def compare(paths: list[Path], threshold: float | None, as_json: bool) -> str:
-    """The output of `distdqn compare`: a table, or one JSON array of rows (FIELDS)."""
+def compare(locations: Sequence[Path | str], threshold: float | None, as_json: bool) -> str:
+    """The output of `distdqn compare` for run or tune directories (paths or URIs): a table, or
+    one JSON array of rows (FIELDS)."""
     if threshold is not None and not math.isfinite(threshold):
         raise UserError(f"--threshold must be a finite number, got {threshold}")
-    rows = [summarize(load_run(path), threshold) for path in expand_tune_dirs(paths)]
+    with readable(locations) as dirs:
+        rows = [summarize(load_run(run.path, run.name), threshold) for run in expand_tune_dirs(dirs)]
     return json.dumps(rows) if as_json else table(rows, threshold)

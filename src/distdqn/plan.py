@@ -7,6 +7,7 @@ fits here fits there (resources are the only constraint we set).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from distdqn.config import PlacementConfig, RoleResources
@@ -69,4 +70,24 @@ def render(roles: list[RoleDemand], placed: dict[str, str]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def machine_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a container or `taskset` narrows)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def oversubscription(cluster_cpus: float, cores: int) -> str | None:
+    """A warning when an embedded cluster of `cluster_cpus` logical CPUs (one per CPU the roles
+    reserve, so every plan fits it) runs on a machine of fewer `cores`; None when they fit."""
+    if cluster_cpus <= cores:
+        return None
+    return (
+        f"the embedded cluster reserves {cluster_cpus:g} CPUs for these roles, but this machine has "
+        f"{cores} core{'s' if cores != 1 else ''}: {cluster_cpus / cores:.3g}x oversubscribed, so roles share cores "
+        "and each runs slower than its reservation says (lower placement.*.num_cpus or num_actors, "
+        "or join a larger cluster with --address)"
     )

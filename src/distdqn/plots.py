@@ -11,6 +11,7 @@ import fnmatch
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from matplotlib.ticker import MaxNLocator
 
 from distdqn.config import short_repr
 from distdqn.errors import UserError
-from distdqn.runs import Run, TuneReport, align, config_values, is_tune_dir, load_run, load_tune
+from distdqn.runs import Run, RunDir, TuneReport, align, config_values, is_tune_dir, load_run, load_tune, readable
+from distdqn.storage import is_remote
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 100
@@ -75,6 +77,13 @@ def _order(value: Any) -> tuple[int, float, str]:
     return (0, float(value), "") if _is_number(value) else (1, 0.0, _format(value))
 
 
+def _glob_names(run: Run) -> tuple[str, str]:
+    """What `--group NAME=GLOB` matches: the run directory as given (a URI as typed, a path
+    normalized: `./runs/a/` is `runs/a`) and its last part."""
+    given = run.name.rstrip("/") if is_remote(run.name) else Path(run.name).as_posix()
+    return given, given.rsplit("/", 1)[-1]
+
+
 def glob_groups(runs: list[Run], specs: list[str]) -> list[Group]:
     """`--group NAME=GLOB`: the runs whose directory, as given or by name, matches GLOB
     (fnmatch: `*` also matches `/`). Groups may overlap (an `all=*` beside a subset); a run in no
@@ -88,9 +97,7 @@ def glob_groups(runs: list[Run], specs: list[str]) -> list[Group]:
         if any(group.label == name for group in groups):
             raise UserError(f"--group {short_repr(name)} is given twice")
         members = [
-            i
-            for i, run in enumerate(runs)
-            if fnmatch.fnmatchcase(run.path.as_posix(), pattern) or fnmatch.fnmatchcase(run.path.name, pattern)
+            i for i, run in enumerate(runs) if any(fnmatch.fnmatchcase(name, pattern) for name in _glob_names(run))
         ]
         if not members:
             raise UserError(f"--group {short_repr(spec)} matches none of the run directories")
@@ -98,7 +105,7 @@ def glob_groups(runs: list[Run], specs: list[str]) -> list[Group]:
         grouped.update(members)
     for i, run in enumerate(runs):
         if i not in grouped:
-            raise UserError(f"run directory {run.path} matches no --group")
+            raise UserError(f"run directory {run.name} matches no --group")
     return groups
 
 
@@ -119,15 +126,15 @@ def config_groups(runs: list[Run], keys: list[str]) -> list[Group]:
 def _labels(runs: list[Run]) -> list[str]:
     """Run directory names, or the paths as given where two runs share a name (seed dirs
     under different parents)."""
-    names = [run.path.absolute().name for run in runs]
-    return names if len(set(names)) == len(names) else [str(run.path) for run in runs]
+    names = [RunDir(run.name, run.path).basename for run in runs]
+    return names if len(set(names)) == len(names) else [run.name for run in runs]
 
 
 def _evaluated(groups: list[Group]) -> list[Group]:
     """The groups without runs that have no evaluation yet, so that `plot runs/*` works while a
     run is starting: those are named on stderr and left out, as is a group left empty."""
     for run in {id(run): run for group in groups for run in group.runs if not run.evaluations}.values():
-        print(f"distdqn: warning: {run.path} has no evaluation yet; left out of the plot", file=sys.stderr)
+        print(f"distdqn: warning: {run.name} has no evaluation yet; left out of the plot", file=sys.stderr)
     kept = [Group(g.label, [run for run in g.runs if run.evaluations]) for g in groups]
     kept = [group for group in kept if group.runs]
     if not kept:
@@ -258,7 +265,7 @@ def save(fig: Figure, out: Path, fmt: str) -> None:
 
 
 def plot(
-    paths: list[Path],
+    locations: Sequence[Path | str],
     out: Path,
     x: str = "env_steps",
     groups: list[str] | None = None,
@@ -266,20 +273,30 @@ def plot(
     band: str = "ci95",
     title: str | None = None,
 ) -> Figure:
-    """Draw what `distdqn plot` asks for, write it to `out`, and return the figure."""
+    """Draw what `distdqn plot` asks for of run or tune directories (paths or URIs), write it
+    to `out`, and return the figure."""
     fmt = output_format(out)
     if groups and group_by:
         raise UserError("--group and --group-by cannot be combined")
-    tune_dirs = [path for path in paths if is_tune_dir(path)]
+    with readable(locations) as dirs:
+        fig = _figure(dirs, x, groups, group_by, band, title)
+    save(fig, out, fmt)
+    return fig
+
+
+def _figure(
+    dirs: list[RunDir], x: str, groups: list[str] | None, group_by: list[str] | None, band: str, title: str | None
+) -> Figure:
+    tune_dirs = [run for run in dirs if is_tune_dir(run.path)]
     if tune_dirs:
-        if len(paths) > 1 or groups or group_by:
+        if len(dirs) > 1 or groups or group_by:
             raise UserError(
-                f"tune directory {tune_dirs[0]} is plotted on its own, without --group or --group-by "
-                f"(plot {tune_dirs[0] / 'trials'}/* to treat its trials as runs)"
+                f"tune directory {tune_dirs[0].name} is plotted on its own, without --group or --group-by "
+                f"(plot {tune_dirs[0].child('trials').name}/* to treat its trials as runs)"
             )
-        fig = tune_figure(load_tune(tune_dirs[0]), x, title or tune_dirs[0].absolute().name)
+        fig = tune_figure(load_tune(tune_dirs[0]), x, title or tune_dirs[0].basename)
     else:
-        runs = [load_run(path) for path in paths]
+        runs = [load_run(run.path, run.name) for run in dirs]
         if groups:
             chosen = glob_groups(runs, groups)
         elif group_by:
@@ -287,5 +304,4 @@ def plot(
         else:
             chosen = [Group(label, [run]) for label, run in zip(_labels(runs), runs, strict=True)]
         fig = runs_figure(_evaluated(chosen), x, band, title, grouped=bool(groups or group_by))
-    save(fig, out, fmt)
     return fig

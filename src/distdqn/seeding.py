@@ -13,6 +13,10 @@ import numpy as np
 ROLE_KEYS = {"learner": 0, "actor": 1, "shard": 2, "evaluator": 3, "loop": 4, "trial": 5}
 """Fixed keys: renumbering them would change every seeded run."""
 
+EVAL_SEED = 12345
+"""The default `--seed` of `distdqn evaluate` and `distdqn play`: one value, so that the two play
+the same episodes unless told otherwise."""
+
 
 def seed_sequence(seed: int, role: str, *path: int) -> np.random.SeedSequence:
     """The stream at `role/path` of run seed `seed` (seed >= 0)."""

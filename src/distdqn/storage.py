@@ -26,12 +26,11 @@ is retried after such a transient error (`is_transient`, `STORE_RETRY`), on top 
 backend retries itself; an error that waiting does not cure (permissions, credentials, a
 missing bucket) is not. When an upload still fails, the run stops and the staging directory,
 the only copy of the checkpoints the store lacks, is kept and named in the error, with the
-command that uploads it (`upload_run`, `python -m distdqn.storage upload STAGING URI`).
+command that uploads it (`upload_run`, `distdqn upload STAGING URI`).
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import random
@@ -47,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from distdqn.checkpoint import MANIFEST_FILE, RESUME_DIR, RESUME_FILE
+from distdqn.checkpoint import MANIFEST_FILE, RESUME_DIR, RESUME_FILE, STATE_FILE, TENSORS_FILE
 from distdqn.errors import CheckpointError, UserError
 from distdqn.run_lock import RunLock
 
@@ -57,7 +56,7 @@ RUN_FILES = ("config.toml", "placement.json")
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
-UPLOAD_COMMAND = "python -m distdqn.storage upload"
+UPLOAD_COMMAND = "distdqn upload"
 """How the error of a failed upload tells the user to upload the staging directory it kept."""
 
 
@@ -348,6 +347,53 @@ def local_checkpoint(location: Path | str) -> Iterator[Path]:
         yield link
 
 
+CHECKPOINT_MARKS = (MANIFEST_FILE, TENSORS_FILE, STATE_FILE)
+"""Files only a checkpoint holds (a run directory holds config.toml too, a checkpoint also)."""
+
+
+def _is_run(location: Path | str) -> bool:
+    """Whether `location` is a run directory (config.toml or checkpoints/, and nothing only a
+    checkpoint holds) rather than a checkpoint, damaged or not, or nothing."""
+    if not is_remote(location):
+        local = Path(location)
+        return (
+            local.is_dir()
+            and not any((local / name).exists() for name in CHECKPOINT_MARKS)
+            and any((local / name).exists() for name in ("config.toml", "checkpoints"))
+        )
+    fs, path = _filesystem(str(location))
+    names = ("config.toml", *(f"checkpoints/{checkpoint}" for checkpoint in CHECKPOINT_NAMES))
+    with _store_errors(str(location), "read"):
+        fs.invalidate_cache()
+        return not any(fs.exists(f"{path}/{name}") for name in CHECKPOINT_MARKS) and any(
+            fs.exists(f"{path}/{name}") for name in names
+        )
+
+
+def run_checkpoint(location: Path | str, name: str) -> Path | str | None:
+    """When `location` (a path or URI) is a run directory, the location of its checkpoint `name`
+    (`best` or `latest`), which must exist (else a one-line `CheckpointError`); None when
+    `location` is no run directory (a checkpoint itself, say)."""
+    if not _is_run(location):
+        return None
+    if is_remote(location):
+        chosen: Path | str = f"{str(location).rstrip('/')}/checkpoints/{name}"
+        fs, path = _filesystem(str(chosen))
+        with _store_errors(str(chosen), "read"):
+            present = fs.exists(path)
+    else:
+        chosen = Path(location) / "checkpoints" / name
+        present = chosen.exists()
+    if not present:
+        why = (
+            "it has had no evaluation yet, or checkpoint.keep_best is off; --latest reads checkpoints/latest"
+            if name == "best"
+            else "it stopped before its first checkpoint"
+        )
+        raise CheckpointError(f"run {location} has no checkpoints/{name} ({why})")
+    return chosen
+
+
 def download_run(uri: str, staging: Path, replay: bool = True) -> dict[str, str]:
     """Lay out the remote run `uri` as a local run directory in `staging`: config.toml,
     metrics.jsonl, and the versions `latest` and `best` point to (the replay only if `replay`),
@@ -369,6 +415,40 @@ def download_run(uri: str, staging: Path, replay: bool = True) -> dict[str, str]
     if not fetched and not (staging / "config.toml").exists():
         raise CheckpointError(f"no run at {uri}: it holds neither config.toml nor checkpoints/latest")
     return fetched
+
+
+SUMMARY_FILES = ("metrics.jsonl", "config.toml", "tune.jsonl")
+"""What `plot` and `compare` read of a run or tune directory (and of each trial of a tune directory)."""
+
+
+def download_run_files(uri: str, into: Path) -> None:
+    """Copy what `plot` and `compare` read of the run or tune directory at `uri` into `into`:
+    metrics.jsonl, config.toml, tune.jsonl, and for a tune directory each trial's under
+    `trials/<id>/`; checkpoints and TensorBoard files stay on the store. Files the store does
+    not have are left out (the reader names what is missing)."""
+    fs, path = _filesystem(uri)
+    with _store_errors(uri, "read"):
+        fs.invalidate_cache()
+        _get_present(fs, path, into)
+        if not (into / "tune.jsonl").is_file():
+            return
+        try:
+            trials = fs.ls(f"{path}/trials", detail=False)
+        except FileNotFoundError:
+            return
+        for trial in trials:
+            name = trial.rstrip("/").rsplit("/", 1)[-1]
+            if _VERSION_NAME.fullmatch(name):  # Tune's trial ids; nothing that could leave `into`
+                _get_present(fs, f"{path}/trials/{name}", into / "trials" / name)
+
+
+def _get_present(fs: Any, path: str, into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    for name in SUMMARY_FILES:
+        try:
+            fs.get_file(f"{path}/{name}", str(into / name))
+        except FileNotFoundError:
+            (into / name).unlink(missing_ok=True)  # a backend may leave an empty file behind
 
 
 class RemoteRun:
@@ -640,26 +720,3 @@ def _remote_env_steps(fs: Any, version_path: str) -> int | None:
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
     return steps if isinstance(steps, int) else None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m distdqn.storage upload RUN_DIR URI` (see `upload_run`)."""
-    parser = argparse.ArgumentParser(prog="python -m distdqn.storage", description="Run directories on object storage.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    upload = commands.add_parser("upload", help="upload a local run directory (a kept staging directory) to a URI")
-    upload.add_argument("run_dir", type=Path, help="the local run directory")
-    upload.add_argument("uri", help="where the run lives, e.g. s3://bucket/run")
-    args = parser.parse_args(argv)
-    try:
-        pointers = upload_run(args.run_dir, args.uri)
-    except UserError as error:
-        print(f"distdqn: error: {error}", file=sys.stderr)
-        return 2
-    uri = args.uri.rstrip("/")
-    named = ", ".join(f"{name} -> {version}" for name, version in pointers.items()) or "no checkpoints"
-    print(f"uploaded {args.run_dir} to {uri} ({named}); `distdqn train --resume {uri}` goes on from there")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -44,6 +44,7 @@ from distdqn.config_changes import (
     follow_lr,
     replay_discarded_by,
 )
+from distdqn.devices import check_devices
 from distdqn.envs import env_spaces, frame_box, num_actions, policy_space
 from distdqn.errors import CheckpointError, ConfigError, DiskFull, TrainingDiverged, UserError
 from distdqn.metrics import MetricsLog, Progress
@@ -929,6 +930,7 @@ def train(
     frame_space, action_space = env_spaces(config.env)
     check_replay_fits(config, frame_box(frame_space))
     check_head_splits(config, action_space)
+    check_devices(config)
     if is_remote(run_dir):
         with remote_run(str(run_dir), resume=False) as remote:
             return dataclasses.replace(train(config, remote.staging, remote, reporting), run_dir=remote.uri)
@@ -1091,12 +1093,14 @@ def resume(
         latest = run_dir / "checkpoints" / "latest"
         if not latest.exists() and (run_dir / "config.toml").is_file():
             config = config or resumable_config(run_dir)[0]
+            check_devices(config)
             _remove_unstarted_run(run_dir, keep=(LOCK_FILE,))
             (run_dir / "config.toml").write_text(config_to_toml(config))
             return _execute(config, run_dir, Counters(), store=store, reporting=reporting)
         checkpoint = load_checkpoint(latest)
         continued = Continued(checkpoint.config, adopted)
         config = checkpoint.config if config is None else follow_lr(checkpoint.config, config)
+        check_devices(config)
         counters = _saved_counters(latest, checkpoint.state)
         check_learner_tensors(latest, checkpoint.tensors, config)
         counters.best_eval_return = _best_so_far(run_dir / "checkpoints" / "best", counters.best_eval_return)

@@ -13,12 +13,13 @@ import math
 import os
 import secrets
 import socket
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from distdqn.config import PlacementConfig, RoleResources
 from distdqn.errors import UserError
@@ -144,12 +145,23 @@ def loopback_only() -> Iterator[None]:
             os.environ[name] = saved_env
 
 
+def plain_worker_lines(stream: IO[str] | None = None) -> None:
+    """Ray prints its workers' output on this driver behind a `(RoleHost pid=...)` prefix in ANSI
+    colours; where `stream` (stderr) is no terminal (a log file, CI, a pipe) the escape codes are
+    noise. Ray reads RAY_COLOR_PREFIX at every line it prints, and `0` prints the prefix plain.
+    A value the user set is kept."""
+    stream = sys.stderr if stream is None else stream
+    if not stream.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
 class RayConnection:
     """This process's connection to Ray: joins the cluster at `address` (else RAY_ADDRESS), or
     starts an embedded one of `num_cpus` (token auth, loopback, reaper). A caller that set Ray up
     itself (a Tune trial) keeps its connection, and `close` leaves it alone."""
 
     def __init__(self, address: str | None, num_cpus: int) -> None:
+        plain_worker_lines()
         self.connected = False
         self._reaper: Reaper | None = None
         address = address or os.environ.get("RAY_ADDRESS")
