@@ -2,16 +2,22 @@
 `distdqn: error: ...` naming the bad value, exit code 2, no traceback, nothing written."""
 
 import errno
+import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import distdqn.checkpoint as checkpoint_module
+import distdqn.run_files as run_files
 from distdqn.array_files import write_array
 from distdqn.checkpoint import load_checkpoint
 from distdqn.cli import main
+from distdqn.metrics import TIMING_KEYS
 
 BAD_SETTINGS = [
     ("algorithm.lr=.inf", "algorithm.lr"),
@@ -225,6 +231,40 @@ def _point_outside(directory: Path, saved: dict, path: Path) -> None:
     path.write_text(json.dumps(saved))
 
 
+def _edit_tree(change):
+    def edit(directory: Path, saved: dict, path: Path) -> None:
+        change(saved["tree"])
+        path.write_text(json.dumps(saved))
+
+    return _edit_resume(edit)
+
+
+def _cartpole_layer(tree: dict) -> dict:
+    """The innermost layer (CartPoleEnv) of the first env of the first actor."""
+    return tree["actors"][0]["stream"]["envs"]["envs"][0][-1]
+
+
+def _env_rng_state(tree: dict) -> dict:
+    """The {state, inc} of the first env's PCG64, as env_state encodes a dict: {"dict": [[k, v]]}."""
+    generator = _cartpole_layer(tree)["attributes"]["_np_random"]
+    outer = dict(generator["state"]["dict"])
+    return outer["state"]["dict"]
+
+
+def _set_in_pairs(pairs: list, key: str, value: object) -> None:
+    for pair in pairs:
+        if pair[0] == key:
+            pair[1] = value
+
+
+def _swap_env_class(tree: dict) -> None:
+    _cartpole_layer(tree)["class"] = "gymnasium.envs.classic_control.acrobot.AcrobotEnv"
+
+
+def _set_method(tree: dict) -> None:
+    _cartpole_layer(tree)["attributes"]["step"] = 1
+
+
 DAMAGES = {
     "counters of the wrong type": (_edit_state(lambda s: s["counters"].update(env_steps="many")), "env_steps"),
     "counters missing": (_edit_state(lambda s: s.pop("counters")), "counters"),
@@ -247,18 +287,66 @@ DAMAGES = {
     ),
     "a damaged replay file": (_edit_resume(_flip_a_byte), "observations"),
     "a replay file outside resume/": (_edit_resume(_point_outside), "outside resume/"),
+    "a negative env step count": (_edit_state(lambda s: s["counters"].update(env_steps=-5)), "env_steps"),
+    "a fractional update count": (_edit_state(lambda s: s["counters"].update(updates=3.5)), "updates"),
+    "a negative restart count": (_edit_state(lambda s: s["counters"].update(restarts={"actor": -1})), "restarts"),
+    "a negative wall time": (_edit_state(lambda s: s["counters"].update(wall_s=-1.0)), "wall_s"),
+    "int64 weights": (
+        _edit_tensors(lambda t: t.update({k: v.to(torch.int64) for k, v in t.items() if k.startswith("online.")})),
+        "int64",
+    ),
+    "float64 weights": (
+        _edit_tensors(lambda t: t.update({k: v.double() for k, v in t.items() if k.startswith("target.")})),
+        "float64",
+    ),
+    "a swapped env class": (_edit_tree(_swap_env_class), "AcrobotEnv"),
+    "an env attribute named like a method": (_edit_tree(_set_method), "'step'"),
+    "an env RNG state with a huge integer": (
+        _edit_tree(lambda tree: _set_in_pairs(_env_rng_state(tree), "state", 2**1000)),
+        "OverflowError",
+    ),
+    "a sampling RNG state with a huge integer": (
+        _edit_tree(lambda tree: tree["loop"]["plan_rng"]["state"].update(state=2**1000)),
+        "resume.json",
+    ),
 }
+
+
+def _snapshot(directory: Path) -> dict[str, str]:
+    """Every entry under `directory`, links not followed: a file's SHA-256, a link's target."""
+    entries = {}
+    for root, directories, files in os.walk(directory):
+        for name in directories + files:
+            path = Path(root) / name
+            relative = str(path.relative_to(directory))
+            if path.is_symlink():
+                entries[relative] = "-> " + os.readlink(path)
+            elif path.is_file():
+                entries[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                entries[relative] = "directory"
+    return entries
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_checkpoint_is_refused_on_resume_in_one_line(finished_run: Path, tmp_path: Path, capsys, damage: str):
     edit, named = DAMAGES[damage]
     copy = _damaged_copy(finished_run, tmp_path, edit)
-    before = sorted((p.name, p.stat().st_size) for p in copy.rglob("*") if p.is_file())
-    assert main(["train", "--resume", str(copy), "--total-steps", "100"]) == 2
+    before = _snapshot(copy)
+    # TensorBoard on: a refusal must not leave an event file (nor placement.json, nor a cut metrics.jsonl)
+    assert main(["train", "--resume", str(copy), "--total-steps", "100", "--set", "logging.tensorboard=true"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("distdqn: error: checkpoint") and named in err and "\n" not in err, err
-    assert sorted((p.name, p.stat().st_size) for p in copy.rglob("*") if p.is_file()) == before
+    assert _snapshot(copy) == before
+
+
+def test_evaluate_refuses_integer_weights_in_one_line(finished_run: Path, tmp_path: Path, capsys):
+    """int64 weights were cast into the float network and scored (68.0)."""
+    to_int = _edit_tensors(lambda t: t.update({k: v.to(torch.int64) for k, v in t.items() if k.startswith("online.")}))
+    copy = _damaged_copy(finished_run, tmp_path, to_int)
+    assert main(["evaluate", str(copy / "checkpoints" / "latest"), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distdqn: error: checkpoint") and "torch.int64, not floating point" in err, err
 
 
 def test_resuming_with_another_network_is_refused_in_one_line(finished_run: Path, capsys):
@@ -401,6 +489,157 @@ def test_a_run_directory_whose_files_link_outside_it_is_refused(finished_run: Pa
     assert sorted((p.name, p.stat().st_size) for p in [outside, *outside.rglob("*")] if p.is_file()) == before
 
 
+def _past_latest(run_dir: Path) -> None:
+    """A line logged after `latest`, as a crash leaves it: a resume must cut metrics.jsonl."""
+    with (run_dir / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps({"env_steps": 99999, "updates": 1, "wall_s": 1.0}) + "\n")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["metrics.jsonl.tmp", "placement.json.tmp", "config.toml.tmp", ".lock", ".lock.tmp", "tb/events.out.tfevents.1"],
+)
+def test_a_run_file_that_links_outside_is_refused_before_anything_is_written(
+    finished_run: Path, tmp_path: Path, capsys, name: str
+):
+    """`metrics.jsonl.tmp` linked to a file elsewhere, with a line past `latest` to cut: the
+    resume wrote the metrics over that file, renamed the link to metrics.jsonl and appended there."""
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    _past_latest(copy)
+    outside = tmp_path / "outside"
+    outside.write_text("not the run's\n")
+    (copy / name).parent.mkdir(exist_ok=True)
+    (copy / name).unlink(missing_ok=True)
+    (copy / name).symlink_to(outside)
+    before = _snapshot(copy)
+    assert main(["train", "--resume", str(copy), "--total-steps", "200", "--set", "logging.tensorboard=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distdqn: error: ") and f"{name} is a link to {outside}" in err and "\n" not in err, err
+    assert outside.read_text() == "not the run's\n" and _snapshot(copy) == before
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "placement.json", ".lock"])
+@pytest.mark.parametrize("cut", [False, True], ids=["append", "cut"])
+def test_a_hard_link_to_a_file_outside_is_never_written_through(
+    finished_run: Path, tmp_path: Path, capsys, name: str, cut: bool
+):
+    """`metrics.jsonl` and `placement.json` hard-linked to files elsewhere were appended to and
+    overwritten: a run's file with other names is replaced by one of its own, and the other
+    names keep what they held."""
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    if cut:
+        _past_latest(copy)
+    outside = tmp_path / "outside"
+    shutil.copyfile(copy / name, outside)
+    held = outside.read_bytes()
+    (copy / name).unlink()
+    os.link(outside, copy / name)
+    assert main(["train", "--resume", str(copy), "--total-steps", "200"]) == 0, capsys.readouterr().err
+    assert outside.read_bytes() == held and os.stat(outside).st_nlink == 1
+    assert os.stat(copy / name).st_nlink == 1
+    steps = [json.loads(line)["env_steps"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and 200 <= steps[-1] < 99999
+
+
+def _break_latest(how: str):
+    def edit(checkpoints: Path) -> None:
+        (checkpoints / "latest").unlink()
+        if how == "dangling":
+            (checkpoints / "latest").symlink_to(".latest-gone")
+        elif how == "looping":
+            (checkpoints / "latest").symlink_to("latest")
+
+    return edit
+
+
+@pytest.mark.parametrize("how", ["dangling", "looping", "missing"])
+def test_a_broken_latest_resumes_from_the_newest_version_that_verifies(
+    finished_run: Path, tmp_path: Path, capsys, how: str
+):
+    """A dangling or looping `latest` made `--resume` start over at step 0, delete the intact
+    versions and append a second run to metrics.jsonl, exiting 0."""
+    copy = _damaged_copy(finished_run, tmp_path, _edit_state(lambda s: s["counters"].update(episodes=1000)))
+    checkpoints = copy / "checkpoints"
+    version = (checkpoints / "latest").resolve()
+    saved = load_checkpoint(checkpoints / "latest").state
+    best = load_checkpoint(checkpoints / "best").state["evaluation"]["eval_return_mean"]
+    _break_latest(how)(checkpoints)
+    older = checkpoints / ".latest-000000000000"  # an older complete version: not the one to resume from
+    shutil.copytree(version, older)
+    state = json.loads((older / "state.json").read_text())
+    state["counters"]["env_steps"] = 8
+    (older / "state.json").write_text(json.dumps(state))  # no longer matches its manifest: never verifies
+    logged = (copy / "metrics.jsonl").read_text().splitlines()
+    assert main(["train", "--resume", str(copy), "--total-steps", "200"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert f"resuming from {version.name} (env step {saved['counters']['env_steps']})" in err, err
+    resumed = load_checkpoint(checkpoints / "latest").state
+    assert resumed["counters"]["env_steps"] >= 200
+    assert resumed["counters"]["episodes"] > 1000  # counted on from the version it resumed from
+    lines = (copy / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["env_steps"] for line in lines]
+    assert lines[: len(logged)] == logged and steps == sorted(steps)  # one run: nothing started over
+    assert load_checkpoint(checkpoints / "best").state["evaluation"]["eval_return_mean"] >= best
+
+
+def test_a_broken_latest_without_a_version_that_verifies_is_refused_and_changes_nothing(
+    finished_run: Path, tmp_path: Path, capsys
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    checkpoints = copy / "checkpoints"
+    version = (checkpoints / "latest").resolve()
+    with (version / "state.json").open("a") as state:
+        state.write(" ")
+    _break_latest("dangling")(checkpoints)
+    before = _snapshot(copy)
+    assert main(["train", "--resume", str(copy), "--total-steps", "200"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distdqn: error: cannot resume: ") and "is a broken link" in err and "\n" not in err, err
+    assert "state.json is corrupt" in err and _snapshot(copy) == before
+
+
+def _without_timings(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+@pytest.mark.parametrize("best", [False, True], ids=["nothing else", "best written"])
+def test_a_run_killed_while_writing_its_first_checkpoint_starts_over_as_one_run(
+    finished_run: Path, tmp_path: Path, capsys, best: bool
+):
+    """`kill -9` during the first checkpoint's write leaves a version without its manifest: the
+    restart kept the killed run's metrics lines and appended its own after them."""
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    checkpoints = copy / "checkpoints"
+    version = (checkpoints / "latest").resolve()
+    recorded = load_checkpoint(checkpoints / "best").state["evaluation"]["eval_return_mean"]
+    (checkpoints / "latest").unlink()
+    (version / "manifest.json").unlink()  # what a kill before the manifest leaves
+    if not best:
+        shutil.rmtree((checkpoints / "best").resolve())
+        (checkpoints / "best").unlink()
+    killed = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert main(["train", "--resume", str(copy), "--total-steps", "64"]) == 0, capsys.readouterr().err
+    restarted = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert _without_timings(restarted) == _without_timings(killed)  # the same seed, begun afresh: one run
+    assert load_checkpoint(checkpoints / "latest").state["counters"]["env_steps"] >= 64
+    if best:  # its score stands: only a better one replaces it
+        assert load_checkpoint(checkpoints / "best").state["evaluation"]["eval_return_mean"] >= recorded
+
+
+def test_a_tensorboard_directory_that_is_a_file_is_one_line(finished_run: Path, tmp_path: Path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    (copy / "tb").write_text("a file")
+    before = _snapshot(copy)
+    assert main(["train", "--resume", str(copy), "--total-steps", "200", "--set", "logging.tensorboard=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"distdqn: error: {copy / 'tb'} is not a directory" and _snapshot(copy) == before
+
+
 def _fill_the_disk_after(calls: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Checkpoint writes fail as on a full disk once `calls` tensors files have been written."""
     real = checkpoint_module.save_file
@@ -437,11 +676,10 @@ def test_a_full_disk_while_resuming_is_one_line(tmp_path: Path, capsys, monkeypa
     assert main(["train", "--run-dir", str(run_dir), "--total-steps", "1000", *settings]) == 0
     (run_dir / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text() + '{"env_steps": 99999}\n')
 
-    def full(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "metrics.jsonl.tmp"))
+    def full(path: Path) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(Path, "write_bytes", full)
-    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(run_files, "_open_new", full)  # every file a run writes is a new one
     capsys.readouterr()
     code = main(["train", "--resume", str(run_dir), "--total-steps", "2000"])
     err = capsys.readouterr().err.strip()

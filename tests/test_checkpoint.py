@@ -3,12 +3,13 @@
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from distdqn.checkpoint import load_checkpoint, save_checkpoint
+from distdqn.checkpoint import load_checkpoint, resume_point, save_checkpoint
 from distdqn.config import resolve_config
 from distdqn.errors import CheckpointError
 
@@ -140,3 +141,73 @@ def test_keep_holds_the_newest_versions(tmp_path: Path):
         os.utime((tmp_path / "latest").resolve(), (value, value))  # distinct times, oldest first
     versions = sorted((p for p in tmp_path.iterdir() if p.name.startswith(".latest-")), key=os.path.getmtime)
     assert [float(load_checkpoint(p).tensors["w"]) for p in versions] == [2.0, 3.0, 4.0]
+
+
+def test_integer_tensors_are_refused(tmp_path: Path):
+    """An int64 copy of a network's weights loaded, rounded, into the float network (and scored)."""
+    config = resolve_config("CartPole-v1")
+    link = save_checkpoint(tmp_path, "latest", config, {"w": torch.ones(2, dtype=torch.int64)}, {})
+    with pytest.raises(CheckpointError, match="tensor w is torch.int64, not floating point"):
+        load_checkpoint(link)
+
+
+def test_a_checkpoints_directory_that_is_a_link_is_refused(tmp_path: Path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "checkpoints").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(CheckpointError, match="is a link to"):
+        _save(tmp_path / "checkpoints", 1.0)
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
+def _versions(directory: Path, *values: float) -> list[Path]:
+    """Versions of `latest` holding `values`, oldest first; `latest` names the last."""
+    config = resolve_config("CartPole-v1")
+    versions = []
+    for value in values:
+        state = {"counters": {"env_steps": int(value)}}
+        save_checkpoint(directory, "latest", config, {"w": torch.full((1,), value)}, state, keep=len(values))
+        versions.append((directory / "latest").resolve())
+    return versions
+
+
+@pytest.mark.parametrize("how", ["dangling", "looping", "missing"])
+def test_a_broken_latest_resumes_from_the_newest_version_that_verifies(tmp_path: Path, how: str):
+    first, second, third = _versions(tmp_path, 1.0, 2.0, 3.0)
+    (tmp_path / "latest").unlink()
+    if how != "missing":
+        (tmp_path / "latest").symlink_to(".latest-gone" if how == "dangling" else "latest")
+    (third / "state.json").write_text("{}")  # the newest no longer matches its manifest
+    assert resume_point(tmp_path) == second
+    (second / "tensors.safetensors").unlink()
+    assert resume_point(tmp_path) == first
+
+
+def test_an_intact_latest_is_the_resume_point(tmp_path: Path):
+    _versions(tmp_path, 1.0, 2.0)
+    assert resume_point(tmp_path) == tmp_path / "latest"
+
+
+def test_no_checkpoint_or_only_half_of_one_is_no_resume_point(tmp_path: Path):
+    assert resume_point(tmp_path / "checkpoints") is None
+    (version,) = _versions(tmp_path, 1.0)
+    (tmp_path / "latest").unlink()
+    (version / "manifest.json").unlink()  # killed before the manifest: half a version
+    assert resume_point(tmp_path) is None
+
+
+@pytest.mark.parametrize("how", ["dangling", "none verifies", "not a link"])
+def test_a_broken_latest_with_no_version_that_verifies_is_refused(tmp_path: Path, how: str):
+    (version,) = _versions(tmp_path, 1.0)
+    (tmp_path / "latest").unlink()
+    if how == "dangling":
+        shutil.rmtree(version)
+        (tmp_path / "latest").symlink_to(version.name)
+        message = "is a broken link and it has no complete version"
+    elif how == "none verifies":
+        (version / "config.toml").write_text("")
+        message = r"is missing and none of its 1 versions verifies \(.*config.toml is corrupt"
+    else:
+        (tmp_path / "latest").write_text("")
+        message = "is not a link to a version"
+    with pytest.raises(CheckpointError, match=message):
+        resume_point(tmp_path)

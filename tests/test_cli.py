@@ -100,3 +100,14 @@ def test_existing_run_dir_is_refused(tmp_path: Path):
     done = distdqn("train", "--run-dir", str(run_dir), *TINY, cwd=tmp_path)
     assert done.returncode == 2 and "not empty" in done.stderr
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
+
+
+def test_an_empty_run_dir_on_the_command_line_is_refused(tmp_path: Path, monkeypatch, capsys):
+    """argparse made `--run-dir ''` the current directory, and the run trained into it."""
+    from distdqn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--run-dir", "", "--total-steps", "100"])
+    assert exited.value.code == 2 and "empty path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

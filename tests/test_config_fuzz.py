@@ -1,14 +1,23 @@
 """Random `--set` overrides and random config files (with random `[distdqn]` tables): the
-validator answers with a Config or a one-line ConfigError, never a traceback from deep inside."""
+validator answers with a Config or a one-line ConfigError, never a traceback from deep inside.
+Random links in a run directory: a resume runs or is refused in one line, and never writes
+outside the directory."""
 
+import hashlib
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+import pytest
 import tomli_w
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from distdqn.cli import main
 from distdqn.config import Config, resolve_config
 from distdqn.errors import ConfigError
 
@@ -143,3 +152,103 @@ def test_a_key_holding_a_newline_is_quoted_in_the_one_line_error(tmp_path: Path)
         assert "\n" not in str(error) and "env.'\\n'" in str(error), str(error)
     else:
         raise AssertionError("an unknown key was accepted")
+
+
+RUN_NAMES = [
+    "metrics.jsonl",
+    "metrics.jsonl.tmp",
+    "placement.json",
+    "placement.json.tmp",
+    "config.toml",
+    "config.toml.tmp",
+    ".lock",
+    ".lock.tmp",
+    "tb",
+    "tb/events.out.tfevents.0",
+    "checkpoints",
+    "checkpoints/latest",
+    "checkpoints/best",
+]
+"""Names a run reads, writes or renames, temporaries included."""
+LINKS = ["symlink to a file", "symlink to a directory", "hard link"]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("small") / "run"
+    quick = ["--set", "logging.progress=false", "--set", "algorithm.learning_starts=0"]
+    quick += ["--set", "evaluation.episodes=1", "--set", "network.hidden_sizes=[8]"]
+    assert main(["train", "--run-dir", str(run_dir), "--total-steps", "16", *quick]) == 0
+    return run_dir
+
+
+def _contents(directory: Path) -> dict[str, str]:
+    """Every entry under `directory`, links not followed: a file's SHA-256, a link's target."""
+    entries = {}
+    for root, directories, files in os.walk(directory):
+        for name in directories + files:
+            path = Path(root) / name
+            if path.is_symlink():
+                entries[str(path)] = "-> " + os.readlink(path)
+            elif path.is_file():
+                entries[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                entries[str(path)] = "directory"
+    return entries
+
+
+def _plant(run_dir: Path, outside: Path, name: str, link: str) -> None:
+    """Put a link of kind `link` at `run_dir/name`, to a new file or directory in `outside` that
+    holds what the name held (so that the run could use it, were it not a link)."""
+    path = run_dir / name
+    if any(parent.is_symlink() for parent in [path.parent, *path.parent.parents]):
+        return  # inside a directory that is already a link: planting here would write outside
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = outside / name.replace("/", "_")
+    if path.is_dir():  # a directory, or a link to one (`latest`): the copy is of what it names
+        shutil.copytree(path.resolve(), target, symlinks=True)
+        if path.is_symlink():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    elif link == "symlink to a directory" and not path.exists():
+        target.mkdir()
+    elif path.exists():
+        shutil.copyfile(path, target)
+        path.unlink()
+    else:
+        target.write_text("outside\n")
+    if link == "hard link" and target.is_file():
+        os.link(target, path)
+    else:
+        path.symlink_to(target)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    links=st.dictionaries(st.sampled_from(RUN_NAMES), st.sampled_from(LINKS), min_size=1, max_size=4),
+    cut=st.booleans(),
+    tensorboard=st.booleans(),
+)
+def test_links_in_a_run_directory_never_lead_to_a_write_outside_it(
+    small_run: Path, tmp_path: Path, capsys, links: dict[str, str], cut: bool, tensorboard: bool
+):
+    root = Path(tempfile.mkdtemp(dir=tmp_path))
+    run_dir, outside = root / "run", root / "outside"
+    shutil.copytree(small_run, run_dir, symlinks=True)
+    outside.mkdir()
+    if cut:  # a line past `latest`: the resume rewrites metrics.jsonl through its temporary
+        with (run_dir / "metrics.jsonl").open("a") as metrics:
+            metrics.write(json.dumps({"env_steps": 10**6, "updates": 0, "wall_s": 0.0}) + "\n")
+    for name in sorted(links):  # a directory before what is in it
+        _plant(run_dir, outside, name, links[name])
+    before = _contents(outside)
+    capsys.readouterr()
+    flags = ["--total-steps", "32", "--set", f"logging.tensorboard={str(tensorboard).lower()}"]
+    code = main(["train", "--resume", str(run_dir), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code in (0, 2)
+    if code == 2:
+        assert err.startswith("distdqn: error: ") and "\n" not in err, err
+    assert _contents(outside) == before
+    shutil.rmtree(root)

@@ -287,6 +287,24 @@ def _not_a_value(state: dict[str, Any]) -> None:
     state["envs"][-1][-1]["attributes"]["state"] = {"pickle": "..."}
 
 
+def _set_method(state: dict[str, Any]) -> None:
+    state["envs"][-1][-1]["attributes"]["step"] = 1  # would shadow CartPoleEnv.step
+
+
+def _set_property(state: dict[str, Any]) -> None:
+    state["envs"][-1][-1]["attributes"]["np_random"] = 1  # gym.Env.np_random is a property
+
+
+def _set_unknown(state: dict[str, Any]) -> None:
+    state["envs"][-1][-1]["attributes"]["__class__"] = "CartPoleEnv"
+
+
+def _huge_rng_integer(state: dict[str, Any]) -> None:
+    generator = state["envs"][-1][-1]["attributes"]["_np_random"]
+    inner = dict(generator["state"]["dict"])["state"]["dict"]
+    inner[0][1] = 2**1000  # PCG64's state: 128 bits at most
+
+
 @pytest.mark.parametrize(
     ("target", "spoil", "message"),
     [
@@ -296,8 +314,23 @@ def _not_a_value(state: dict[str, Any]) -> None:
         ("CartPole-v1", _set_structural, r"sets structural attributes \['env'\]"),
         ("CartPole-v1", _unknown_bit_generator, "unknown bit generator 'Lehmer64'"),
         ("CartPole-v1", _not_a_value, "no value is stored as"),
+        ("CartPole-v1", _set_method, r"sets \['step'\], which are not its data"),
+        ("CartPole-v1", _set_property, r"sets \['np_random'\], which are not its data"),
+        ("CartPole-v1", _set_unknown, r"sets \['__class__'\], which are not its data"),
+        ("CartPole-v1", _huge_rng_integer, "env state is malformed: OverflowError"),
     ],
-    ids=["other env", "fewer envs", "missing attribute", "structural attribute", "unknown rng", "unknown value"],
+    ids=[
+        "other env",
+        "fewer envs",
+        "missing attribute",
+        "structural attribute",
+        "unknown rng",
+        "unknown value",
+        "a method",
+        "a property",
+        "a dunder",
+        "huge rng integer",
+    ],
 )
 def test_a_state_that_does_not_fit_is_refused_whole(target: str, spoil: Any, message: str):
     state = _cartpole_state()

@@ -101,6 +101,15 @@ def test_existing_run_dir_is_not_overwritten(tmp_path: Path):
     assert (run_dir / "metrics.jsonl").read_text() == "precious\n"
 
 
+@pytest.mark.parametrize("run_dir", ["", " "])
+def test_an_empty_run_dir_is_refused_not_taken_for_the_current_directory(tmp_path: Path, monkeypatch, run_dir: str):
+    """`--run-dir ''` trained into the current directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="--run-dir is empty"):
+        train(resolve_config("CartPole-v1", overrides=FAST), run_dir)
+    assert not list(tmp_path.iterdir())
+
+
 def test_resume_continues_counters_weights_and_optimizer(tmp_path: Path):
     config = resolve_config(
         "CartPole-v1",

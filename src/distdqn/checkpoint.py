@@ -5,7 +5,13 @@ directory of their current version; a new version is written and synced in full 
 name, with a `manifest.json` holding the SHA-256 and size of every file, then the link is swapped
 with one atomic rename, so a reader (or a crash at any instant) only ever sees a complete
 checkpoint. Loading follows links only within the checkpoints directory, checks every file
-against the manifest, refuses tensors that hold NaN or inf, and never unpickles.
+against the manifest, refuses tensors that hold NaN or inf or are not floating point, and never
+unpickles. A version is only ever written into a directory just made for it, its files created
+new (see distdqn.run_files), so no file of it is written through a link.
+
+A run resumes from the version `latest` names; where that link is broken (dangling, looping), from
+the newest complete version that verifies (`resume_point`), never from nothing: a run that has
+a checkpoint does not start over.
 
 A checkpoint that resumes exactly also holds every role's state (`resume.json`, whose arrays,
 the replay among them, are compressed `.npy` files under `resume/`); it is read only by
@@ -18,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from distdqn.array_files import array_file_name, read_array, write_array
 from distdqn.config import Config, config_to_toml, load_config_toml
 from distdqn.errors import CheckpointError, ConfigError
+from distdqn.run_files import create_file, refuse_unless_directory
 from distdqn.state_tree import join_arrays, split_arrays
 
 FORMAT_VERSION = 2
@@ -65,6 +73,12 @@ def _digest(path: Path) -> dict[str, Any]:
     return {"sha256": sha.hexdigest(), "size": path.stat().st_size}
 
 
+def not_floating(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of tensors that are not floating point: network weights and optimizer moments all are
+    (an int64 copy of a network's weights would load, rounded, into a float network)."""
+    return sorted(name for name, value in tensors.items() if not value.is_floating_point())
+
+
 def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
     """Names of floating-point tensors holding NaN or inf: such weights are no checkpoint."""
     return sorted(
@@ -88,9 +102,9 @@ def save_checkpoint(
     bad = non_finite(tensors)
     if bad:
         raise ValueError(f"tensors {bad[:3]} hold NaN or inf")
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    _make_checkpoints_dir(checkpoints_dir)
     version_dir = checkpoints_dir / f".{name}-{uuid.uuid4().hex[:12]}"
-    version_dir.mkdir()
+    version_dir.mkdir()  # new, so that every file in it is ours
     try:
         _write_version(version_dir, config, tensors, state, resume, codec)
     except BaseException:
@@ -99,22 +113,81 @@ def save_checkpoint(
     return _publish(checkpoints_dir, name, version_dir, keep)
 
 
+def _make_checkpoints_dir(checkpoints_dir: Path) -> None:
+    """The run's checkpoints directory, made if missing; a link in its place is refused."""
+    if refuse_unless_directory(checkpoints_dir) is None:
+        checkpoints_dir.mkdir(parents=True)
+
+
 def _publish(checkpoints_dir: Path, name: str, version_dir: Path, keep: int) -> Path:
-    """Point `checkpoints_dir/name` at the complete `version_dir` with one atomic rename."""
-    link = checkpoints_dir / name
-    temporary_link = checkpoints_dir / f".{name}-link-{uuid.uuid4().hex[:12]}"
-    temporary_link.symlink_to(version_dir.name, target_is_directory=True)
-    os.replace(temporary_link, link)
-    _fsync(checkpoints_dir)
+    """Point `checkpoints_dir/name` at the complete `version_dir`, then remove old versions."""
+    link = point_link(checkpoints_dir, name, version_dir.name)
     _remove_old_versions(checkpoints_dir.glob(f".{name}-*"), version_dir, keep)
     return link
+
+
+def point_link(checkpoints_dir: Path, name: str, target: str) -> Path:
+    """Make `checkpoints_dir/name` a link to `target` (a version's name) with one atomic rename
+    of a new link over it; whatever was there (a broken link) is replaced, never followed."""
+    link = checkpoints_dir / name
+    temporary_link = checkpoints_dir / f".{name}-link-{uuid.uuid4().hex[:12]}"
+    temporary_link.symlink_to(target, target_is_directory=True)
+    os.replace(temporary_link, link)
+    _fsync(checkpoints_dir)
+    return link
+
+
+def resume_point(checkpoints_dir: Path, name: str = "latest") -> Path | None:
+    """The checkpoint a run resumes from: `checkpoints_dir/name` when it links to a version
+    (loading checks it); where that link is missing or broken (dangling, looping, or no link),
+    the newest complete version of `name` (most env steps, then newest) that verifies, as
+    `load_checkpoint` checks it. None when there is neither a link nor a complete version: the
+    run never finished a checkpoint (a half-written version, without its manifest, is none).
+    Refused in one line: a broken link, or complete versions, none of which verifies; and a
+    file or directory that is no link in the link's place."""
+    link = checkpoints_dir / name
+    if link.is_symlink() and link.is_dir():
+        return link
+    if os.path.lexists(link) and not link.is_symlink():  # a new version could not be linked in its place
+        raise CheckpointError(f"checkpoint {link} is not a link to a version of it")
+    complete = _complete_versions(checkpoints_dir, name)
+    verified: list[tuple[int, float, str]] = []
+    errors: list[str] = []
+    for version in complete:
+        try:
+            counters = load_checkpoint(version).state.get("counters")
+        except CheckpointError as error:
+            errors.append(str(error))
+            continue
+        steps = counters.get("env_steps") if isinstance(counters, dict) else None
+        verified.append((steps if type(steps) is int else -1, version.lstat().st_mtime, version.name))
+    if verified:
+        return checkpoints_dir / max(verified)[2]
+    broken = os.path.lexists(link)
+    if not broken and not complete:
+        return None
+    what = f"{link} is a broken link" if broken else f"{link} is missing"
+    found = f"none of its {len(complete)} versions verifies ({errors[0]})" if errors else "it has no complete version"
+    raise CheckpointError(f"cannot resume: {what} and {found}")
+
+
+def _complete_versions(checkpoints_dir: Path, name: str) -> list[Path]:
+    """The versions of `name` written in full: directories (not links) holding a manifest."""
+    complete = []
+    for path in checkpoints_dir.glob(f".{name}-*"):
+        try:
+            if stat.S_ISDIR(path.lstat().st_mode) and stat.S_ISREG((path / MANIFEST_FILE).lstat().st_mode):
+                complete.append(path)
+        except FileNotFoundError:
+            continue
+    return sorted(complete)
 
 
 def adopt_checkpoint(source: Path, checkpoints_dir: Path, name: str = "latest", keep: int = 1) -> Path:
     """Make a copy of another run's checkpoint `source` this run's `name` (a PBT exploit takes
     the donor's): checked against its manifest first, copied in full, then published atomically."""
     load_checkpoint(source)
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    _make_checkpoints_dir(checkpoints_dir)
     version_dir = checkpoints_dir / f".{name}-{uuid.uuid4().hex[:12]}"
     try:
         shutil.copytree(_resolve_within(source), version_dir)
@@ -137,13 +210,14 @@ def _write_version(
 ) -> None:
     """Every file of a checkpoint version, its manifest last, all synced to disk."""
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, version_dir / TENSORS_FILE)
-    (version_dir / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **state}, indent=1, allow_nan=False))
-    (version_dir / CONFIG_FILE).write_text(config_to_toml(config))
+    state_text = json.dumps({"format": FORMAT_VERSION, **state}, indent=1, allow_nan=False)
+    create_file(version_dir / STATE_FILE, state_text.encode())
+    create_file(version_dir / CONFIG_FILE, config_to_toml(config).encode())
     files = list(CONTENT_FILES)
     if resume is not None:
         files += _write_resume_state(version_dir, resume, codec)
     manifest = {"files": {file_name: _digest(version_dir / file_name) for file_name in files}}
-    (version_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    create_file(version_dir / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
     for file_name in (*files, MANIFEST_FILE):
         _fsync(version_dir / file_name)
     for directory in (version_dir / RESUME_DIR, version_dir):
@@ -159,7 +233,7 @@ def _write_resume_state(version_dir: Path, resume: dict[str, Any], codec: str) -
     for name, array in arrays.items():
         write_array(version_dir / files[name], array)
     # an env's own float state may hold NaN or inf: Python's JSON reads them back (this file is ours)
-    (version_dir / RESUME_FILE).write_text(json.dumps({"tree": tree, "arrays": files}))
+    create_file(version_dir / RESUME_FILE, json.dumps({"tree": tree, "arrays": files}).encode())
     return [RESUME_FILE, *files.values()]
 
 
@@ -275,6 +349,11 @@ def load_checkpoint(directory: Path, rows: Callable[[str], slice | None] | None 
     bad = non_finite(tensors)
     if bad:
         raise CheckpointError(f"checkpoint {directory}: tensors {bad[:3]} hold NaN or inf")
+    integral = not_floating(tensors)
+    if integral:
+        raise CheckpointError(
+            f"checkpoint {directory}: tensor {integral[0]} is {tensors[integral[0]].dtype}, not floating point"
+        )
     try:
         config = load_config_toml(version / CONFIG_FILE)
     except ConfigError as error:

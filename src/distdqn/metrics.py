@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from distdqn.config import ProgressMode
+from distdqn.run_files import make_directory, open_append, refuse_links_inside
 
 TIMING_KEYS = ("wall_s", "env_steps_per_s", "updates_per_s")
 
@@ -21,22 +22,27 @@ class MetricsLog:
     """Appends one JSON object per line and mirrors numeric fields to TensorBoard.
 
     TensorBoard tags group fields: `eval/...` for evaluation, `train/...` for the rest, all
-    plotted against env steps.
+    plotted against env steps. Neither file is written through a link (see distdqn.run_files):
+    TensorBoard picks new file names in `tb/`, which must hold no links.
     """
 
     def __init__(self, run_dir: Path, tensorboard: bool) -> None:
-        self._file = (run_dir / "metrics.jsonl").open("a")
+        tb = run_dir / "tb"
+        if tensorboard:
+            refuse_links_inside(tb)
+        self._file = open_append(run_dir / "metrics.jsonl")
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+            make_directory(tb)
+            self._writer = SummaryWriter(log_dir=str(tb))
 
     def write(self, record: dict[str, Any]) -> None:
         """One line of strict JSON: a non-finite number (which json.dumps would write as a bare
         NaN, which is not JSON) is written as null."""
         record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-        self._file.write(json.dumps(record, allow_nan=False) + "\n")
+        self._file.write((json.dumps(record, allow_nan=False) + "\n").encode())
         self._file.flush()
         if self._writer is None:
             return

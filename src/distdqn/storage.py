@@ -31,6 +31,7 @@ command that uploads it (`upload_run`, `distdqn upload STAGING URI`).
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import random
@@ -210,7 +211,10 @@ def is_remote(location: str | Path) -> bool:
 
 
 def location(text: str) -> Path | str:
-    """argparse type for a run directory or checkpoint: a URI stays a string, a path a `Path`."""
+    """argparse type for a run directory or checkpoint: a URI stays a string, a path a `Path`
+    (an empty one is refused: `Path("")` would be the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no run directory")
     return text if is_remote(text) else Path(text)
 
 

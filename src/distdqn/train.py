@@ -19,11 +19,11 @@ import errno
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,15 @@ import numpy as np
 import torch
 from pydantic import TypeAdapter, ValidationError
 
-from distdqn.checkpoint import CheckpointWriter, load_checkpoint, load_resume_state, non_finite, save_checkpoint
+from distdqn.checkpoint import (
+    CheckpointWriter,
+    load_checkpoint,
+    load_resume_state,
+    non_finite,
+    point_link,
+    resume_point,
+    save_checkpoint,
+)
 from distdqn.config import Config, config_to_toml, load_config_toml
 from distdqn.config_changes import (
     Continued,
@@ -53,6 +61,14 @@ from distdqn.replay.buffer import replay_bytes
 from distdqn.replay.nstep import rediscounted
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
+from distdqn.run_files import (
+    TEMPORARY_SUFFIX,
+    refuse_links_inside,
+    refuse_unless_directory,
+    refuse_unless_file,
+    remove,
+    replace_file,
+)
 from distdqn.run_lock import LOCK_FILE, RunLock
 from distdqn.runtime import RoleFailed, Runtime, make_runtime
 from distdqn.seeding import role_rng, stream_seed
@@ -131,7 +147,7 @@ def prepare_run_dir(run_dir: Path, config: Config) -> None:
     if any(path.name != LOCK_FILE for path in run_dir.iterdir()):
         raise UserError(f"run directory {run_dir} is not empty; use --resume {run_dir} or another --run-dir")
     try:
-        (run_dir / "config.toml").write_text(config_to_toml(config))
+        replace_file(run_dir / "config.toml", config_to_toml(config).encode())
     except OSError as error:
         raise UserError(f"cannot create run directory {run_dir}: {error.strerror or error}") from None
 
@@ -156,11 +172,18 @@ class TrainingRun:
         `store`: for a run on object storage, mirrors `run_dir` (a staging directory) there.
         `reporting`: a tuner's interval and callback (see `Reporting`).
         `continued`: the checkpoint this run continues, for a resume or an exploit (see
-        `config_changes`: what differs from its config takes effect from here)."""
+        `config_changes`: what differs from its config takes effect from here).
+
+        The run's files (config.toml for a run from step 0, metrics.jsonl, tb/, placement.json)
+        are written last, once the roles are up and `resume_state` has been restored into them:
+        a resume refused for what it read leaves the run directory as it was."""
         self.config = config
         self.continued = continued
         # random streams branch off at the resume point unless every role's are restored as saved
         exact = resume_state is not None and (continued is None or not continued.adopted)
+        # an exact resume cuts metrics.jsonl at the byte offset its checkpoint recorded
+        loop = resume_state.get("loop") if exact and isinstance(resume_state, dict) else None
+        self._metrics_offset = loop.get("metrics_offset") if isinstance(loop, dict) else None
         resumed_at = None if continued is None or exact else counters.env_steps
         branch = () if resumed_at is None else (resumed_at,)
         self.run_dir = run_dir
@@ -199,15 +222,9 @@ class TrainingRun:
             evaluation.max_episode_steps,
             name="evaluator",
         )
-        self._record_placement()
-        if store is not None:
-            store.sync()  # config.toml and placement.json
+        self._locate_roles()
         if placement.num_learners > 1:
             self._form_learner_group()
-        self.metrics = MetricsLog(run_dir, config.logging.tensorboard)
-        self.progress = Progress(
-            config.total_steps, counters.env_steps, config.logging.progress, config.logging.progress_interval_s
-        )
         self._collects: dict[Any, tuple[int, list]] = {}  # steps future -> (actor index, per-shard batches)
         self._background: list[Any] = []  # calls whose results are only checked for failures
         self._updates: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
@@ -244,9 +261,13 @@ class TrainingRun:
         counters.beta = [self._beta.origin, self._beta.value, self._beta.end, self._beta.horizon]
         if resume_state is not None:
             self._restore(resume_state)
+        self.metrics = self._open_run_files()
+        self.progress = Progress(
+            config.total_steps, counters.env_steps, config.logging.progress, config.logging.progress_interval_s
+        )
 
-    def _record_placement(self) -> None:
-        """Write where every role instance actually runs to RUN_DIR/placement.json."""
+    def _locate_roles(self) -> None:
+        """Where every role instance actually runs (written to placement.json with the run's files)."""
         self._handles = {
             "evaluator": self.evaluator,
             **{f"learner-{i}": h for i, h in enumerate(self.learners)},
@@ -255,10 +276,31 @@ class TrainingRun:
         }
         futures = {name: self.runtime.where(handle) for name, handle in self._handles.items()}
         self._where = {name: self.runtime.get(future) for name, future in futures.items()}
-        self._write_placement()
+
+    def _open_run_files(self) -> MetricsLog:
+        """Write the run's own files, none through a link (see distdqn.run_files). A run from
+        step 0 (a new one, or one that died before its first checkpoint and starts over) writes
+        its config and begins metrics.jsonl and tb/ afresh, so that they hold one run; a resumed
+        run cuts metrics.jsonl back to its checkpoint."""
+        run_dir = self.run_dir
+        if self.continued is None and self.counters.env_steps == 0:
+            for name in ("metrics.jsonl", "tb"):
+                remove(run_dir / name)
+            replace_file(run_dir / "config.toml", config_to_toml(self.config).encode())
+        else:
+            truncate_metrics(run_dir / "metrics.jsonl", self.counters.env_steps, self._metrics_offset)
+        metrics = MetricsLog(run_dir, self.config.logging.tensorboard)
+        try:
+            self._write_placement()
+            if self.store is not None:
+                self.store.sync()  # config.toml and placement.json
+        except BaseException:
+            metrics.close()
+            raise
+        return metrics
 
     def _write_placement(self) -> None:
-        (self.run_dir / "placement.json").write_text(json.dumps(self._where, indent=1, sort_keys=True))
+        replace_file(self.run_dir / "placement.json", json.dumps(self._where, indent=1, sort_keys=True).encode())
 
     def _actor_progress(self) -> int:
         return self.counters.env_steps // self.config.placement.num_actors
@@ -839,7 +881,7 @@ class TrainingRun:
         fit (a hand-edited or foreign `resume.json`) is refused in one line."""
         try:
             self._restore_roles_and_loop(state)
-        except (CheckpointError, KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        except (CheckpointError, KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as error:
             cause = getattr(error, "cause", None) or error  # Ray wraps a role's error with its traceback
             detail = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
             raise CheckpointError(
@@ -926,6 +968,8 @@ def train(
     config: Config, run_dir: Path | str, store: RemoteRun | None = None, reporting: Reporting | None = None
 ) -> TrainResult:
     """Train a fresh run in `run_dir` (which must be new or empty; a URI: see distdqn.storage)."""
+    if not str(run_dir).strip():
+        raise UserError("--run-dir is empty: name the directory the run goes in")
     # an env that cannot be made fails here, before anything is written
     frame_space, action_space = env_spaces(config.env)
     check_replay_fits(config, frame_box(frame_space))
@@ -936,7 +980,7 @@ def train(
             return dataclasses.replace(train(config, remote.staging, remote, reporting), run_dir=remote.uri)
     run_dir = Path(run_dir)
     created_dir = create_run_dir(run_dir)
-    created_lock = not (run_dir / LOCK_FILE).exists()
+    created_lock = not os.path.lexists(run_dir / LOCK_FILE)
     with RunLock(run_dir):  # before anything in the directory is read or written
         try:
             prepare_run_dir(run_dir, config)
@@ -1036,17 +1080,15 @@ def snapshot_layout(config: Config) -> dict[str, Any]:
 
 
 def _remove_unstarted_run(run_dir: Path, keep: tuple[str, ...] = ()) -> None:
-    """Remove what a run left before its first checkpoint (a refused start, or a run killed
-    early), so that the same command can run again; a run with checkpoints is never touched."""
-    if (run_dir / "checkpoints").exists():
+    """Remove what a new run left in the directory it found empty when it stopped before its
+    first checkpoint (a refused start, or one that diverged at once), so that the same command
+    can run again; a run with checkpoints is never touched. (A run killed before its first
+    checkpoint is started over by `resume`, which begins its files afresh.)"""
+    if os.path.lexists(run_dir / "checkpoints"):
         return
     for path in run_dir.iterdir():
-        if path.name in keep:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        if path.name not in keep:
+            remove(path)
 
 
 def resumable_config(run_dir: Path | str) -> tuple[Config, Path | str]:
@@ -1059,8 +1101,9 @@ def resumable_config(run_dir: Path | str) -> tuple[Config, Path | str]:
             return config, f"{str(run_dir).rstrip('/')}/{Path(origin).relative_to(staging).as_posix()}"
     run_dir = Path(run_dir)
     latest = run_dir / "checkpoints" / "latest"
-    if latest.exists() or not (run_dir / "config.toml").is_file():
-        return load_checkpoint(latest).config, latest
+    start = resume_point(latest.parent)
+    if start is not None or not (run_dir / "config.toml").is_file():
+        return load_checkpoint(start or latest).config, start or latest
     try:
         return load_config_toml(run_dir / "config.toml"), run_dir / "config.toml"
     except ConfigError as error:
@@ -1077,8 +1120,10 @@ def resume(
     """Continue a run from `run_dir/checkpoints/latest`: counters, weights, optimizer, schedules,
     and, where `latest` holds them (`checkpoint.replay`), the replay and every role's state, so
     that the run goes on exactly as if it had never stopped. Otherwise replay starts empty and
-    refills to `learning_starts` before updates resume. A run that died before its first
-    checkpoint starts over from its config.toml. A URI is downloaded to a staging directory, which
+    refills to `learning_starts` before updates resume. Where the `latest` link is broken, the
+    run goes on from the newest version that verifies (see `checkpoint.resume_point`); only a
+    run that died before finishing its first checkpoint starts over from its config.toml, with
+    its metrics begun afresh. A URI is downloaded to a staging directory, which
     the run goes on in, mirrored to the URI (see distdqn.storage). `adopted`: `latest` came from
     another run (`adopt_checkpoint`), so this run's metrics are cut at its env steps, not at the
     byte offset the other run's file had, and its random streams branch off at the resume point.
@@ -1088,26 +1133,54 @@ def resume(
         with remote_run(str(run_dir), resume=True) as remote:
             return dataclasses.replace(resume(remote.staging, config, remote, reporting, adopted), run_dir=remote.uri)
     run_dir = Path(run_dir)
-    refuse_links_out(run_dir)
+    check_run_files(run_dir)
     with RunLock(run_dir):
-        latest = run_dir / "checkpoints" / "latest"
-        if not latest.exists() and (run_dir / "config.toml").is_file():
+        checkpoints = run_dir / "checkpoints"
+        start = resume_point(checkpoints)
+        if start is None and (run_dir / "config.toml").is_file():
+            # died before its first checkpoint: start over; a `best` it wrote stands as the bar
             config = config or resumable_config(run_dir)[0]
             check_devices(config)
-            _remove_unstarted_run(run_dir, keep=(LOCK_FILE,))
-            (run_dir / "config.toml").write_text(config_to_toml(config))
-            return _execute(config, run_dir, Counters(), store=store, reporting=reporting)
-        checkpoint = load_checkpoint(latest)
+            counters = Counters(best_eval_return=_best_so_far(checkpoints / "best", None))
+            return _execute(config, run_dir, counters, store=store, reporting=reporting)
+        start = start or checkpoints / "latest"
+        checkpoint = load_checkpoint(start)
         continued = Continued(checkpoint.config, adopted)
         config = checkpoint.config if config is None else follow_lr(checkpoint.config, config)
         check_devices(config)
-        counters = _saved_counters(latest, checkpoint.state)
-        check_learner_tensors(latest, checkpoint.tensors, config)
-        counters.best_eval_return = _best_so_far(run_dir / "checkpoints" / "best", counters.best_eval_return)
-        resume_state = _usable_resume_state(latest, config, checkpoint.config)
-        offset = None if resume_state is None or adopted else resume_state["loop"]["metrics_offset"]
-        truncate_metrics(run_dir / "metrics.jsonl", counters.env_steps, offset)
-        return _execute(config, run_dir, counters, resume_state, store, reporting, continued)
+        counters = _saved_counters(start, checkpoint.state)
+        check_learner_tensors(start, checkpoint.tensors, config)
+        counters.best_eval_return = _best_so_far(checkpoints / "best", counters.best_eval_return)
+        resume_state = _usable_resume_state(start, config, checkpoint.config)
+        with _latest_naming(start, counters.env_steps):
+            return _execute(config, run_dir, counters, resume_state, store, reporting, continued)
+
+
+@contextmanager
+def _latest_naming(start: Path, env_steps: int) -> Iterator[None]:
+    """With `latest` broken, a resume from the version `start` links `latest` to it (a learner
+    loads `latest`, and reloads it on recovery); if the run then stops before it writes a
+    checkpoint of its own (refused by what it read, say), the link is put back as it was."""
+    link = start.parent / "latest"
+    if start == link:
+        yield
+        return
+    before = os.readlink(link) if link.is_symlink() else None
+    point_link(start.parent, "latest", start.name)
+    print(
+        f"distdqn: {link} was {'a broken link' if before is not None else 'missing'}; resuming from "
+        f"{start.name} (env step {env_steps}), the newest version that verifies",
+        file=sys.stderr,
+    )
+    try:
+        yield
+    except BaseException:
+        if link.is_symlink() and os.readlink(link) == start.name:
+            if before is None:
+                link.unlink()
+            else:
+                point_link(start.parent, "latest", before)
+        raise
 
 
 def _usable_resume_state(latest: Path, config: Config, saved: Config) -> dict[str, Any] | None:
@@ -1137,20 +1210,26 @@ def _usable_resume_state(latest: Path, config: Config, saved: Config) -> dict[st
     return state
 
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "placement.json", "tb", "checkpoints", LOCK_FILE)
+RUN_FILES = ("config.toml", "metrics.jsonl", "placement.json", LOCK_FILE)
+"""The files a run writes at its top level; each is replaced whole through `<name>.tmp`."""
+RUN_DIRECTORIES = ("tb", "checkpoints")
 
 
-def refuse_links_out(run_dir: Path) -> None:
+def check_run_files(run_dir: Path) -> None:
     """A run writes only inside its own directory. In a run directory someone else made, a
-    `metrics.jsonl` that is a link would have us append to its target, and a `checkpoints` link
-    would have us write (and delete old versions) there; so such a directory is refused."""
+    `metrics.jsonl` (or its temporary `metrics.jsonl.tmp`) that is a link would have us write to
+    its target, and a `checkpoints` link would have us write (and delete old versions) there; a
+    link in `tb/` could stand at the name TensorBoard picks for its next file. So, before
+    anything is read or written, such a directory is refused in one line, as is a file where a
+    directory belongs or the other way round. Hard links need no check: no file is ever written
+    through one (see distdqn.run_files)."""
+    refuse_unless_directory(run_dir)
     for name in RUN_FILES:
-        path = run_dir / name
-        if path.is_symlink():
-            raise CheckpointError(
-                f"run directory {run_dir}: {name} is a link to {os.readlink(path)}; "
-                "a run writes only inside its own directory"
-            )
+        refuse_unless_file(run_dir / name)
+        refuse_unless_file(run_dir / (name + TEMPORARY_SUFFIX))
+    for name in RUN_DIRECTORIES:
+        refuse_unless_directory(run_dir / name)
+    refuse_links_inside(run_dir / "tb")
 
 
 def _saved_counters(directory: Path, state: dict[str, Any]) -> Counters:
@@ -1159,7 +1238,7 @@ def _saved_counters(directory: Path, state: dict[str, Any]) -> Counters:
     learner = state.get("learner")
     if not (
         isinstance(learner, dict)
-        and isinstance(learner.get("updates"), int)
+        and _is_count(learner.get("updates"))
         and isinstance(learner.get("param_groups"), list)
     ):
         raise CheckpointError(f"checkpoint {directory}: state.json has no valid learner section")
@@ -1168,11 +1247,39 @@ def _saved_counters(directory: Path, state: dict[str, Any]) -> Counters:
     if unknown:
         raise CheckpointError(f"checkpoint {directory}: state.json counters has unknown fields {unknown[:3]}")
     try:
-        return TypeAdapter(Counters).validate_python(saved)
+        counters = TypeAdapter(Counters).validate_python(saved)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise CheckpointError(f"checkpoint {directory}: state.json counters {where}: {first['msg']}") from None
+    assert isinstance(saved, dict)  # validated as Counters
+    for name, value in _counts(saved):
+        if not _is_count(value):
+            raise CheckpointError(
+                f"checkpoint {directory}: state.json counters {name} must be a whole number >= 0, got {value!r:.40}"
+            )
+    for name in ("wall_s", "solved_at_wall_s"):
+        seconds = getattr(counters, name)
+        if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+            raise CheckpointError(f"checkpoint {directory}: state.json counters {name} must be >= 0, got {seconds}")
+    return counters
+
+
+COUNTS = ("env_steps", "updates", "episodes", "replay_lost", "solved_at_env_steps")
+"""The counters that count things: whole numbers, never negative, never a bool or float."""
+
+
+def _counts(saved: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(name, value as saved) of every count in a checkpoint's counters, restarts included."""
+    counts = [(name, saved[name]) for name in COUNTS if saved.get(name) is not None]
+    restarts = saved.get("restarts")
+    if isinstance(restarts, dict):
+        counts += [(f"restarts.{kind}", count) for kind, count in restarts.items()]
+    return counts
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
 
 
 def _best_so_far(best: Path, from_latest: float | None) -> float | None:
@@ -1182,33 +1289,38 @@ def _best_so_far(best: Path, from_latest: float | None) -> float | None:
         recorded = load_checkpoint(best).state["evaluation"]["eval_return_mean"]
     except (CheckpointError, KeyError, TypeError):
         return from_latest  # none yet, or unreadable: the next best evaluation writes a new one
+    if type(recorded) not in (int, float) or not math.isfinite(recorded):
+        return from_latest  # not a score: the next best evaluation replaces it
     return recorded if from_latest is None else max(recorded, from_latest)
 
 
 def check_learner_tensors(directory: Path, tensors: dict[str, torch.Tensor], config: Config) -> None:
     """A checkpoint must fit the network its config builds: every online and target tensor, and
-    every Adam moment, with its parameter's shape (a resume with another network or env fails
-    here in one line, not inside a learner)."""
+    every Adam moment, with its parameter's shape and dtype (a resume with another network or env
+    fails here in one line, not inside a learner)."""
     frame_space, action_space = env_spaces(config.env)
     check_head_splits(config, action_space)
     network = build_q_network(config.network, policy_space(config.env, frame_space), action_space)
     expected = {
-        f"{copy}.{name}": tuple(value.shape)
-        for copy in ("online", "target")
-        for name, value in network.state_dict().items()
+        f"{copy}.{name}": value for copy in ("online", "target") for name, value in network.state_dict().items()
     }
     for index, parameter in enumerate(network.parameters()):
         for moment in ("exp_avg", "exp_avg_sq"):
             if f"optimizer.{index}.{moment}" in tensors:
-                expected[f"optimizer.{index}.{moment}"] = tuple(parameter.shape)
+                expected[f"optimizer.{index}.{moment}"] = parameter
     missing = sorted(set(expected) - set(tensors))
     if missing:
         raise CheckpointError(f"checkpoint {directory} does not fit the config's network: {missing[0]} is missing")
-    for name, shape in expected.items():
-        if tuple(tensors[name].shape) != shape:
+    for name, like in expected.items():
+        if tuple(tensors[name].shape) != tuple(like.shape):
             raise CheckpointError(
                 f"checkpoint {directory} does not fit the config's network: {name} has shape "
-                f"{list(tensors[name].shape)}, the network needs {list(shape)}"
+                f"{list(tensors[name].shape)}, the network needs {list(like.shape)}"
+            )
+        if tensors[name].dtype != like.dtype:
+            raise CheckpointError(
+                f"checkpoint {directory} does not fit the config's network: {name} is {tensors[name].dtype}, "
+                f"the network's is {like.dtype}"
             )
 
 
@@ -1216,22 +1328,18 @@ def truncate_metrics(path: Path, env_steps: int, offset: int | None = None) -> N
     """Drop lines logged after the checkpoint a run resumes from (a crashed run got further than
     its last checkpoint), so that metrics.jsonl reads as one run: cut at `offset`, the file's
     size when the checkpoint was taken, where known and still there; else drop lines of later
-    env steps (and partial lines). Rewritten atomically."""
-    if not path.exists():
+    env steps (and partial lines). Rewritten as a new file renamed over it (see
+    distdqn.run_files), never through a link."""
+    if refuse_unless_file(path) is None:
         return
-    if not path.is_file():
-        raise UserError(f"cannot resume: {path} is not a file")
     logged = path.read_bytes()
     kept = logged[:offset] if isinstance(offset, int) and 0 <= offset <= len(logged) else None
     if kept is None or (kept and not kept.endswith(b"\n")):  # no offset, or not at a line end
         lines = logged.decode(errors="replace").splitlines(keepends=True)
         at_checkpoint = [line for line in lines if (steps := _logged_at(line)) is not None and steps <= env_steps]
         kept = "".join(line.rstrip("\n") + "\n" for line in at_checkpoint).encode()
-    if kept == logged:
-        return
-    temporary = path.with_suffix(".jsonl.tmp")
-    temporary.write_bytes(kept)
-    os.replace(temporary, path)
+    if kept != logged:
+        replace_file(path, kept)
 
 
 def _logged_at(line: str) -> int | None:

@@ -97,12 +97,14 @@ def capture_vector_env(env: object) -> dict[str, Any] | None:
 
 def restore_vector_env(env: object, state: dict[str, Any]) -> None:
     """Put a freshly made `env` (same config) into a captured `state`. Raises `CheckpointError`,
-    having changed nothing, when the state does not fit the env."""
+    having changed nothing, when the state does not fit the env: it may set only attributes the
+    env has as data (never one that names a method, such as `step`), and every random generator's
+    state must be one its bit generator accepts (NumPy checks it, before anything is set)."""
     if type(env) is not SyncVectorEnv:
         raise CheckpointError(f"cannot restore env state into a {type(env).__name__}: only a SyncVectorEnv")
     try:
         autoreset_envs, updates = _decode_for(env, state)
-    except (KeyError, IndexError, TypeError, ValueError) as error:
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError) as error:
         detail = str(error).splitlines()[0] if str(error) else ""
         raise CheckpointError(f"env state is malformed: {type(error).__name__} {detail}".rstrip()) from None
     for layer, attributes in updates:
@@ -138,6 +140,23 @@ def _state_attributes(layer: gym.Env) -> dict[str, Any]:
     """A layer's instance attributes that are state, not structure."""
     structural = _structural(layer)
     return {name: value for name, value in vars(layer).items() if name not in structural}
+
+
+def _holds_data(layer: gym.Env, name: object) -> bool:
+    """Whether restoring may set `layer`'s attribute `name`: data it holds (an instance
+    attribute, or a plain class default such as gym.Env's `_np_random = None`) or a name its
+    class does not use at all (state an env makes as it runs, such as MountainCar's `state` in
+    `reset`); never a name its class gives a method, a property or another descriptor (`step`
+    set to 1 broke the next step), nor one that holds a callable, nor a dunder name."""
+    if type(name) is not str or name.startswith("__"):
+        return False
+    if name in vars(layer):
+        return not callable(vars(layer)[name])
+    for klass in type(layer).__mro__:
+        if name in vars(klass):
+            default = vars(klass)[name]
+            return not callable(default) and not hasattr(type(default), "__get__")
+    return True
 
 
 def _has_slots(cls: type) -> bool:
@@ -299,6 +318,9 @@ def _decode_for(env: SyncVectorEnv, state: dict[str, Any]) -> tuple[np.ndarray, 
             structural = _structural(layer) & set(attributes)
             if structural:
                 raise CheckpointError(f"env state sets structural attributes {sorted(structural)}")
+            foreign = sorted(str(name)[:40] for name in attributes if not _holds_data(layer, name))
+            if foreign:
+                raise CheckpointError(f"env state of {_chain(made)} sets {foreign[:3]}, which are not its data")
             missing = set(_state_attributes(layer)) - set(attributes)
             if missing:
                 raise CheckpointError(f"env state of {_chain(made)} lacks attributes {sorted(missing)}")
