@@ -33,7 +33,7 @@ from distdqn.checkpoint import load_checkpoint
 from distdqn.config import resolve_config
 from distdqn.envs import make_env
 from distdqn.networks import build_q_network
-from distdqn.train import train
+from distdqn.run.train import train
 
 SOLVED_RETURN = 475.0
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from distdqn.config import resolve_config
-from distdqn.train import train
+from distdqn.run.train import train
 
 SOLVED_RETURN = 475.0
 

@@ -47,7 +47,7 @@ from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config, resolve_config
 from distdqn.envs import env_spaces, policy_space
 from distdqn.networks import build_q_network, load_weights
-from distdqn.train import train
+from distdqn.run.train import train
 
 gym.register_envs(highway_env)
 

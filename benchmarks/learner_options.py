@@ -24,7 +24,7 @@ import torch
 from distdqn.config import resolve_config
 from distdqn.envs import env_spaces, policy_space
 from distdqn.roles import Learner
-from distdqn.train import train
+from distdqn.run.train import train
 from distdqn.types import SampleBatch
 
 ENVS = {"CartPole-v1": 20_000, "MinAtar/Breakout-v1": 20_000, "ALE/Pong-v5": 8_000}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from distdqn.config import resolve_config
-from distdqn.train import train
+from distdqn.run.train import train
 
 SETUPS: dict[str, list[str]] = {
     "inline, 1 actor": ["placement.runtime=inline"],

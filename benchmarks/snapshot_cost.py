@@ -30,7 +30,7 @@ from distdqn.checkpoint import load_resume_state, save_checkpoint
 from distdqn.config import Config, EnvConfig, resolve_config
 from distdqn.envs import make_env
 from distdqn.replay.buffer import PrioritizedReplay
-from distdqn.train import train
+from distdqn.run.train import train
 
 LANES = 4
 

@@ -10,16 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from distdqn import train as train_module
 from distdqn.checkpoint import adopt_checkpoint, load_checkpoint, load_resume_state
 from distdqn.config import Config, override_config, resolve_config
 from distdqn.config_changes import Schedule, follow_lr, replay_discarded_by
 from distdqn.errors import UserError
 from distdqn.roles import ReplayShard
+from distdqn.run import loop as loop_module
+from distdqn.run.counters import Counters
+from distdqn.run.loop import TrainingRun
+from distdqn.run.run_dir import prepare_run_dir
+from distdqn.run.train import resume, train
 from distdqn.run_lock import RunLock
 from distdqn.runtime import InlineRuntime
 from distdqn.schedules import learning_rate
-from distdqn.train import Counters, TrainingRun, prepare_run_dir, resume, train
 from distdqn.tuning import trial_config
 from distdqn.types import ReplayTerms, UpdateResult
 
@@ -97,17 +100,17 @@ def test_a_learner_group_recovery_while_draining_does_not_lose_track(tmp_path: P
     runtime = InlineRuntime()
     run = TrainingRun(config, tmp_path / "run", runtime, Counters())
     run.run()
-    run._updates = {runtime.put(UpdateResult(None, {})): 1 for _ in range(3)}
+    run.updates = {runtime.put(UpdateResult(None, {})): 1 for _ in range(3)}
     broken = run._finish_update
 
     def recovering(future):
         broken(future)
-        run._updates.clear()  # what `_recover_learner_group` does to the updates in flight
+        run.updates.clear()  # what `_recover_learner_group` does to the updates in flight
 
     monkeypatch.setattr(run, "_finish_update", recovering)
     run._drain()  # a KeyError before the fix
     runtime.shutdown()
-    assert run._updates == {}
+    assert run.updates == {}
 
 
 # -- 2. env settings ------------------------------------------------------------------------------
@@ -227,14 +230,14 @@ def test_a_resume_without_the_replay_branches_every_stream_off_at_the_resume_poi
 ):
     """Without a snapshot every role was built as at the run's start: the same streams again."""
     branches: list[int | None] = []
-    actor_class = train_module.Actor
+    actor_class = loop_module.Actor
 
     class Spy(actor_class):  # type: ignore[misc, valid-type]
         def __init__(self, config, index, progress=0, resumed_at=None):
             branches.append(resumed_at)
             super().__init__(config, index, progress, resumed_at)
 
-    monkeypatch.setattr(train_module, "Actor", Spy)
+    monkeypatch.setattr(loop_module, "Actor", Spy)
     _continued(donor, tmp_path, "total_steps=1210", "replay.capacity=5000")  # the replay cannot be kept
     steps = load_checkpoint(donor / "checkpoints" / "latest").state["counters"]["env_steps"]
     assert branches == [steps]

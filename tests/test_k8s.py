@@ -269,7 +269,7 @@ def test_a_snapshot_of_the_replay_is_counted_on_its_shard_and_on_the_head():
 
 @pytest.mark.parametrize("placement", ["cpu-4-actors", "gpu-learner-32-actors-4-shards"])
 def test_snapshot_rule_agrees_with_training(placement: str):
-    from distdqn.train import snapshots_replay
+    from distdqn.run.snapshot import snapshots_replay
 
     run = k8s.run_config(_config(placement))
     assert k8s.snapshots_replay(run, k8s.replay_sizes(run)[2]) == snapshots_replay(run)

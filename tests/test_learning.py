@@ -12,7 +12,7 @@ from distdqn.config import resolve_config
 from distdqn.envs import make_env
 from distdqn.envs.maze import shortest_path_length
 from distdqn.networks import build_q_network
-from distdqn.train import train
+from distdqn.run.train import train
 
 QUIET = ["logging.progress=false", "logging.tensorboard=false"]
 

@@ -174,7 +174,7 @@ def test_pong_smoke_run_through_actors_replay_and_learner(tmp_path: Path):
 
 
 def test_minatar_preset_network_and_a_short_run(tmp_path: Path):
-    from distdqn.train import train
+    from distdqn.run.train import train
 
     config = resolve_config(
         "MinAtar/Breakout-v1",

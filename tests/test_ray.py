@@ -17,8 +17,8 @@ from ray_cluster import TwoNodeCluster, ray_environment
 
 from distdqn.checkpoint import load_checkpoint, load_resume_state
 from distdqn.config import resolve_config
+from distdqn.run.train import train
 from distdqn.runtime.ray import RayRuntime, ray  # first: it sets Ray's environment before Ray loads
-from distdqn.train import train
 
 QUIET = ["logging.progress=false", "logging.tensorboard=false"]
 RAY = ["placement.runtime=ray", "placement.actor_steps_per_call=16"]
@@ -137,7 +137,8 @@ def test_two_learners_stay_bit_identical(tmp_path: Path):
             "algorithm.learning_starts=500",
         ],
     )
-    from distdqn.train import Counters, TrainingRun
+    from distdqn.run.counters import Counters
+    from distdqn.run.loop import TrainingRun
 
     (tmp_path / "run").mkdir()
     runtime = RayRuntime(config.placement)
@@ -146,7 +147,7 @@ def test_two_learners_stay_bit_identical(tmp_path: Path):
         counters = run.run()
         digests = [runtime.get(runtime.call(learner, "parameters_digest")) for learner in run.learners]
         updates = [runtime.get(runtime.call(learner, "stats"))["updates"] for learner in run.learners]
-        learner_pids = [run._where[f"learner-{i}"]["pid"] for i in range(2)]
+        learner_pids = [run.supervisor.where[f"learner-{i}"]["pid"] for i in range(2)]
         listening = _listening_addresses(learner_pids)
     finally:
         runtime.shutdown()
@@ -168,7 +169,8 @@ def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path)
             "algorithm.learning_starts=500",
         ],
     )
-    from distdqn.train import Counters, TrainingRun
+    from distdqn.run.counters import Counters
+    from distdqn.run.loop import TrainingRun
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

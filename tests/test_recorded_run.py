@@ -10,7 +10,7 @@ import pytest
 from distdqn.checkpoint import load_checkpoint
 from distdqn.config import resolve_config
 from distdqn.metrics import TIMING_KEYS
-from distdqn.train import train
+from distdqn.run.train import train
 
 RUN = [
     "total_steps=2000",

@@ -28,7 +28,7 @@ from distdqn.envs import make_env, make_vector_env, policy_space
 from distdqn.envs.observations import EncodedBox, EncodeObservations, observation_layout
 from distdqn.errors import EnvError
 from distdqn.networks import build_q_network
-from distdqn.train import train
+from distdqn.run.train import train
 
 QUIET = ["logging.progress=false", "logging.tensorboard=false"]
 IMAGE = Box(0, 255, (36, 36, 3), np.uint8)  # HxWxC, the smallest the Nature CNN reads

@@ -6,15 +6,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from distdqn import train as train_module
 from distdqn.checkpoint import load_checkpoint
 from distdqn.config import override_config, resolve_config
 from distdqn.errors import UserError
 from distdqn.metrics import TIMING_KEYS
 from distdqn.roles import ReplayShard
+from distdqn.run import loop as loop_module
+from distdqn.run.counters import Counters
+from distdqn.run.loop import TrainingRun
+from distdqn.run.run_dir import prepare_run_dir
+from distdqn.run.train import resume, train
 from distdqn.runtime import InlineRuntime, ThreadedRuntime
 from distdqn.schedules import learning_rate
-from distdqn.train import Counters, TrainingRun, prepare_run_dir, resume, train
 from distdqn.types import Weights
 
 FAST = [
@@ -276,7 +279,7 @@ class _RestartingShard(ReplayShard):
 def test_an_emptied_shard_gets_no_rows_and_only_real_steps_are_counted(tmp_path: Path, monkeypatch):
     """While a shard is empty, batches draw only from the others: every counted update is a
     gradient step the learner really took (an empty shard's turn used to count as one)."""
-    monkeypatch.setattr(train_module, "ReplayShard", _RestartingShard)
+    monkeypatch.setattr(loop_module, "ReplayShard", _RestartingShard)
     run = _inline_run(UNEVEN_SHARDS, tmp_path / "run")
     assert run.shards[1].adds > 220 and run.counters.updates > 400
     assert run.learners[0].updates == run.counters.updates

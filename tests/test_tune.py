@@ -12,8 +12,9 @@ from distdqn.checkpoint import adopt_checkpoint, load_checkpoint, load_resume_st
 from distdqn.cli import main
 from distdqn.config import load_config_toml, resolve_config
 from distdqn.errors import UserError
+from distdqn.run.counters import Counters, Reporting
+from distdqn.run.train import resume, train
 from distdqn.search_space import parse_param, parse_start
-from distdqn.train import Counters, Reporting, resume, train
 from distdqn.tuning import TuneOptions, check_specs
 
 QUIET_RUN = ["logging.tensorboard=false", "logging.progress=false"]

@@ -328,7 +328,7 @@ def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin
 
 
 def _command_train(args: argparse.Namespace) -> int:
-    from distdqn.train import resumable_config, resume, train
+    from distdqn.run.train import resumable_config, resume, train
 
     if args.resume is not None:
         if args.env or args.config or args.run_dir or args.seed is not None:

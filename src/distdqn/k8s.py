@@ -222,7 +222,7 @@ def replay_sizes(config: Config) -> tuple[int, int, int]:
 
 def snapshots_replay(config: Config, capacity_bytes: int) -> bool:
     """`train.snapshots_replay` without making the env again (a test checks they agree)."""
-    from distdqn.train import SNAPSHOT_AUTO_BYTES
+    from distdqn.run.snapshot import SNAPSHOT_AUTO_BYTES
 
     if config.checkpoint.replay != "auto":
         return config.checkpoint.replay

@@ -170,7 +170,8 @@ def run_trial(drawn: dict[str, Any], setup: TrialSetup) -> None:
     this trial's hyperparameters)."""
     from ray import tune
 
-    from distdqn.train import Counters, Reporting, resume, train
+    from distdqn.run.counters import Counters, Reporting
+    from distdqn.run.train import resume, train
 
     trial_id = tune.get_context().get_trial_id()
     params = trial_params(setup.specs, drawn)

@@ -1,0 +1,511 @@
+"""The one training loop: collect -> insert -> sample -> update -> priorities back -> publish
+weights, with evaluation and checkpoints as named steps, written once against the runtime
+interface.
+
+It is an event loop over futures: one collect in flight per actor, a window of updates in flight
+on the learners, at most one evaluation. Inline futures are done at once, so there it is a plain
+synchronous loop, deterministic for a seed; on Ray the same code keeps every role busy and data
+goes actor -> shard -> learner as object refs, never through this process. Everything else a run
+does has its own file beside this one: the rate limiter, evaluation and `best`, the snapshot,
+the supervisor of restarts, telemetry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distdqn.checkpoint import CheckpointWriter, load_checkpoint, non_finite
+from distdqn.config import Config, config_to_toml
+from distdqn.config_changes import Continued, beta_schedule
+from distdqn.envs import env_spaces, policy_space
+from distdqn.errors import CheckpointError, DiskFull, TrainingDiverged
+from distdqn.metrics import MetricsLog, Progress
+from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
+from distdqn.roles.learner import LearnerGroupBroken
+from distdqn.run import snapshot
+from distdqn.run.counters import Counters, Reporting, next_multiple
+from distdqn.run.evaluation import Evaluations
+from distdqn.run.rate_limiter import RateLimiter
+from distdqn.run.run_dir import truncate_metrics
+from distdqn.run.shard_contents import ShardContents
+from distdqn.run.supervisor import Supervisor
+from distdqn.run.telemetry import Telemetry
+from distdqn.run_files import remove, replace_file
+from distdqn.runtime import RoleFailed, Runtime
+from distdqn.seeding import role_rng
+from distdqn.sharded_head import join_head_rows
+from distdqn.stopping import StopSignals
+from distdqn.storage import RemoteRun
+
+UPDATE_CHUNK = 8
+"""Batches per sample -> update call: small enough that a learner starts while the shard samples
+the next chunk, large enough that messages stay few."""
+
+
+def plan_rows(rng: np.random.Generator, masses: list[float], batch_size: int, num_batches: int) -> np.ndarray:
+    """[num_batches, num_shards] rows each batch draws from each shard: a multinomial over the
+    shards' priority masses (their sizes under uniform replay), so that a row comes from a shard
+    with the probability one buffer holding all of them would give."""
+    shares = np.asarray(masses, np.float64)
+    return rng.multinomial(batch_size, shares / shares.sum(), size=num_batches)
+
+
+class TrainingRun:
+    """One run's roles, counters and outputs. `run()` is the loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        runtime: Runtime,
+        counters: Counters,
+        stop_signals: StopSignals | None = None,
+        resume_state: dict[str, Any] | None = None,
+        store: RemoteRun | None = None,
+        reporting: Reporting | None = None,
+        continued: Continued | None = None,
+    ) -> None:
+        """`stop_signals`: a SIGTERM or SIGINT it records ends the loop at its next turn.
+        `resume_state`: what a checkpoint's `resume.json` holds; the run continues from it exactly.
+        `store`: for a run on object storage, mirrors `run_dir` (a staging directory) there.
+        `reporting`: a tuner's interval and callback (see `Reporting`).
+        `continued`: the checkpoint this run continues, for a resume or an exploit (see
+        `config_changes`: what differs from its config takes effect from here).
+
+        The run's files (config.toml for a run from step 0, metrics.jsonl, tb/, placement.json)
+        are written last, once the roles are up and `resume_state` has been restored into them:
+        a resume refused for what it read leaves the run directory as it was."""
+        self.config, self.run_dir, self.runtime, self.counters = config, run_dir, runtime, counters
+        self.stop_signals, self.store, self.reporting, self.continued = stop_signals, store, reporting, continued
+        # random streams branch off at the resume point unless every role's are restored as saved
+        exact = resume_state is not None and (continued is None or not continued.adopted)
+        resumed_at = None if continued is None or exact else counters.env_steps
+        self._spawn_roles(resumed_at)
+        self.supervisor = Supervisor(runtime, run_dir, self._handles(), counters, self._restarted)
+        if config.placement.num_learners > 1:
+            self.supervisor.form_learner_group(self.learners)
+        self.contents = ShardContents(runtime, self.shards, self.supervisor)
+        self.rate_limiter = RateLimiter(config)
+        self.evaluations = Evaluations(
+            config, runtime, self.evaluator, counters, self.supervisor, run_dir, store, self._diverged
+        )
+        self.telemetry = Telemetry(
+            config, runtime, (self.actors, self.shards, self.learners), counters, self.supervisor
+        )
+        self.collects: dict[Any, tuple[int, list]] = {}  # steps future -> (actor index, per-shard batches)
+        self.collects_launched = [0] * len(self.actors)
+        self.updates: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
+        self._background: list[Any] = []  # calls whose results are only checked for failures
+        self._weights: Any = None
+        self.plan_rng = role_rng(config.seed, "loop", 0, *(() if resumed_at is None else (resumed_at,)))
+        self._stop = False
+        self.due = {  # env steps at which the next log line, evaluation and checkpoint are due
+            "log": next_multiple(counters.env_steps, config.logging.every_steps),
+            "eval": next_multiple(counters.env_steps, config.evaluation.every_steps),
+            "checkpoint": next_multiple(counters.env_steps, config.checkpoint.every_steps),
+        }
+        self._writer = CheckpointWriter(after_save=None if store is None else store.checkpoint_saved)
+        self._report_due = next_multiple(counters.env_steps, reporting.every) if reporting is not None else 0
+        self._reported_at = -1
+        self._snapshots = snapshot.snapshots_replay(config)
+        previous = config if continued is None else continued.config
+        self._beta = beta_schedule(previous, counters.beta).rebased(
+            counters.env_steps, config.replay.beta_end, config.total_steps
+        )
+        counters.beta = [self._beta.origin, self._beta.value, self._beta.end, self._beta.horizon]
+        if resume_state is not None:
+            snapshot.restore(self, resume_state)
+        # an exact resume cuts metrics.jsonl at the byte offset its checkpoint recorded
+        loop = resume_state.get("loop") if exact and isinstance(resume_state, dict) else None
+        self.metrics = self._open_run_files(loop.get("metrics_offset") if isinstance(loop, dict) else None)
+        self.progress = Progress(
+            config.total_steps, counters.env_steps, config.logging.progress, config.logging.progress_interval_s
+        )
+
+    def _spawn_roles(self, resumed_at: int | None) -> None:
+        config, runtime, placement = self.config, self.runtime, self.config.placement
+        frame_space, action_space = env_spaces(config.env)
+        # a learner restarted on another node reads `latest` from the store
+        latest = self.store.pointer("latest") if self.store is not None else str(self.run_dir / "checkpoints/latest")
+        observations = policy_space(config.env, frame_space)
+        self.learners = [
+            runtime.spawn(Learner, config, observations, action_space, latest, i, name=f"learner-{i}")
+            for i in range(placement.num_learners)
+        ]
+        # the learners of each data-parallel replica: its head shards, which share every batch
+        shards = placement.head_shards
+        self.replicas = [self.learners[r : r + shards] for r in range(0, placement.num_learners, shards)]
+        self.shards = [
+            runtime.spawn(ReplayShard, config, j, frame_space, resumed_at, name=f"shard-{j}")
+            for j in range(placement.num_shards)
+        ]
+        self.actors = [
+            runtime.spawn(Actor, config, i, self._actor_progress(), resumed_at, name=f"actor-{i}")
+            for i in range(placement.num_actors)
+        ]
+        evaluation = config.evaluation
+        self.evaluator = runtime.spawn(
+            Evaluator,
+            config.env,
+            config.network,
+            evaluation.episodes,
+            evaluation.epsilon,
+            evaluation.max_episode_steps,
+            name="evaluator",
+        )
+
+    def _open_run_files(self, metrics_offset: int | None) -> MetricsLog:
+        """Write the run's own files, none through a link (see distdqn.run_files). A run from
+        step 0 (a new one, or one that died before its first checkpoint and starts over) writes
+        its config and begins metrics.jsonl and tb/ afresh, so that they hold one run; a resumed
+        run cuts metrics.jsonl back to its checkpoint."""
+        run_dir = self.run_dir
+        if self.continued is None and self.counters.env_steps == 0:
+            for name in ("metrics.jsonl", "tb"):
+                remove(run_dir / name)
+            replace_file(run_dir / "config.toml", config_to_toml(self.config).encode())
+        else:
+            truncate_metrics(run_dir / "metrics.jsonl", self.counters.env_steps, metrics_offset)
+        metrics = MetricsLog(run_dir, self.config.logging.tensorboard)
+        try:
+            self.supervisor.write_placement()
+            if self.store is not None:
+                self.store.sync()  # config.toml and placement.json
+        except BaseException:
+            metrics.close()
+            raise
+        return metrics
+
+    def _handles(self) -> dict[str, Any]:
+        return {
+            "evaluator": self.evaluator,
+            **{f"learner-{i}": h for i, h in enumerate(self.learners)},
+            **{f"shard-{j}": h for j, h in enumerate(self.shards)},
+            **{f"actor-{i}": h for i, h in enumerate(self.actors)},
+        }
+
+    def _actor_progress(self) -> int:
+        return self.counters.env_steps // self.config.placement.num_actors
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> Counters:
+        """The data cycle until total_steps, stop_return or a stop signal; then the last
+        evaluation, log line and checkpoint."""
+        started = time.perf_counter() - self.counters.wall_s
+        self._publish_weights()
+        self._launch_idle_actors()
+        while self.counters.env_steps < self.config.total_steps and not self._stop and not self._stop_requested():
+            for future in self.runtime.wait(self._in_flight(), num_returns=1):
+                if future in self.collects:
+                    self._insert(future)  # collect -> insert, and the actor collects again
+                elif future is self.evaluations.future:
+                    self._finish_evaluation()
+                else:
+                    self._finish_update(future)  # an update's metrics (its priorities went back already)
+            self._issue_updates()  # sample -> update -> priorities back -> publish weights
+            self._harvest_background()
+            self.counters.wall_s = time.perf_counter() - started
+            self._when_due()  # log line, evaluation, checkpoint, a tuner's report
+        if self._stop_requested() and self._snapshots:
+            return self._stop_with_snapshot()
+        return self._finish()
+
+    def _in_flight(self) -> list[Any]:
+        evaluation = self.evaluations.future
+        return [*self.collects, *self.updates, *([evaluation] if evaluation is not None else [])]
+
+    def _when_due(self) -> None:
+        counters, config, due = self.counters, self.config, self.due
+        if counters.env_steps >= due["log"]:
+            due["log"] = next_multiple(counters.env_steps, config.logging.every_steps)
+            self._log_training()
+        if counters.env_steps >= due["eval"] and not self.evaluations.in_flight:
+            due["eval"] = next_multiple(counters.env_steps, config.evaluation.every_steps)
+            self.evaluations.start(self._weights)
+        if counters.env_steps >= due["checkpoint"]:
+            due["checkpoint"] = next_multiple(counters.env_steps, config.checkpoint.every_steps)
+            self.save("latest")
+        if self.reporting is not None and counters.env_steps >= self._report_due:
+            self._report_due = next_multiple(counters.env_steps, self.reporting.every)
+            self._report()
+
+    def _stop_requested(self) -> bool:
+        return self.stop_signals is not None and self.stop_signals.requested is not None
+
+    def _finish(self) -> Counters:
+        """The run ended: let every call finish, evaluate where the run stands, log, checkpoint."""
+        counters = self.counters
+        self._drain()
+        if self.evaluations.in_flight and not self._stop_requested():
+            self._finish_evaluation()
+        if not self._stop and not self._stop_requested() and self.evaluations.mark[0] != counters.env_steps:
+            self.evaluations.start(self._weights)
+            self._finish_evaluation()
+        if self.telemetry.log_mark[0] != counters.env_steps:
+            self._log_training()
+        self.save("latest")
+        self._close()
+        if self.reporting is not None and self._reported_at != counters.env_steps:
+            self.reporting.send(counters, self.run_dir / "checkpoints" / "latest")
+        return counters
+
+    def _report(self) -> None:
+        """Give the tuner this point of the run: an evaluation at this env step and a complete
+        `latest`. If `send` ends the run (an exploited trial), the logs are closed first."""
+        assert self.reporting is not None
+        if self.evaluations.in_flight:
+            self._finish_evaluation()
+        if self.evaluations.mark[0] != self.counters.env_steps:
+            self.due["eval"] = next_multiple(self.counters.env_steps, self.config.evaluation.every_steps)
+            self.evaluations.start(self._weights)
+            self._finish_evaluation()
+        self.save("latest")
+        self._writer.wait()
+        self._reported_at = self.counters.env_steps
+        try:
+            self.reporting.send(self.counters, self.run_dir / "checkpoints" / "latest")
+        except BaseException:
+            self._close()
+            raise
+
+    def _stop_with_snapshot(self) -> Counters:
+        """Stopped by a signal: `latest` takes everything in flight as it is (no drain, which
+        would drop the actors' pending batches), so that `--resume` continues exactly here. The
+        training line logged after it is for the user; a resume drops it again."""
+        self.save("latest")
+        if self.telemetry.log_mark[0] != self.counters.env_steps:
+            self._log_training()
+        self._close()
+        return self.counters
+
+    def _close(self) -> None:
+        """Finish the checkpoint being written, then close the logs."""
+        try:
+            self._writer.close()
+        finally:
+            self.progress.close()
+            self.metrics.close()
+
+    # -- collect and insert ---------------------------------------------------------------
+    def _launch_idle_actors(self) -> None:
+        """Start a collect on every actor without one (a restored run has some in flight)."""
+        pending = {index for index, _ in self.collects.values()}
+        for index in range(len(self.actors)):
+            if index not in pending:
+                self._launch_collect(index)
+
+    def _launch_collect(self, index: int) -> None:
+        """Relaunch actor `index`; it pulls the latest weights every `weight_refresh_steps` collects."""
+        actor = self.actors[index]
+        if self.collects_launched[index] % self.config.placement.weight_refresh_steps == 0:
+            self._fire(actor, "set_weights", self._weights)
+        self.collects_launched[index] += 1
+        *batches, steps = self.runtime.call(
+            actor, "collect", self.config.placement.actor_steps_per_call, num_returns=len(self.shards) + 1
+        )
+        self.collects[steps] = (index, batches)
+
+    def _insert(self, steps_future: Any) -> None:
+        """Hand a finished batch to the shards (as a future) and relaunch its actor, once the
+        rate limiter lets it."""
+        index, batches = self.collects.pop(steps_future)
+        try:
+            steps = self.runtime.get(steps_future)  # small; raises if the actor died
+            for shard, batch in zip(self.shards, batches, strict=True):
+                self._fire(shard, "add", batch)
+            self.counters.env_steps += steps
+            self.progress.advance(steps)
+        except RoleFailed:
+            self.supervisor.reconcile()
+        while self.rate_limiter.must_wait(self._updates_in_flight()):
+            for future in self.runtime.wait([next(iter(self.updates))]):
+                self._finish_update(future)
+        self._launch_collect(index)
+
+    # -- sample, update, priorities back, publish ---------------------------------------------
+    def _issue_updates(self) -> None:
+        """Send the owed updates to each learner in chunks. Every batch draws its rows from all
+        shards, as many from each as a multinomial over their priority masses gives, so that replay
+        is sampled as one buffer however the shards differ in size; masses are those the shards
+        reported after the previous group (one group stale where shards run apart). Once every
+        learner's chunks are sent the priorities are written back, so a shard sees all of a
+        group's samples before any priority write, exactly as if the group were one call, while a
+        learner can start on its first chunk as the next is sampled. All calls are chained futures."""
+        owed = self.rate_limiter.owed(self.counters, self._updates_in_flight(), lambda: sum(self.contents.refresh()))
+        if owed <= 0:
+            return
+        self.contents.read()
+        if sum(self.contents.masses) <= 0:  # nothing to draw from (shards restarted empty): ask again
+            self.contents.ask()
+            return
+        beta = self._beta.at(self.counters.env_steps)
+        writes = []
+        for replica in self.replicas:
+            rows = plan_rows(self.plan_rng, self.contents.masses, self.config.algorithm.batch_size, owed)
+            for start in range(0, owed, UPDATE_CHUNK):
+                writes += self._send_chunk(replica, rows[start : start + UPDATE_CHUNK], beta)
+        for shard, result in writes:
+            self._fire(shard, "update_priorities", result)
+        self.counters.updates += owed
+        self._publish_weights()
+        self.contents.ask()
+
+    def _send_chunk(self, replica: list[Any], rows: np.ndarray, beta: float) -> list[tuple[Any, Any]]:
+        """One update call on each learner of `replica` on the batches whose rows per shard are
+        `rows` ([batches, shards]): one sample call per shard that gives rows, shared by the
+        replica's head shards. Returns (shard, update future) for priority writes: the first head
+        shard's (every shard of a replica computes the same |TD errors|)."""
+        sizes, masses = self.contents.sizes, self.contents.masses
+        total_size, total_mass = sum(sizes), sum(masses)
+        used = [j for j in range(len(self.shards)) if rows[:, j].any()]
+        samples = [
+            self.runtime.call(self.shards[j], "sample", rows[:, j].tolist(), beta, total_size, masses[j] / total_mass)
+            for j in used
+        ]
+        results = [self.runtime.call(learner, "update", self.counters.env_steps, *samples) for learner in replica]
+        for result in results:
+            self.updates[result] = len(rows)
+        return [(self.shards[j], results[0]) for j in used]
+
+    def _finish_update(self, future: Any) -> None:
+        """Take a finished update's metrics. One already taken (the rate limiter waits for the
+        oldest while the loop holds a list of finished ones), or dropped by a learner-group
+        recovery, has nothing left to take."""
+        if self.updates.pop(future, None) is None:
+            return
+        try:
+            metrics = self.runtime.get(future).metrics
+            if metrics:
+                self.telemetry.last_metrics = metrics
+                if not math.isfinite(metrics["loss"]):
+                    raise self._diverged(f"the loss is {metrics['loss']}")
+        except (RoleFailed, LearnerGroupBroken) as failure:
+            if isinstance(failure, RoleFailed):
+                self.supervisor.reconcile()
+            if len(self.learners) > 1:
+                lost, self.updates = list(self.updates), {}
+                self.supervisor.recover_learner_group(self.learners, lost)
+            self._publish_weights()
+
+    def finish_updates(self) -> None:
+        """Wait for every update in flight."""
+        while self.updates:
+            for future in self.runtime.wait(list(self.updates), num_returns=len(self.updates)):
+                self._finish_update(future)
+
+    def _updates_in_flight(self) -> int:
+        """Update steps sent but not finished (each learner runs every step)."""
+        return sum(self.updates.values()) // len(self.learners)
+
+    def _publish_weights(self) -> None:
+        """The first learner's weights; with a split head, its replica's shards gather them there."""
+        self._weights, *gathering = self._call_replica("weights")
+        self._background += gathering
+
+    def _call_replica(self, method: str) -> list[Any]:
+        """Call `method` on every learner of the first replica (its head shards)."""
+        return [self.runtime.call(learner, method) for learner in self.replicas[0]]
+
+    # -- calls in flight, and roles that died --------------------------------------------------
+    def _drain(self) -> None:
+        """Let every call in flight finish."""
+        self.finish_updates()
+        for future in self.collects:
+            try:
+                self.runtime.get(future)
+            except RoleFailed:
+                self.supervisor.reconcile()
+        self.collects.clear()
+        while self._background:
+            self.runtime.wait(self._background, num_returns=len(self._background))
+            self._harvest_background()
+
+    def _fire(self, handle: Any, method: str, *args: Any) -> None:
+        """A call whose result nobody needs; it is still checked, for a dead role."""
+        self._background.append(self.runtime.call(handle, method, *args))
+
+    def _harvest_background(self) -> None:
+        done = self.runtime.wait(self._background, num_returns=len(self._background), timeout=0)
+        for future in done:
+            self._background.remove(future)
+            try:
+                self.runtime.get(future)
+            except RoleFailed:
+                self.supervisor.reconcile()
+            except LearnerGroupBroken:
+                pass  # priorities of an update the broken group never made
+
+    def _restarted(self, name: str) -> None:
+        """Role `name` came back after dying: a shard comes back empty (its loss is counted), an
+        actor continues the epsilon schedule from the run's progress."""
+        kind, _, index = name.partition("-")
+        if kind == "shard":
+            self.counters.replay_lost += self.contents.forget(int(index))
+        if kind == "actor":
+            self._fire(self.supervisor.handles[name], "set_progress", self._actor_progress())
+
+    # -- evaluation, logs, checkpoints --------------------------------------------------------
+    def _finish_evaluation(self) -> None:
+        if self.evaluations.finish(self.metrics, self.progress):
+            self._stop = True  # stop_return reached
+
+    def _log_training(self) -> None:
+        self.telemetry.log_training(self.metrics, lambda: sum(self.contents.refresh()))
+
+    def save(self, name: str) -> None:
+        """Write checkpoint `name`: the learner's state and, with replay snapshots, every role's,
+        all taken at this one point of the loop, then written on the checkpoint thread while
+        training goes on. A role that died meanwhile skips this checkpoint (the last one stays)."""
+        try:
+            resume = snapshot.take(self) if self._snapshots else None
+            parts = [self.runtime.get(future) for future in self._call_replica("state_dict")]
+            tensors, learner_state = join_head_rows(parts)
+        except RoleFailed:
+            self.supervisor.reconcile()
+            return
+        bad = non_finite(tensors)
+        if bad:
+            raise self._diverged(f"the learner's tensors {bad[:3]} hold NaN or inf")
+        tensors = {key: value.detach().clone() for key, value in tensors.items()}  # the learner goes on
+        state = {"counters": dataclasses.asdict(self.counters), "learner": learner_state}
+        checkpoint = self.config.checkpoint
+        self._writer.submit(
+            self.run_dir / "checkpoints",
+            name,
+            self.config,
+            tensors,
+            state,
+            checkpoint.keep,
+            resume,
+            checkpoint.replay_codec,
+        )
+
+    # -- how a run stops early ------------------------------------------------------------------
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """Stop the run: nothing non-finite is saved, so `latest` keeps the last finite weights."""
+        return TrainingDiverged(f"training diverged at env step {self.counters.env_steps} ({what}); {self._kept()}")
+
+    def disk_full(self, error: OSError) -> DiskFull:
+        """Stop the run: a checkpoint is linked only once complete, so `latest` is intact."""
+        where = error.filename or self.run_dir
+        return DiskFull(f"the disk is full (writing {where}) at env step {self.counters.env_steps}; {self._kept()}")
+
+    def _kept(self) -> str:
+        """What `--resume` would continue from. A checkpoint being written when the run stopped
+        may not have become `latest`: the last one written in full is named."""
+        try:
+            self._writer.wait()
+        except OSError:
+            pass  # a write that failed never became `latest`
+        latest = self.run_dir / "checkpoints" / "latest"
+        try:
+            steps = load_checkpoint(latest).state["counters"]["env_steps"]
+        except (CheckpointError, KeyError, TypeError):
+            return "no checkpoint was written"
+        return f"checkpoints/latest keeps env step {steps}"
