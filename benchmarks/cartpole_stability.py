@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from distdqn.checkpoint import load_checkpoint
 from distdqn.config import resolve_config
 from distdqn.envs import make_env
 from distdqn.networks import build_q_network
 from distdqn.run.train import train
+from distdqn.storage.checkpoint import load_checkpoint
 
 SOLVED_RETURN = 475.0
 

@@ -43,11 +43,11 @@ from greedy_eval import GreedyEvaluator
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
 
-from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config, resolve_config
 from distdqn.envs import env_spaces, policy_space
 from distdqn.networks import build_q_network, load_weights
 from distdqn.run.train import train
+from distdqn.storage.checkpoint import load_checkpoint
 
 gym.register_envs(highway_env)
 

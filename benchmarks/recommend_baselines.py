@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from distdqn.checkpoint import load_checkpoint
 from distdqn.config import EnvConfig
 from distdqn.envs import RECOMMEND_ID, make_env
 from distdqn.envs.recommend_baselines import MyopicRecommender, RandomRecommender, Recommender, play_episode
 from distdqn.roles import Evaluator
 from distdqn.seeding import env_seeds
+from distdqn.storage.checkpoint import load_checkpoint
 from distdqn.types import Weights
 
 BOOTSTRAP_SAMPLES = 2000

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distdqn.checkpoint import load_resume_state, save_checkpoint
 from distdqn.config import Config, EnvConfig, resolve_config
 from distdqn.envs import make_env
 from distdqn.replay.buffer import PrioritizedReplay
 from distdqn.run.train import train
+from distdqn.storage.checkpoint import load_resume_state, save_checkpoint
 
 LANES = 4
 

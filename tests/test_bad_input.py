@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-import distdqn.checkpoint as checkpoint_module
-import distdqn.run_files as run_files
-from distdqn.array_files import write_array
-from distdqn.checkpoint import load_checkpoint
+import distdqn.storage.checkpoint as checkpoint_module
+import distdqn.storage.run_files as run_files
 from distdqn.cli import main
-from distdqn.metrics import TIMING_KEYS
+from distdqn.run.metrics import TIMING_KEYS
+from distdqn.storage.array_files import write_array
+from distdqn.storage.checkpoint import load_checkpoint
 
 BAD_SETTINGS = [
     ("algorithm.lr=.inf", "algorithm.lr"),

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from distdqn.checkpoint import load_checkpoint, resume_point, save_checkpoint
 from distdqn.config import resolve_config
 from distdqn.errors import CheckpointError
+from distdqn.storage.checkpoint import load_checkpoint, resume_point, save_checkpoint
 
 
 def _save(directory: Path, value: float) -> Path:

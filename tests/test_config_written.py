@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-import distdqn.checkpoint as checkpoint_module
-from distdqn.checkpoint import load_checkpoint, save_checkpoint
+import distdqn.storage.checkpoint as checkpoint_module
 from distdqn.config import (
     Config,
     build_config,
@@ -29,6 +28,7 @@ from distdqn.config import (
     resolve_config,
 )
 from distdqn.errors import ConfigError
+from distdqn.storage.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _write(path: Path, config: Config) -> Path:

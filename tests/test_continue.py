@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from distdqn.checkpoint import adopt_checkpoint, load_checkpoint, load_resume_state
 from distdqn.config import Config, override_config, resolve_config
 from distdqn.config_changes import Schedule, follow_lr, replay_discarded_by
 from distdqn.errors import UserError
@@ -20,10 +19,11 @@ from distdqn.run.counters import Counters
 from distdqn.run.loop import TrainingRun
 from distdqn.run.run_dir import prepare_run_dir
 from distdqn.run.train import resume, train
-from distdqn.run_lock import RunLock
 from distdqn.runtime import InlineRuntime
 from distdqn.schedules import learning_rate
-from distdqn.tuning import trial_config
+from distdqn.storage.checkpoint import adopt_checkpoint, load_checkpoint, load_resume_state
+from distdqn.storage.run_lock import RunLock
+from distdqn.tools.tuning import trial_config
 from distdqn.types import ReplayTerms, UpdateResult
 
 DONOR_STEPS = 1200

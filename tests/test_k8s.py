@@ -19,12 +19,12 @@ import jsonschema
 import pytest
 import yaml
 
-from distdqn import k8s
 from distdqn.cli import main as distdqn
 from distdqn.config import Config, build_config, load_config_toml, resolve_config
 from distdqn.errors import UserError
-from distdqn.k8s import GiB, K8sOptions, MiB
-from distdqn.plan import assign, role_demands
+from distdqn.tools import k8s
+from distdqn.tools.k8s import GiB, K8sOptions, MiB
+from distdqn.tools.plan import assign, role_demands
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from distdqn.checkpoint import load_checkpoint
 from distdqn.config import resolve_config
 from distdqn.envs import make_env
 from distdqn.envs.maze import shortest_path_length
 from distdqn.networks import build_q_network
 from distdqn.run.train import train
+from distdqn.storage.checkpoint import load_checkpoint
 
 QUIET = ["logging.progress=false", "logging.tensorboard=false"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from distdqn import plan as plan_module
 from distdqn.cli import main
-from distdqn.plan import oversubscription
+from distdqn.tools import plan as plan_module
+from distdqn.tools.plan import oversubscription
 
 
 def test_oversubscription_names_the_cpus_the_cores_and_the_factor():

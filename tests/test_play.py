@@ -16,16 +16,16 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from PIL import Image, ImageSequence
 
-from distdqn import play as play_module
-from distdqn.checkpoint import save_checkpoint
 from distdqn.cli import main
 from distdqn.config import Config, config_to_toml, resolve_config
 from distdqn.envs import MAZE_ID, env_spaces, frame_box, policy_space
 from distdqn.envs.maze import AGENT_RGB, CELL_PIXELS, DEFAULT_LAYOUT, FLOOR_RGB, GOAL_RGB, WALL_RGB, MazeEnv
-from distdqn.maze_map import map_pixel_size, plot_value_map, value_grid
+from distdqn.envs.maze_map import map_pixel_size, plot_value_map, value_grid
 from distdqn.networks import QNetwork, build_q_network
-from distdqn.play import GifFrames
 from distdqn.seeding import EVAL_SEED
+from distdqn.storage.checkpoint import save_checkpoint
+from distdqn.tools import play as play_module
+from distdqn.tools.play import GifFrames
 
 
 def with_env(config: Config, **changes) -> Config:
@@ -336,7 +336,7 @@ def test_a_run_directory_means_its_best_checkpoint_and_latest_with_a_flag(tmp_pa
 
 
 def test_a_run_directory_on_object_storage_means_its_best_checkpoint(tmp_path, capsys):
-    from distdqn.storage import RemoteRun
+    from distdqn.storage.object_store import RemoteRun
 
     uri = f"memory://distdqn-play/{tmp_path.name}"
     RemoteRun(uri, run_with_best_and_latest(tmp_path / "run")).sync()
@@ -350,7 +350,7 @@ def test_a_run_directory_on_object_storage_means_its_best_checkpoint(tmp_path, c
 
 @pytest.mark.parametrize("remote", [False, True])
 def test_a_run_without_best_and_latest_on_a_checkpoint_are_one_line(tmp_path, capsys, remote):
-    from distdqn.storage import RemoteRun
+    from distdqn.storage.object_store import RemoteRun
 
     run_dir = run_with_best_and_latest(tmp_path / "run")
     shutil.rmtree(run_dir / "checkpoints")

@@ -14,9 +14,9 @@ from matplotlib.collections import PolyCollection
 from matplotlib.image import imread
 
 from distdqn.cli import main
-from distdqn.compare import compare
-from distdqn.plots import DPI, plot
-from distdqn.runs import align, load_run
+from distdqn.tools.compare import compare
+from distdqn.tools.plots import DPI, plot
+from distdqn.tools.runs import align, load_run
 
 
 def write_run(

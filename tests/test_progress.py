@@ -10,7 +10,7 @@ import pytest
 
 from distdqn.config import resolve_config
 from distdqn.errors import ConfigError
-from distdqn.metrics import Progress
+from distdqn.run.metrics import Progress
 
 
 class Stream(io.StringIO):

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from ray_cluster import TwoNodeCluster, ray_environment
 
-from distdqn.checkpoint import load_checkpoint, load_resume_state
 from distdqn.config import resolve_config
 from distdqn.run.train import train
 from distdqn.runtime.ray import RayRuntime, ray  # first: it sets Ray's environment before Ray loads
+from distdqn.storage.checkpoint import load_checkpoint, load_resume_state
 
 QUIET = ["logging.progress=false", "logging.tensorboard=false"]
 RAY = ["placement.runtime=ray", "placement.actor_steps_per_call=16"]

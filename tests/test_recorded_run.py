@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from distdqn.checkpoint import load_checkpoint
 from distdqn.config import resolve_config
-from distdqn.metrics import TIMING_KEYS
+from distdqn.run.metrics import TIMING_KEYS
 from distdqn.run.train import train
+from distdqn.storage.checkpoint import load_checkpoint
 
 RUN = [
     "total_steps=2000",

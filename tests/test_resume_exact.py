@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from distdqn.checkpoint import RESUME_FILE, load_checkpoint
-from distdqn.metrics import TIMING_KEYS
+from distdqn.run.metrics import TIMING_KEYS
+from distdqn.storage.checkpoint import RESUME_FILE, load_checkpoint
 
 TOTAL_STEPS = 20_000
 RUN = [

@@ -15,10 +15,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from distdqn.checkpoint import load_checkpoint, save_checkpoint
 from distdqn.config import resolve_config
 from distdqn.roles import Learner
 from distdqn.sharded_head import ShardedLinear, join_head_rows, shard_rows
+from distdqn.storage.checkpoint import load_checkpoint, save_checkpoint
 from distdqn.types import SampleBatch
 
 NUM_ACTIONS = 11  # divides by neither 2 nor 3: the shards differ in size

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from distdqn.checkpoint import load_checkpoint
+from distdqn.storage.checkpoint import load_checkpoint
 
 LONG_RUN = [
     "--total-steps",

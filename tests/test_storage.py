@@ -183,9 +183,9 @@ def test_pointer_is_written_after_its_version_and_old_versions_go_after_it(tmp_p
     file of the new version, then the pointer, then the deletion of the version it replaced."""
     import torch
 
-    from distdqn.checkpoint import load_checkpoint, save_checkpoint
     from distdqn.config import resolve_config
-    from distdqn.storage import RemoteRun, fetch_checkpoint
+    from distdqn.storage.checkpoint import load_checkpoint, save_checkpoint
+    from distdqn.storage.object_store import RemoteRun, fetch_checkpoint
 
     staging = tmp_path / "staging"
     staging.mkdir()
@@ -233,7 +233,7 @@ STAGING = re.compile(r"are only in (\S+), kept")
 
 
 class FlakyStore:
-    """Wraps the fsspec filesystem of every store that distdqn.storage opens, so that its writes
+    """Wraps the fsspec filesystem of every store that distdqn.storage.object_store opens, so that its writes
     (`put_file`, `pipe_file`, `rm`) fail on cue: `fail(n)` makes the next `n` writes fail,
     `fail(None)` every write until `recover()`, each with the next error of `errors`;
     `fail_after_pointer` arms `fail` once the first `latest` pointer reached the store."""
@@ -288,11 +288,11 @@ class _FlakyFilesystem:
 
 @pytest.fixture
 def flaky(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FlakyStore:
-    """Every store distdqn.storage opens fails on cue; retries wait a few milliseconds; staging
+    """Every store distdqn.storage.object_store opens fails on cue; retries wait a few milliseconds; staging
     directories go under tmp_path/tmp."""
     import tempfile
 
-    from distdqn import storage
+    from distdqn.storage import object_store as storage
 
     store = FlakyStore()
     real = storage._filesystem
@@ -338,9 +338,9 @@ def test_store_that_never_recovers_stops_the_run_and_keeps_its_newest_checkpoint
     after its 8 tries, the run stops with one line naming the staging directory, which holds the
     newer `latest`. The run goes on from there (`--resume STAGING`), and once the store is back
     `distdqn upload STAGING URI` puts it where `--resume URI` finds it."""
-    from distdqn import storage
-    from distdqn.checkpoint import load_checkpoint
     from distdqn.cli import main
+    from distdqn.storage import object_store as storage
+    from distdqn.storage.checkpoint import load_checkpoint
 
     run = f"{BUCKET}/never-recovers"
     uri = f"s3://{run}"
@@ -385,8 +385,8 @@ def test_store_that_never_recovers_stops_the_run_and_keeps_its_newest_checkpoint
 def _one_checkpoint(checkpoints: Path, env_steps: int, name: str = "latest") -> str:
     import torch
 
-    from distdqn.checkpoint import save_checkpoint
     from distdqn.config import resolve_config
+    from distdqn.storage.checkpoint import save_checkpoint
 
     config = resolve_config("CartPole-v1", None, [])
     state = {"counters": {"env_steps": env_steps}}
@@ -402,7 +402,7 @@ def _one_checkpoint(checkpoints: Path, env_steps: int, name: str = "latest") -> 
 def test_final_upload_that_fails_keeps_the_staging_directory(flaky, tmp_path: Path, errors, tries):
     """The store fails at the last upload (after the run ended): the staging directory, with the
     only copy of `latest`, stays and the error names it. A permanent error is not retried."""
-    from distdqn.storage import StorageError, remote_run
+    from distdqn.storage.object_store import StorageError, remote_run
 
     uri = f"file://{tmp_path}/store/run"
     with pytest.raises(StorageError) as raised, remote_run(uri, resume=False) as store:
@@ -423,7 +423,7 @@ def test_final_upload_after_the_run_stopped_names_both(flaky, tmp_path: Path):
     """A run stopped by its own error (diverged, disk full) whose last upload fails too: one
     line with both, the staging directory kept."""
     from distdqn.errors import TrainingDiverged
-    from distdqn.storage import StorageError, remote_run
+    from distdqn.storage.object_store import StorageError, remote_run
 
     with pytest.raises(StorageError) as raised, remote_run(f"file://{tmp_path}/store/run", resume=False) as store:
         _one_checkpoint(store.staging / "checkpoints", 5)
@@ -437,7 +437,7 @@ def test_final_upload_after_the_run_stopped_names_both(flaky, tmp_path: Path):
 def test_failed_upload_of_checkpoints_the_store_has_removes_the_staging_directory(flaky, tmp_path: Path):
     """Nothing is kept when the store already has every checkpoint (its metrics since the last
     checkpoint are what `--resume` would cut anyway)."""
-    from distdqn.storage import StorageError, remote_run
+    from distdqn.storage.object_store import StorageError, remote_run
 
     uri = f"file://{tmp_path}/store/run"
     with pytest.raises(StorageError) as raised, remote_run(uri, resume=False) as store:
@@ -451,7 +451,7 @@ def test_failed_upload_of_checkpoints_the_store_has_removes_the_staging_director
 def test_best_is_tried_once_and_goes_with_the_next_upload(flaky, tmp_path: Path):
     """`upload_best` runs on the training loop's thread: it does not wait out an outage (one
     try), and the next sync, retried, takes `best` along. A permanent error still stops."""
-    from distdqn.storage import RemoteRun, StorageError
+    from distdqn.storage.object_store import RemoteRun, StorageError
 
     staging = tmp_path / "staging"
     store = RemoteRun(f"file://{tmp_path}/store/run", staging)
@@ -471,7 +471,7 @@ def test_best_is_tried_once_and_goes_with_the_next_upload(flaky, tmp_path: Path)
 
 def test_upload_refuses_to_replace_a_run_that_went_further(tmp_path: Path):
     from distdqn.errors import CheckpointError
-    from distdqn.storage import upload_run
+    from distdqn.storage.object_store import upload_run
 
     uri = f"file://{tmp_path}/store/run"
     ahead, behind = tmp_path / "ahead", tmp_path / "behind"
@@ -536,7 +536,7 @@ def _transient_cases() -> list[tuple[str, object, bool]]:
 
 @pytest.mark.parametrize(("what", "error", "transient"), _transient_cases(), ids=lambda case: str(case)[:24])
 def test_which_store_errors_are_retried(what, error, transient):
-    from distdqn.storage import is_transient
+    from distdqn.storage.object_store import is_transient
 
     assert is_transient(error) is transient, what
 
@@ -544,7 +544,7 @@ def test_which_store_errors_are_retried(what, error, transient):
 def test_retry_bound():
     """The default: 8 tries, waits of about 1, 2, 4, 8, 16, 30, 30 s, no try after 120 s; a call
     gives up at whichever bound comes first."""
-    from distdqn.storage import STORE_RETRY, Retry, _GaveUp, _retried
+    from distdqn.storage.object_store import STORE_RETRY, Retry, _GaveUp, _retried
 
     waits = [STORE_RETRY.nominal_wait(failures) for failures in range(1, STORE_RETRY.attempts)]
     assert waits == [1, 2, 4, 8, 16, 30, 30] and sum(waits) <= STORE_RETRY.total_s == 120

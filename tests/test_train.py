@@ -6,18 +6,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from distdqn.checkpoint import load_checkpoint
 from distdqn.config import override_config, resolve_config
 from distdqn.errors import UserError
-from distdqn.metrics import TIMING_KEYS
 from distdqn.roles import ReplayShard
 from distdqn.run import loop as loop_module
 from distdqn.run.counters import Counters
 from distdqn.run.loop import TrainingRun
+from distdqn.run.metrics import TIMING_KEYS
 from distdqn.run.run_dir import prepare_run_dir
 from distdqn.run.train import resume, train
 from distdqn.runtime import InlineRuntime, ThreadedRuntime
 from distdqn.schedules import learning_rate
+from distdqn.storage.checkpoint import load_checkpoint
 from distdqn.types import Weights
 
 FAST = [

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from distdqn.checkpoint import adopt_checkpoint, load_checkpoint, load_resume_state
 from distdqn.cli import main
 from distdqn.config import load_config_toml, resolve_config
 from distdqn.errors import UserError
 from distdqn.run.counters import Counters, Reporting
 from distdqn.run.train import resume, train
-from distdqn.search_space import parse_param, parse_start
-from distdqn.tuning import TuneOptions, check_specs
+from distdqn.storage.checkpoint import adopt_checkpoint, load_checkpoint, load_resume_state
+from distdqn.tools.search_space import parse_param, parse_start
+from distdqn.tools.tuning import TuneOptions, check_specs
 
 QUIET_RUN = ["logging.tensorboard=false", "logging.progress=false"]
 
@@ -241,7 +241,7 @@ class _FakeState:
 @pytest.mark.parametrize("scheduler", ["pbt", "pb2"])
 def test_a_trial_copies_only_a_strictly_better_one(scheduler: str) -> None:
     """All trials tied (a maze before any finds the goal): nobody copies anybody."""
-    from distdqn.tuning import _scheduler
+    from distdqn.tools.tuning import _scheduler
 
     pbt = _scheduler(_options("algorithm.lr=loguniform(1e-4,1e-2)", scheduler=scheduler), total_steps=3000)
     trials = [_FakeTrial() for _ in range(4)]

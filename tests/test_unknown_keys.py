@@ -11,7 +11,7 @@ import pytest
 from distdqn.cli import main
 from distdqn.config import COMMON_NAMES, field_paths, override_config, resolve_config, suggest_field
 from distdqn.errors import ConfigError, UserError
-from distdqn.search_space import parse_param, parse_start
+from distdqn.tools.search_space import parse_param, parse_start
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,12 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config, is_atari_id, override_config, resolve_config, short_repr
 from distdqn.devices import check_devices
 from distdqn.errors import CheckpointError, UserError
 from distdqn.seeding import EVAL_SEED, stream_seed
-from distdqn.storage import local_checkpoint, location, run_checkpoint
+from distdqn.storage.checkpoint import load_checkpoint
+from distdqn.storage.object_store import local_checkpoint, location, run_checkpoint
 from distdqn.types import EvalResult, Weights
 
 EXIT_USAGE = 2
@@ -435,8 +435,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
 
 
 def _command_tune(args: argparse.Namespace) -> int:
-    from distdqn.search_space import parse_param, parse_start
-    from distdqn.tuning import TuneOptions, tune
+    from distdqn.tools.search_space import parse_param, parse_start
+    from distdqn.tools.tuning import TuneOptions, tune
 
     overrides = list(args.overrides)
     for flag, key in ((args.seed, "seed"), (args.total_steps, "total_steps")):
@@ -485,7 +485,7 @@ def _command_tune(args: argparse.Namespace) -> int:
 
 
 def _command_play(args: argparse.Namespace) -> int:
-    from distdqn.play import PlayOptions, play
+    from distdqn.tools.play import PlayOptions, play
 
     options = PlayOptions(args.episodes, args.seed, args.max_steps, args.gif, args.map, args.fps)
     source = _chosen_checkpoint(args)
@@ -495,7 +495,7 @@ def _command_play(args: argparse.Namespace) -> int:
 
 
 def _command_plan(args: argparse.Namespace) -> int:
-    from distdqn.plan import Node, assign, machine_cores, oversubscription, render, role_demands
+    from distdqn.tools.plan import Node, assign, machine_cores, oversubscription, render, role_demands
 
     config = resolve_config(args.env, args.config, args.overrides + _placement_overrides(args))
     check_devices(config)
@@ -537,7 +537,7 @@ def _without_ale_banner(config: Config) -> None:
 
 
 def _command_k8s(args: argparse.Namespace) -> int:
-    from distdqn.k8s import K8sOptions, render, resolve_k8s_config
+    from distdqn.tools.k8s import K8sOptions, render, resolve_k8s_config
 
     if args.runtime not in (None, "ray"):
         raise UserError(
@@ -566,7 +566,7 @@ def _command_k8s(args: argparse.Namespace) -> int:
 
 
 def _command_plot(args: argparse.Namespace) -> int:
-    from distdqn.plots import plot
+    from distdqn.tools.plots import plot
 
     plot(args.runs, args.out, args.x, args.group, args.group_by, args.band, args.title)
     print(f"wrote {args.out}")
@@ -574,14 +574,14 @@ def _command_plot(args: argparse.Namespace) -> int:
 
 
 def _command_compare(args: argparse.Namespace) -> int:
-    from distdqn.compare import compare
+    from distdqn.tools.compare import compare
 
     print(compare(args.runs, args.threshold, args.json))
     return 0
 
 
 def _command_upload(args: argparse.Namespace) -> int:
-    from distdqn.storage import upload_run
+    from distdqn.storage.object_store import upload_run
 
     pointers = upload_run(args.run_dir, args.uri)
     uri = args.uri.rstrip("/")

@@ -30,14 +30,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from distdqn.checkpoint import load_checkpoint
 from distdqn.config import Config
 from distdqn.losses import dqn_loss, td_target, update_target
 from distdqn.networks import QNetwork, build_q_network
 from distdqn.schedules import learning_rate
 from distdqn.seeding import stream_seed
 from distdqn.sharded_head import ShardedQNetwork, build_sharded_q_network
-from distdqn.storage import fetch_checkpoint, is_remote
+from distdqn.storage.checkpoint import load_checkpoint
+from distdqn.storage.object_store import fetch_checkpoint, is_remote
 from distdqn.types import PriorityUpdate, SampleBatch, UpdateResult, Weights
 
 

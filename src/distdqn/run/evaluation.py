@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from distdqn.checkpoint import save_checkpoint
 from distdqn.config import Config
-from distdqn.metrics import MetricsLog, Progress
 from distdqn.run.counters import Counters
+from distdqn.run.metrics import MetricsLog, Progress
 from distdqn.run.supervisor import Supervisor
 from distdqn.runtime import RoleFailed, Runtime
 from distdqn.seeding import stream_seed
-from distdqn.storage import RemoteRun
+from distdqn.storage.checkpoint import save_checkpoint
+from distdqn.storage.object_store import RemoteRun
 
 Mark = tuple[int, int, float]
 """(env_steps, updates, wall_s) of a point of the run."""

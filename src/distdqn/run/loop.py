@@ -20,28 +20,28 @@ from typing import Any
 
 import numpy as np
 
-from distdqn.checkpoint import CheckpointWriter, load_checkpoint, non_finite
 from distdqn.config import Config, config_to_toml
 from distdqn.config_changes import Continued, beta_schedule
 from distdqn.envs import env_spaces, policy_space
 from distdqn.errors import CheckpointError, DiskFull, TrainingDiverged
-from distdqn.metrics import MetricsLog, Progress
 from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.run import snapshot
 from distdqn.run.counters import Counters, Reporting, next_multiple
 from distdqn.run.evaluation import Evaluations
+from distdqn.run.metrics import MetricsLog, Progress
 from distdqn.run.rate_limiter import RateLimiter
 from distdqn.run.run_dir import truncate_metrics
 from distdqn.run.shard_contents import ShardContents
+from distdqn.run.stopping import StopSignals
 from distdqn.run.supervisor import Supervisor
 from distdqn.run.telemetry import Telemetry
-from distdqn.run_files import remove, replace_file
 from distdqn.runtime import RoleFailed, Runtime
 from distdqn.seeding import role_rng
 from distdqn.sharded_head import join_head_rows
-from distdqn.stopping import StopSignals
-from distdqn.storage import RemoteRun
+from distdqn.storage.checkpoint import CheckpointWriter, load_checkpoint, non_finite
+from distdqn.storage.object_store import RemoteRun
+from distdqn.storage.run_files import remove, replace_file
 
 UPDATE_CHUNK = 8
 """Batches per sample -> update call: small enough that a learner starts while the shard samples
@@ -161,7 +161,7 @@ class TrainingRun:
         )
 
     def _open_run_files(self, metrics_offset: int | None) -> MetricsLog:
-        """Write the run's own files, none through a link (see distdqn.run_files). A run from
+        """Write the run's own files, none through a link (see distdqn.storage.run_files). A run from
         step 0 (a new one, or one that died before its first checkpoint and starts over) writes
         its config and begins metrics.jsonl and tb/ afresh, so that they hold one run; a resumed
         run cuts metrics.jsonl back to its checkpoint."""

@@ -1,5 +1,5 @@
 """The run directory: made and claimed for a new run, its files checked before anything is read
-or written (nothing is written through a link: see distdqn.run_files), its metrics cut back to
+or written (nothing is written through a link: see distdqn.storage.run_files), its metrics cut back to
 the checkpoint a resume continues from, and left as found when a start is refused."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from distdqn.config import Config, config_to_toml
 from distdqn.errors import UserError
-from distdqn.run_files import (
+from distdqn.storage.run_files import (
     TEMPORARY_SUFFIX,
     refuse_links_inside,
     refuse_unless_directory,
@@ -18,7 +18,7 @@ from distdqn.run_files import (
     remove,
     replace_file,
 )
-from distdqn.run_lock import LOCK_FILE
+from distdqn.storage.run_lock import LOCK_FILE
 
 RUN_FILES = ("config.toml", "metrics.jsonl", "placement.json", LOCK_FILE)
 """The files a run writes at its top level; each is replaced whole through `<name>.tmp`."""
@@ -32,7 +32,7 @@ def check_run_files(run_dir: Path) -> None:
     link in `tb/` could stand at the name TensorBoard picks for its next file. So, before
     anything is read or written, such a directory is refused in one line, as is a file where a
     directory belongs or the other way round. Hard links need no check: no file is ever written
-    through one (see distdqn.run_files)."""
+    through one (see distdqn.storage.run_files)."""
     refuse_unless_directory(run_dir)
     for name in RUN_FILES:
         refuse_unless_file(run_dir / name)
@@ -93,7 +93,7 @@ def truncate_metrics(path: Path, env_steps: int, offset: int | None = None) -> N
     its last checkpoint), so that metrics.jsonl reads as one run: cut at `offset`, the file's
     size when the checkpoint was taken, where known and still there; else drop lines of later
     env steps (and partial lines). Rewritten as a new file renamed over it (see
-    distdqn.run_files), never through a link."""
+    distdqn.storage.run_files), never through a link."""
     if refuse_unless_file(path) is None:
         return
     logged = path.read_bytes()

@@ -15,8 +15,8 @@ from typing import Any
 
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.run.counters import Counters
-from distdqn.run_files import replace_file
 from distdqn.runtime import RoleFailed, Runtime
+from distdqn.storage.run_files import replace_file
 
 RESTART_WAIT_S = 300.0
 """How long a role may take to come back before its death is final."""

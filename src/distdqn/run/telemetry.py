@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from distdqn.config import Config
-from distdqn.metrics import MetricsLog
 from distdqn.run.counters import Counters
+from distdqn.run.metrics import MetricsLog
 from distdqn.run.supervisor import Supervisor
 from distdqn.runtime import RoleFailed, Runtime
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-from distdqn.checkpoint import load_checkpoint, load_resume_state, point_link, resume_point
 from distdqn.config import Config, load_config_toml
 from distdqn.config_changes import Continued, changed_fields, describe, follow_lr, replay_discarded_by
 from distdqn.devices import check_devices
@@ -28,16 +27,17 @@ from distdqn.run.counters import Counters, Reporting, TrainResult
 from distdqn.run.loop import TrainingRun
 from distdqn.run.run_dir import check_run_files, create_run_dir, prepare_run_dir, remove_own_lock, remove_unstarted_run
 from distdqn.run.snapshot import snapshot_layout
-from distdqn.run_lock import LOCK_FILE, RunLock
+from distdqn.run.stopping import StopSignals
 from distdqn.runtime import make_runtime
-from distdqn.stopping import StopSignals
-from distdqn.storage import RemoteRun, download_run, is_remote, remote_run
+from distdqn.storage.checkpoint import load_checkpoint, load_resume_state, point_link, resume_point
+from distdqn.storage.object_store import RemoteRun, download_run, is_remote, remote_run
+from distdqn.storage.run_lock import LOCK_FILE, RunLock
 
 
 def train(
     config: Config, run_dir: Path | str, store: RemoteRun | None = None, reporting: Reporting | None = None
 ) -> TrainResult:
-    """Train a fresh run in `run_dir` (which must be new or empty; a URI: see distdqn.storage)."""
+    """Train a fresh run in `run_dir` (which must be new or empty; a URI: see distdqn.storage.object_store)."""
     if not str(run_dir).strip():
         raise UserError("--run-dir is empty: name the directory the run goes in")
     # an env that cannot be made fails here, before anything is written
@@ -99,7 +99,7 @@ def resume(
     run goes on from the newest version that verifies (see `checkpoint.resume_point`); only a
     run that died before finishing its first checkpoint starts over from its config.toml, with
     its metrics begun afresh. A URI is downloaded to a staging directory, which
-    the run goes on in, mirrored to the URI (see distdqn.storage). `adopted`: `latest` came from
+    the run goes on in, mirrored to the URI (see distdqn.storage.object_store). `adopted`: `latest` came from
     another run (`adopt_checkpoint`), so this run's metrics are cut at its env steps, not at the
     byte offset the other run's file had, and its random streams branch off at the resume point.
     A `config` that differs from `latest`'s takes effect from here (see distdqn.config_changes).
@@ -206,7 +206,7 @@ def _execute(
     reporting: Reporting | None = None,
     continued: Continued | None = None,
 ) -> TrainResult:
-    """Run the loop; a SIGTERM or SIGINT ends it with `latest` written (see distdqn.stopping)."""
+    """Run the loop; a SIGTERM or SIGINT ends it with `latest` written (see distdqn.run.stopping)."""
     torch.set_num_threads(config.placement.torch_threads)
     with StopSignals() as stop_signals:
         runtime = make_runtime(config.placement)

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from distdqn.config import ProgressMode
-from distdqn.run_files import make_directory, open_append, refuse_links_inside
+from distdqn.storage.run_files import make_directory, open_append, refuse_links_inside
 
 TIMING_KEYS = ("wall_s", "env_steps_per_s", "updates_per_s")
 
@@ -22,7 +22,7 @@ class MetricsLog:
     """Appends one JSON object per line and mirrors numeric fields to TensorBoard.
 
     TensorBoard tags group fields: `eval/...` for evaluation, `train/...` for the rest, all
-    plotted against env steps. Neither file is written through a link (see distdqn.run_files):
+    plotted against env steps. Neither file is written through a link (see distdqn.storage.run_files):
     TensorBoard picks new file names in `tb/`, which must hold no links.
     """
 

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from distdqn.checkpoint import adopt_checkpoint
 from distdqn.config import Config, config_to_toml, override_config
 from distdqn.config_changes import follow_lr, replay_discarded_by
 from distdqn.envs import env_spaces, policy_space
 from distdqn.errors import ConfigError, UserError
 from distdqn.networks import build_q_network
-from distdqn.search_space import ParamSpec, field_exists, plain
 from distdqn.seeding import stream_seed
+from distdqn.storage.checkpoint import adopt_checkpoint
+from distdqn.tools.search_space import ParamSpec, field_exists, plain
 
 Scheduler = Literal["pbt", "pb2", "asha", "random"]
 METRIC = "eval_return"
@@ -300,7 +300,7 @@ def _scheduler(options: TuneOptions, total_steps: int) -> Any:
 def trial_bundles(config: Config) -> list[dict[str, float]]:
     """What one trial reserves: on the inline or threads runtime its one process; on the ray
     runtime also every role, as Ray actors of their own in the trial's placement group."""
-    from distdqn.plan import role_demands
+    from distdqn.tools.plan import role_demands
 
     placement = config.placement
     if placement.runtime != "ray":

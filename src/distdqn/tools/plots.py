@@ -25,8 +25,8 @@ from matplotlib.ticker import MaxNLocator
 
 from distdqn.config import short_repr
 from distdqn.errors import UserError
-from distdqn.runs import Run, RunDir, TuneReport, align, config_values, is_tune_dir, load_run, load_tune, readable
-from distdqn.storage import is_remote
+from distdqn.storage.object_store import is_remote
+from distdqn.tools.runs import Run, RunDir, TuneReport, align, config_values, is_tune_dir, load_run, load_tune, readable
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 100
@@ -162,7 +162,7 @@ def _ci95(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def runs_figure(groups: list[Group], x: str, band: str, title: str | None, grouped: bool) -> Figure:
     """One curve per group: the mean of its runs' eval returns on a common x grid (see
-    `distdqn.runs.align`), shaded by `band` where the group has several runs."""
+    `distdqn.tools.runs.align`), shaded by `band` where the group has several runs."""
     fig = Figure(figsize=(8, 5), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

@@ -1,7 +1,7 @@
 """Run directories on object storage: `s3://`, `gs://` and any other fsspec URI.
 
 An object store has no rename, no symlink and no flock, and every checkpoint guarantee of
-`distdqn.checkpoint` rests on those. So a remote run is never written in place: the run writes
+`distdqn.storage.checkpoint` rests on those. So a remote run is never written in place: the run writes
 an ordinary local run directory (the *staging* directory, a temporary directory), where atomic
 renames, links and the lock work as always, and a `RemoteRun` mirrors it to the store:
 
@@ -47,9 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from distdqn.checkpoint import MANIFEST_FILE, RESUME_DIR, RESUME_FILE, STATE_FILE, TENSORS_FILE
 from distdqn.errors import CheckpointError, UserError
-from distdqn.run_lock import RunLock
+from distdqn.storage.checkpoint import MANIFEST_FILE, RESUME_DIR, RESUME_FILE, STATE_FILE, TENSORS_FILE
+from distdqn.storage.run_lock import RunLock
 
 CHECKPOINT_NAMES = ("latest", "best")
 VERSIONS = "versions"

@@ -7,7 +7,7 @@ with one atomic rename, so a reader (or a crash at any instant) only ever sees a
 checkpoint. Loading follows links only within the checkpoints directory, checks every file
 against the manifest, refuses tensors that hold NaN or inf or are not floating point, and never
 unpickles. A version is only ever written into a directory just made for it, its files created
-new (see distdqn.run_files), so no file of it is written through a link.
+new (see distdqn.storage.run_files), so no file of it is written through a link.
 
 A run resumes from the version `latest` names; where that link is broken (dangling, looping), from
 the newest complete version that verifies (`resume_point`), never from nothing: a run that has
@@ -35,11 +35,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from distdqn.array_files import array_file_name, read_array, write_array
 from distdqn.config import Config, config_to_toml, load_config_toml
 from distdqn.errors import CheckpointError, ConfigError
-from distdqn.run_files import create_file, refuse_unless_directory
 from distdqn.state_tree import join_arrays, split_arrays
+from distdqn.storage.array_files import array_file_name, read_array, write_array
+from distdqn.storage.run_files import create_file, refuse_unless_directory
 
 FORMAT_VERSION = 2
 TENSORS_FILE = "tensors.safetensors"

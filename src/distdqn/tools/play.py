@@ -1,5 +1,5 @@
 """`distdqn play`: watch a checkpoint's greedy policy, keep its episodes as an animated GIF, and for
-the maze draw what it learned about every cell (`distdqn.maze_map`).
+the maze draw what it learned about every cell (`distdqn.envs.maze_map`).
 
 The policy sees exactly what it saw in training and evaluation: one env from `make_env` (Atari
 preprocessing and all), frames stacked by `FrameStacker`, the Q-network from `build_q_network`.
@@ -253,7 +253,7 @@ def play(config: Config, weights: Weights, options: PlayOptions, source: str) ->
 
 def _write_maze_map(player: GreedyPlayer, config: Config, path: Path) -> None:
     from distdqn.envs.maze import MazeEnv
-    from distdqn.maze_map import plot_value_map
+    from distdqn.envs.maze_map import plot_value_map
 
     maze = player.env.unwrapped
     if not isinstance(maze, MazeEnv):

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from distdqn.errors import CheckpointError, UserError
-from distdqn.run_files import TEMPORARY_SUFFIX, refuse_link
+from distdqn.storage.run_files import TEMPORARY_SUFFIX, refuse_link
 
 LOCK_FILE = ".lock"
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from distdqn.config import read_config_file
 from distdqn.errors import UserError
-from distdqn.storage import download_run_files, is_remote
+from distdqn.storage.object_store import download_run_files, is_remote
 
 X_KEYS = ("env_steps", "wall_s")
 

@@ -84,7 +84,7 @@ import yaml
 
 from distdqn.config import Config, build_config, config_to_toml, lane_capacity, resolve_config, shard_lanes
 from distdqn.errors import UserError
-from distdqn.plan import Node, assign, role_demands
+from distdqn.tools.plan import Node, assign, role_demands
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from distdqn.errors import UserError
-from distdqn.runs import Run, expand_tune_dirs, load_run, readable
+from distdqn.tools.runs import Run, expand_tune_dirs, load_run, readable
 
 FIELDS = (
     "run",
