@@ -533,7 +533,7 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
     )
     if options.kind == "rayjob":
         job_spec: dict[str, Any] = {
-            "entrypoint": train_command(options),
+            "entrypoint": train_command(config, options),
             "submissionMode": "SidecarMode",
             "shutdownAfterJobFinishes": options.storage is not None,
         }
@@ -548,12 +548,17 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
     return objects
 
 
-def train_command(options: K8sOptions) -> str:
-    """The driver's command: the RayJob's entrypoint, or what to run on a RayCluster's head."""
+def train_command(config: Config, options: K8sOptions) -> str:
+    """The driver's command: the RayJob's entrypoint, or what to run on a RayCluster's head. An
+    env id `module:Name` was the user's choice here (typed, or allowed with `--allow-import`);
+    in the pod it comes from a file, the ConfigMap or the run's checkpoint, so the command
+    passes that consent on as `--allow-import module`."""
     run_dir = options.storage if options.storage is not None else LOCAL_RUN_DIR
+    module, sep, _ = config.env.id.rpartition(":")
+    allow = f" --allow-import {shlex.quote(module)}" if sep else ""
     if options.resume:
-        return f"distdqn train --resume {shlex.quote(run_dir)}"
-    return f"distdqn train --config {CONFIG_DIR}/{CONFIG_KEY} --run-dir {shlex.quote(run_dir)}"
+        return f"distdqn train --resume {shlex.quote(run_dir)}{allow}"
+    return f"distdqn train --config {CONFIG_DIR}/{CONFIG_KEY} --run-dir {shlex.quote(run_dir)}{allow}"
 
 
 class _Dumper(yaml.SafeDumper):
@@ -607,7 +612,7 @@ def _header(config: Config, options: K8sOptions, objects: list[dict[str, Any]]) 
         lines.append(
             f"Start the run: kubectl exec{namespace} -it "
             f"$(kubectl get pod{namespace} -l ray.io/cluster={name},ray.io/node-type=head -o name) "
-            f"-- {train_command(options)}"
+            f"-- {train_command(config, options)}"
         )
     return [f"# {line}".rstrip() for line in lines]
 
