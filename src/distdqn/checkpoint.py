@@ -116,7 +116,8 @@ def save_checkpoint(
 def _make_checkpoints_dir(checkpoints_dir: Path) -> None:
     """The run's checkpoints directory, made if missing; a link in its place is refused."""
     if refuse_unless_directory(checkpoints_dir) is None:
-        checkpoints_dir.mkdir(parents=True)
+        checkpoints_dir.mkdir(parents=True, exist_ok=True)  # `best` and `latest` may both make it at once
+        refuse_unless_directory(checkpoints_dir)
 
 
 def _publish(checkpoints_dir: Path, name: str, version_dir: Path, keep: int) -> Path:
