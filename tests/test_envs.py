@@ -86,6 +86,30 @@ def test_bad_env_kwargs_are_a_clear_error():
         make_env(EnvConfig(id="CartPole-v1", kwargs={"no_such_argument": 1}))
 
 
+def test_an_env_error_quoting_huge_kwargs_is_one_short_line():
+    """gymnasium repeats the kwargs in its error, and a YAML alias expands them to megabytes: the
+    line quoted the whole 4.3 MB."""
+    nested = [[list(range(100))] * 100] * 100  # a million numbers, as an alias bomb expands them
+    for kwargs in ({"nested": nested}, {"observation": nested}, {"layout": [nested]}):
+        with pytest.raises(EnvError, match="rejected env.kwargs") as caught:
+            make_env(EnvConfig(id=MAZE_ID, kwargs=kwargs))
+        assert len(str(caught.value)) < 500 and "\n" not in str(caught.value)
+
+
+def test_an_env_that_runs_out_of_memory_is_a_clear_error():
+    def too_big(**kwargs):
+        return np.empty(2**62, np.uint8)
+
+    gym.register(id="distdqn-test/TooBig-v0", entry_point=too_big)
+    try:
+        with pytest.raises(
+            EnvError, match=r"env 'distdqn-test/TooBig-v0' rejected env.kwargs \{\}: Unable to allocate"
+        ):
+            make_env(EnvConfig(id="distdqn-test/TooBig-v0"))
+    finally:
+        del gym.registry["distdqn-test/TooBig-v0"]
+
+
 def test_vector_env_uses_next_step_autoreset():
     env = make_vector_env(EnvConfig(id=MAZE_ID, kwargs={"layout": ["SG"]}), 2)
     env.reset(seed=0)
