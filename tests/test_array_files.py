@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import tempfile
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import hypothesis.extra.numpy as hnp
@@ -17,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distdqn.errors import CheckpointError
-from distdqn.storage import array_files
 from distdqn.storage.array_files import CODECS, array_file_name, read_array, read_array_into, write_array
+from distdqn.storage.object_store import array_files
 
 RNG = np.random.default_rng(0)
 FRAMES = RNG.integers(0, 256, (6, 84, 84), dtype=np.uint8)
@@ -155,7 +156,9 @@ def _assert_one_line(error: Exception, path: Path) -> None:
 def _damaged(path: Path, content: bytes, match: str, also_into: bool = False) -> None:
     """Both readers (`read_array_into` given FRAMES' shape if `also_into`) refuse `content` in one line."""
     path.write_bytes(content)
-    readers = [read_array, lambda p: read_array_into(p, np.zeros_like(FRAMES))] if also_into else [read_array]
+    readers: list[Callable[[Path], object]] = [read_array]
+    if also_into:
+        readers.append(lambda p: read_array_into(p, np.zeros_like(FRAMES)))
     for read in readers:
         with pytest.raises(CheckpointError, match=match) as caught:
             read(path)
@@ -228,7 +231,8 @@ def test_an_object_array_in_a_file_is_refused_unread(tmp_path: Path, codec: str)
         (b"\x93NUMPY\x03\x00" + b"\0" * 20, "format version 3.0"),
         (b"\x93NUMPY\x01\x00\x10\x00{'descr': '<u1',", "damaged .npy header"),
         (_npy({"descr": "<f8", "fortran_order": True, "shape": (2, 2)}, bytes(32)), "Fortran order"),
-        (_npy({"descr": "<u1", "fortran_order": False, "shape": (10**15,)}), "more than this machine can allocate"),
+        (_npy({"descr": "<u1", "fortran_order": False, "shape": (10**15,)}), r"\(931,322.6 GiB\); this machine has"),
+        (_npy({"descr": "<u1", "fortran_order": False, "shape": (3, -2)}, bytes(6)), r"damaged .npy header \(shape"),
     ],
 )
 def test_foreign_content_is_refused(tmp_path: Path, codec: str, content: bytes, match: str):
@@ -248,6 +252,71 @@ def test_missing_file_and_unknown_suffix_are_refused(tmp_path: Path):
     (tmp_path / "frames.npz").write_bytes(b"")
     with pytest.raises(CheckpointError, match="not an array file: the name ends in none of"):
         read_array(tmp_path / "frames.npz")
+
+
+def _refused(path: Path, match: str, **kwargs) -> None:
+    """`read_array` refuses `path` in one line matching `match`."""
+    with pytest.raises(CheckpointError, match=match) as caught:
+        read_array(path, **kwargs)
+    _assert_one_line(caught.value, path)
+
+
+def _zeros_file(path: Path, codec: str, shape: tuple[int, ...], data_bytes: int) -> None:
+    """A file whose header declares float32[`shape`], followed by `data_bytes` zero bytes, written
+    a chunk at a time: a compressed one is a few kilobytes whatever it declares."""
+    header = _npy({"descr": "<f4", "fortran_order": False, "shape": shape})
+    with path.open("wb") as file, array_files._compressing(file, codec, len(header) + data_bytes) as sink:
+        sink.write(header)
+        chunk = bytes(1 << 20)
+        for start in range(0, data_bytes, len(chunk)):
+            sink.write(chunk[: data_bytes - start])
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_header_declaring_more_than_the_file_holds_is_refused_before_allocating(tmp_path: Path, codec: str):
+    """A 64 KB file whose header declares float32[2**27, 4] (2 GiB) was given a 2 GiB array
+    before its data ran out; the declared size is now checked against the frame's content size
+    (the file's size, uncompressed) before anything is allocated."""
+    path = tmp_path / array_file_name("replay", codec)
+    _zeros_file(path, codec, (2**27, 4), 64_000)
+    match = r"is truncated: its .npy header declares 2,147,483,776 bytes with the data, .* holds 64,128$"
+    assert _peak_bytes(lambda: _refused(path, match)) < 2**20
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_file_declaring_less_than_it_holds_is_refused_before_allocating(tmp_path: Path, codec: str):
+    path = tmp_path / array_file_name("replay", codec)
+    _zeros_file(path, codec, (2, 4), 100_000)
+    _damaged(path, path.read_bytes(), r"has 99,968 bytes after its array: its .npy header declares 160 bytes")
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_max_bytes_refuses_a_large_array_before_allocating(tmp_path: Path, codec: str):
+    """A zstd frame holds 128 MiB of zeros in 4 KB, every size consistent: only the caller knows
+    that its layout has no room for it, and says so with `max_bytes`."""
+    path = tmp_path / array_file_name("replay", codec)
+    _zeros_file(path, codec, (2**23, 4), 2**27)
+    assert codec != "zstd" or path.stat().st_size < 5_000
+    match = r"declares float32\[8388608, 4\] \(134,217,728 bytes\), more than the 1,000,000 bytes expected here$"
+    assert _peak_bytes(lambda: _refused(path, match, max_bytes=10**6)) < 2**20
+    path.unlink()
+    path, _ = _written(tmp_path, codec)
+    _assert_same(read_array(path, max_bytes=FRAMES.nbytes), FRAMES)
+    with pytest.raises(CheckpointError, match="more than the 42,335 bytes expected"):
+        read_array(path, max_bytes=FRAMES.nbytes - 1)
+
+
+@pytest.mark.parametrize(
+    ("codec", "compress"),
+    [
+        ("zstd", zstandard.ZstdCompressor(write_content_size=False).compress),
+        ("lz4", lambda content: lz4.frame.compress(content, store_size=False)),
+    ],
+)
+def test_a_frame_without_its_content_size_is_refused(tmp_path: Path, codec: str, compress):
+    npy = io.BytesIO()
+    np.save(npy, FRAMES)
+    _damaged(tmp_path / array_file_name("a", codec), compress(npy.getvalue()), "has no content size", also_into=True)
 
 
 def _peak_bytes(action) -> int:

@@ -6,18 +6,22 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import distdqn.storage.checkpoint as checkpoint_module
 import distdqn.storage.run_files as run_files
 from distdqn.cli import main
+from distdqn.config import config_to_toml, resolve_config
 from distdqn.run.metrics import TIMING_KEYS
 from distdqn.storage.array_files import write_array
-from distdqn.storage.checkpoint import load_checkpoint
+from distdqn.storage.checkpoint import load_checkpoint, save_checkpoint
 
 BAD_SETTINGS = [
     ("algorithm.lr=.inf", "algorithm.lr"),
@@ -105,6 +109,107 @@ def test_an_env_id_that_imports_a_module_needs_consent_when_it_comes_from_a_file
         err = capsys.readouterr().err.strip()
         assert err.startswith("distdqn: error: env.id") and "would import module" in err and "\n" not in err
     assert main(["evaluate", latest, "--episodes", "1", "--allow-import", "gymnasium.envs.classic_control"]) == 0
+
+
+@pytest.fixture
+def marker_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A real module on sys.path that, once imported, writes a marker file: the code a shared
+    config's or run's author would run. Yields (module name, marker path)."""
+    name = f"distdqn_marker_{uuid.uuid4().hex[:12]}"
+    modules, marker = tmp_path / "modules", tmp_path / "imported"
+    modules.mkdir()
+    (modules / f"{name}.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n")
+    monkeypatch.syspath_prepend(str(modules))
+    yield name, marker
+    sys.modules.pop(name, None)
+
+
+def _files_naming(tmp_path: Path, env_id: str) -> dict[str, Path]:
+    """A config file, and a run (config.toml and checkpoints/latest), whose env id is `env_id`."""
+    config = resolve_config("CartPole-v1", None, ["logging.progress=none", "logging.tensorboard=false"])
+    config = config.model_copy(update={"env": config.env.model_copy(update={"id": env_id})})
+    files = tmp_path / "files"
+    (files / "run").mkdir(parents=True)
+    (files / "shared.toml").write_text(f'[env]\nid = "{env_id}"\n')
+    (files / "run" / "config.toml").write_text(config_to_toml(config))
+    save_checkpoint(files / "run" / "checkpoints", "latest", config, {}, {})
+    return {"config": files / "shared.toml", "run": files / "run", "latest": files / "run" / "checkpoints" / "latest"}
+
+
+FROM_A_FILE = {
+    "train": ["train", "--config", "{config}", "--run-dir", "out"],
+    "train --resume": ["train", "--resume", "{run}"],
+    "evaluate": ["evaluate", "{latest}"],
+    "evaluate a run": ["evaluate", "{run}", "--latest"],
+    "play": ["play", "{latest}", "--gif", "out.gif"],
+    "plan": ["plan", "--config", "{config}"],
+    "tune": ["tune", "--config", "{config}", "--param", "algorithm.lr=uniform(1e-4,1e-3)", "--run-dir", "out"],
+    "k8s": ["k8s", "--config", "{config}", "--image", "img:1"],
+}
+
+
+@pytest.mark.parametrize("command", list(FROM_A_FILE))
+def test_no_command_imports_a_module_named_by_a_file_without_allow_import(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, marker_module: tuple[str, Path], command: str
+):
+    """Issue 18: `k8s --config` imported `module` of an env id `module:CartPole-v1` read from the
+    file, and `tune` crashed; every command that makes an env now applies one rule first."""
+    module, marker = marker_module
+    files = _files_naming(tmp_path, f"{module}:CartPole-v1")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = [arg.format(**{key: str(path) for key, path in files.items()}) for arg in FROM_A_FILE[command]]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"distdqn: error: env.id '{module}:CartPole-v1' from ")
+    assert f"would import module '{module}'; pass --allow-import {module} if you trust it" in captured.err
+    assert not marker.exists() and list(work.iterdir()) == []
+
+
+def test_allow_import_and_a_typed_id_let_the_module_be_imported(tmp_path: Path, capsys, marker_module):
+    module, marker = marker_module
+    files = _files_naming(tmp_path, f"{module}:CartPole-v1")
+    k8s = ["k8s", "--image", "img:1", "--token", "external"]
+    assert main([*k8s, "--config", str(files["config"]), "--allow-import", module]) == 0
+    assert marker.exists()  # k8s makes the env to read its spaces
+    job = list(yaml.safe_load_all(capsys.readouterr().out))[-1]
+    # in the pod the id comes from the ConfigMap: the consent given here goes with it
+    assert job["spec"]["entrypoint"].endswith(f"--run-dir /tmp/run --allow-import {module}")
+    marker.unlink()
+    sys.modules.pop(module)
+    assert main([*k8s, "--env", f"{module}:CartPole-v1"]) == 0 and marker.exists()
+    capsys.readouterr()
+    assert main(["plan", "--set", f"env.id={module}:CartPole-v1"]) == 0  # typed: the user's choice
+    assert main(["plan", "--config", str(files["config"]), "--set", f"env.id='{module}:CartPole-v1'"]) == 0
+
+
+def test_tune_takes_a_typed_module_id_and_says_in_one_line_when_it_cannot_be_made(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, marker_module
+):
+    """`tune --env module:Name` was an AttributeError traceback (tune had no --allow-import)."""
+    import distdqn.tools.tuning
+
+    module, marker = marker_module
+    bases = []
+
+    def tune(base, options):
+        bases.append(base)
+        return distdqn.tools.tuning.TuneSummary("t_00000", 1.0, {"algorithm.lr": 1e-3}, 1)
+
+    monkeypatch.setattr(distdqn.tools.tuning, "tune", tune)
+    monkeypatch.chdir(tmp_path)
+    search = ["--param", "algorithm.lr=uniform(1e-4,1e-3)", "--scheduler", "random"]
+    assert main(["tune", "--env", f"{module}:CartPole-v1", *search, "--run-dir", "out"]) == 0
+    assert [base.env.id for base in bases] == [f"{module}:CartPole-v1"] and marker.exists()
+    capsys.readouterr()
+
+    # a module no trial could import: one line before Ray starts, for every scheduler
+    assert main(["tune", "--env", "distdqn_no_such_module:CartPole-v1", *search, "--run-dir", "missing"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot make env 'distdqn_no_such_module:CartPole-v1'" in err
+    assert len(bases) == 1 and not (tmp_path / "missing").exists()
 
 
 @pytest.mark.parametrize("run_dir", ["a_file", "a_file/sub", "/dev/null", "/proc/distdqn-run"])

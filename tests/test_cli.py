@@ -111,3 +111,24 @@ def test_an_empty_run_dir_on_the_command_line_is_refused(tmp_path: Path, monkeyp
         main(["train", "--run-dir", "", "--total-steps", "100"])
     assert exited.value.code == 2 and "empty path" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_k8s_does_not_import_a_module_a_config_file_names(tmp_path: Path):
+    """Issue 18: `env.id = "pwn_mod:CartPole-v1"` in a config made `distdqn k8s --config` import
+    pwn_mod (gymnasium imports `module` of an id `module:Env`) without --allow-import."""
+    modules, marker = tmp_path / "modules", tmp_path / "imported"
+    modules.mkdir()
+    (modules / "pwn_mod.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n")
+    config = tmp_path / "shared.toml"
+    config.write_text('[env]\nid = "pwn_mod:CartPole-v1"\n')
+    path = os.pathsep.join(filter(None, [str(modules), os.environ.get("PYTHONPATH")]))
+    argv = [sys.executable, "-m", "distdqn", "k8s", "--config", str(config), "--image", "img:1"]
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONWARNINGS": "ignore"}
+    refused = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert (refused.returncode, refused.stdout) == (2, "") and not marker.exists()
+    assert refused.stderr == (
+        f"distdqn: error: env.id 'pwn_mod:CartPole-v1' from {config} would import module 'pwn_mod'; "
+        "pass --allow-import pwn_mod if you trust it\n"
+    )
+    allowed = subprocess.run([*argv, "--allow-import", "pwn_mod"], capture_output=True, text=True, env=env, timeout=300)
+    assert allowed.returncode == 0 and marker.exists(), allowed.stderr

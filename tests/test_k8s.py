@@ -10,6 +10,7 @@ import importlib.util
 import io
 import json
 import re
+import shlex
 import sys
 from functools import cache
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from distdqn.cli import main as distdqn
 from distdqn.config import Config, build_config, load_config_toml, resolve_config
@@ -371,18 +374,79 @@ def test_dashboard_and_job_api_stay_closed_unless_asked():
         ([], {"name": "x" * 48}, "at most 47 characters for a rayjob"),
         ([], {"namespace": "Team_A"}, "--namespace must be a DNS-1123 label"),
         ([], {"actor_groups": 2}, "--actor-groups must be between 1 and placement.num_actors=1"),
-        ([], {"pod_cpus": 0}, "--pod-cpus must be at least 1"),
+        ([], {"pod_cpus": 0}, "--pod-cpus must be between 1 and 1024, got 0"),
         ([], {"resume": True}, "--resume continues the run in --storage URI"),
         ([], {"node_selectors": (("gpus", "a=b"),)}, "--node-selector 'gpus': no such group"),
         ([], {"node_selectors": (("actors", "a"),)}, "expects KEY=VALUE"),
-        ([], {"tolerations": (("learners", "a=b:Sometimes"),)}, "expects KEY\\[=VALUE\\]:EFFECT"),
+        ([], {"tolerations": (("learners", "a=b:Sometimes"),)}, "expects KEY[=VALUE]:EFFECT"),
+        # issue 18: every value that reaches a manifest, as Kubernetes would check it, and sizes in bounds
+        ([], {"storage": "s3://b/run\n---\nkind: Pod"}, "--storage 's3://b/run\\n---\\nkind: Pod' holds the unprint"),
+        ([], {"storage": ""}, "--storage must be a path or URI"),
+        ([], {"storage": " s3://b/run"}, "no space at either end"),
+        ([], {"image": "img:1\n  hostNetwork: true"}, "--image 'img:1\\n  hostNetwork: true' holds the unprint"),
+        ([], {"image": "img: 1"}, "--image must be an image reference"),
+        ([], {"image": ""}, "--image must be an image reference"),
+        ([], {"image": "img:1 # x"}, "--image must be an image reference"),
+        ([], {"name": ""}, "--name must be a DNS-1035 label"),
+        ([], {"name": "pong\u2028x"}, "--name 'pong\\u2028x' holds the unprintable character '\\u2028'"),
+        ([], {"namespace": "rl\x85"}, "--namespace 'rl\\x85' holds the unprintable"),
+        ([], {"service_account": "runner_1"}, "--service-account must be a DNS subdomain"),
+        ([], {"service_account": "a\tb"}, "--service-account 'a\\tb' holds the unprintable"),
+        ([], {"node_selectors": (("actors", "pool=spot\nx"),)}, "--node-selector 'actors' value 'spot\\nx' holds"),
+        ([], {"node_selectors": (("actors", "pool=a b"),)}, "--node-selector 'actors' value must be"),
+        ([], {"node_selectors": (("actors", "Example.com/pool=a"),)}, "key prefix must be a DNS subdomain"),
+        ([], {"node_selectors": (("actors", "-pool=a"),)}, "--node-selector 'actors' key must be"),
+        ([], {"node_selectors": (("act\nors", "a=b"),)}, "--node-selector 'act\\nors': no such group"),
+        ([], {"tolerations": (("actors", "a b:NoSchedule"),)}, "--toleration 'actors' key must be"),
+        ([], {"tolerations": (("actors", "a=b\n:NoSchedule"),)}, "--toleration 'actors' value 'b\\n' holds"),
+        ([], {"pod_cpus": 10**20}, "--pod-cpus must be between 1 and 1024, got 100000000000000000000"),
+        (["placement.actor.num_cpus=1e308"], {}, "placement.actor.num_cpus must be at most 1024"),
+        (
+            ["placement.device=cuda", "placement.learner.num_gpus=64"],
+            {},
+            "placement.learner.num_gpus must be at most 16",
+        ),
+        (["placement.shard.resources={bigmem: 1e308}"], {}, "placement.shard.resources.bigmem must be between 0 and"),
+        (["placement.shard.resources={bigmem: -1}"], {}, "placement.shard.resources.bigmem must be between 0 and"),
+        (["placement.shard.resources={'big mem': 1}"], {}, "placement.shard.resources must be names of ASCII"),
+        (["placement.num_actors=10001", "replay.capacity=1000000"], {}, "placement.num_actors must be at most 10000"),
+        (['env.kwargs={note: "a\\n---\\nkind: Pod"}'], {}, "env.kwargs.note 'a\\n---\\nkind: Pod' holds"),
+        (['env.kwargs={"a\\nb": 1}'], {}, "env.kwargs key 'a\\nb' holds the unprintable"),
     ],
 )
 def test_bad_requests_are_refused_in_one_line(overrides: list[str], options: dict[str, Any], message: str):
     config = resolve_config("CartPole-v1", None, overrides)
-    with pytest.raises(UserError, match=message) as caught:
-        k8s.manifests(config, K8sOptions(IMAGE, **options))
-    assert "\n" not in str(caught.value)
+    with pytest.raises(UserError) as caught:
+        k8s.manifests(config, K8sOptions(**{"image": IMAGE, **options}))
+    assert message in str(caught.value), str(caught.value)
+    assert str(caught.value).isprintable() and len(str(caught.value)) < 400
+
+
+def test_a_pod_too_large_for_any_machine_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(k8s, "MAX_POD_MEMORY", 3 * GiB)
+    with pytest.raises(UserError, match="a pod of group head would need [0-9]+ bytes of memory, over the 3221225472"):
+        k8s.manifests(_config("cpu-4-actors"), K8sOptions(IMAGE))
+
+
+def test_quantities_are_plain_kubernetes_quantities():
+    """`--pod-cpus 1e308` made a CPU request of 309 digits; every amount is now bounded and written
+    as a plain decimal (a custom resource to Ray's 4 decimals), never with an exponent."""
+    config = resolve_config(
+        "CartPole-v1", None, ["placement.num_actors=3", "placement.actor.resources={fast: 0.123456789, big: 1000}"]
+    )
+    objects = [*k8s.manifests(config, K8sOptions(IMAGE, pod_cpus=1024))]
+    for placement in PLACEMENTS:
+        objects += _objects(placement, "rayjob") + _objects(placement, "raycluster")
+    quantity = re.compile(r"[0-9]+(\.[0-9]{1,4})?(Mi)?")
+    for obj in objects:
+        if obj["kind"] in ("RayJob", "RayCluster"):
+            for name, _, group in _pod_groups(_cluster_spec(obj)):
+                resources = _container(group)["resources"]
+                values = [*group["resources"].values(), *resources["limits"].values(), *resources["requests"].values()]
+                values += list(group["rayStartParams"].values())
+                assert all(quantity.fullmatch(value) for value in values if value != "false"), (name, values)
+    (actors,) = [g for g in _cluster_spec(objects[2])["workerGroupSpecs"] if g["groupName"] == "actors"]
+    assert actors["resources"] == {"CPU": "3", "big": "3000", "fast": "0.3704", "distdqn_actor": "3"}
 
 
 def test_names_and_tolerations():
@@ -510,3 +574,152 @@ def test_an_atari_config_prints_no_ale_banner(tmp_path: Path):
     )
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert "kind: RayJob" in done.stdout
+
+
+# -- hostile values: refused in one line, or carried intact ---------------------------------------
+def test_a_storage_uri_cannot_add_a_document(capsys: pytest.CaptureFixture[str]):
+    """Issue 18: the storage URI was echoed into the header comment, so a newline in it began a
+    document of its own: this printed a Pod with hostNetwork: true before the ConfigMap."""
+    storage = "s3://b/run\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {hostNetwork: true}"
+    status, out, err = _run(["k8s", "--env", "CartPole-v1", "--image", IMAGE, "--storage", storage], capsys)
+    assert (status, out) == (2, "")
+    assert err == f"distdqn: error: --storage {k8s.short_repr(storage)} holds the unprintable character '\\n'; " + (
+        "a manifest takes none\n"
+    )
+
+
+_TRICKY = [
+    "\n", "\r\n", "\r", "\n---\n", "---", "...", "#", " # ", "'", '"', ": ", "- ", "? ", "{", "}", "[", "]", ",",
+    "&a ", "*a", "!!python/object:os.system", "|", ">", "%YAML", "@", "`", "$(id)", ";", "\\", "\t", " ",
+    "\x00", "\x85", "\u2028", "\u2029", "\ufeff", "\u202e", "é", "\U0001f680", "=", ":", "/", ".", "-", "_",
+]  # fmt: skip
+_PIECES = st.one_of(
+    st.sampled_from(_TRICKY),
+    st.text(max_size=6),
+    st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,8}[a-z0-9])?", fullmatch=True),
+)
+HOSTILE = st.lists(_PIECES, max_size=4).map("".join)
+
+
+def _with_env(config: Config, **changes: Any) -> Config:
+    return config.model_copy(update={"env": config.env.model_copy(update=changes)})
+
+
+def _actor_resources(config: Config, resources: dict[str, float]) -> Config:
+    placement = config.placement
+    actor = placement.actor.model_copy(update={"resources": resources})
+    return config.model_copy(update={"placement": placement.model_copy(update={"actor": actor})})
+
+
+def _containers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [_container(group) for _, _, group in _pod_groups(_cluster_spec(objects[-1]))]
+
+
+def _pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: group["template"]["spec"] for name, _, group in _pod_groups(_cluster_spec(objects[-1]))}
+
+
+def _run_toml(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return tomllib.loads(_by_kind(objects)["ConfigMap"]["data"]["run.toml"])
+
+
+def test_the_header_never_lets_a_value_end_its_comment():
+    """Every value in the header is checked printable first; should one slip through, it is escaped."""
+    assert (
+        k8s._comment("Run files: s3://b\n---\nkind: Pod\u2028x\x85")
+        == "# Run files: s3://b\\n---\\nkind: Pod\\u2028x\\x85"
+    )
+
+
+# field -> (config and options with the value in that field, the value as the parsed manifests hold it)
+MANIFEST_FIELDS: dict[str, tuple[Any, Any]] = {
+    "image": (
+        lambda c, v: (c, {"image": v}),
+        lambda objects, v: {container["image"] for container in _containers(objects)} == {v},
+    ),
+    "name": (lambda c, v: (c, {"name": v}), lambda objects, v: objects[-1]["metadata"]["name"] == v),
+    "namespace": (
+        lambda c, v: (c, {"namespace": v}),
+        lambda objects, v: {obj["metadata"]["namespace"] for obj in objects} == {v},
+    ),
+    "storage": (
+        lambda c, v: (c, {"storage": v}),
+        lambda objects, v: shlex.split(objects[-1]["spec"]["entrypoint"])[-1] == v,
+    ),
+    "service_account": (
+        lambda c, v: (c, {"service_account": v}),
+        lambda objects, v: {spec["serviceAccountName"] for spec in _pod_specs(objects).values()} == {v},
+    ),
+    "node_selector_key": (
+        lambda c, v: (c, {"node_selectors": (("actors", f"{v}=spot"),)}),
+        lambda objects, v: _pod_specs(objects)["actors"]["nodeSelector"] == dict([f"{v}=spot".split("=", 1)]),
+    ),
+    "node_selector_value": (
+        lambda c, v: (c, {"node_selectors": (("actors", f"pool={v}"),)}),
+        lambda objects, v: _pod_specs(objects)["actors"]["nodeSelector"] == {"pool": v},
+    ),
+    "node_selector_group": (
+        lambda c, v: (c, {"node_selectors": ((v, "pool=spot"),)}),
+        lambda objects, v: _pod_specs(objects)[v]["nodeSelector"] == {"pool": "spot"},
+    ),
+    "toleration_key": (
+        lambda c, v: (c, {"tolerations": (("learners", f"{v}:NoSchedule"),)}),
+        lambda objects, v: _pod_specs(objects)["learners"]["tolerations"][0]["key"] == v.partition("=")[0],
+    ),
+    "toleration_value": (
+        lambda c, v: (c, {"tolerations": (("learners", f"gpu={v}:NoExecute"),)}),
+        lambda objects, v: (
+            _pod_specs(objects)["learners"]["tolerations"]
+            == [{"key": "gpu", "operator": "Equal", "value": v, "effect": "NoExecute"}]
+        ),
+    ),
+    "env_id": (
+        lambda c, v: (_with_env(c, id=v), {}),
+        lambda objects, v: _run_toml(objects)["env"]["id"] == v,
+    ),
+    "env_kwargs_value": (
+        lambda c, v: (_with_env(c, kwargs={"note": v}), {}),
+        lambda objects, v: _run_toml(objects)["env"]["kwargs"] == {"note": v},
+    ),
+    "env_kwargs_key": (
+        lambda c, v: (_with_env(c, kwargs={v: 1}), {}),
+        lambda objects, v: _run_toml(objects)["env"]["kwargs"] == {v: 1},
+    ),
+    "resource_name": (
+        lambda c, v: (_actor_resources(c, {v: 1.0}), {}),
+        lambda objects, v: (
+            [
+                group["resources"].get(v) == group["resources"]["distdqn_actor"]
+                for group in _cluster_spec(objects[-1])["workerGroupSpecs"]
+                if group["groupName"] == "actors"
+            ]
+            == [True]
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("field", list(MANIFEST_FIELDS))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=HOSTILE)
+def test_any_value_of_a_field_is_refused_in_one_line_or_carried_intact(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+):
+    """Random strings (newlines, `---`, `#`, quotes, YAML tags, unicode line separators...) in
+    each field that reaches a manifest: a one-line UserError, or the same three documents
+    (a comment header first), parsing back to exactly the objects made, the value in its place."""
+    monkeypatch.setattr(k8s, "replay_sizes", lambda config: (1 << 20, 1 << 20, 1 << 20))  # no env to make
+    place, holds = MANIFEST_FIELDS[field]
+    config, changes = place(_config("cpu-4-actors"), value)
+    options = K8sOptions(**{"image": IMAGE, **changes})
+    try:
+        text = k8s.render(config, options, token="0" * 64)
+    except UserError as error:
+        assert str(error).isprintable() and len(str(error)) < 1000, str(error)
+        return
+    header, _, _ = text.partition("\n---\n")
+    assert header and all(line.startswith("# ") and line.isprintable() for line in header.split("\n")), header
+    objects = list(yaml.safe_load_all(text))
+    assert [obj["kind"] for obj in objects] == ["Secret", "ConfigMap", "RayJob"]
+    assert objects == k8s.manifests(config, options, token="0" * 64)
+    assert holds(objects, value), (field, value)

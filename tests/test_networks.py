@@ -1,10 +1,15 @@
+import os
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+from distdqn.cli import main
 from distdqn.config import NetworkConfig
-from distdqn.networks import build_q_network, load_weights
+from distdqn.envs.observations import EncodeObservations
+from distdqn.errors import ConfigError
+from distdqn.networks import build_q_network, check_q_network, load_weights
 
 OBS = gym.spaces.Box(-1, 1, (3, 2), np.float32)
 ACTIONS = gym.spaces.Discrete(5)
@@ -57,3 +62,79 @@ def test_image_torsos_read_channels_first_or_last_and_keep_their_weight_names():
     assert rgb.torso[0][1].in_channels == 6 and rgb(torch.zeros(1, 2, 40, 40, 3, dtype=torch.uint8)).shape == (1, 5)
     small = build_q_network(NetworkConfig(), gym.spaces.Box(0, 255, (4, 3, 2), np.uint8), ACTIONS)
     assert small(torch.zeros(1, 4, 3, 2, dtype=torch.uint8)).shape == (1, 5)  # too small for the CNN: an MLP
+
+
+@pytest.mark.parametrize(
+    ("torso", "shape", "message"),
+    [
+        (
+            "minatar_cnn",
+            (4,),
+            r"network.torso = 'minatar_cnn' needs image observations \(height x width x channels, sides of at "
+            r"least 3\); this env's observations have shape \(4,\): use network.torso = 'mlp' \(or 'auto'\)$",
+        ),
+        ("nature_cnn", (4,), r"'nature_cnn' needs image observations \(.*sides of at least 36\); .* shape \(4,\)"),
+        ("nature_cnn", (3, 2), r"'nature_cnn' needs image observations .* shape \(3, 2\)"),
+        (
+            "nature_cnn",
+            (10, 10, 4),
+            r"'nature_cnn' needs images of at least 36x36 pixels .* shape \(10, 10, 4\), images of 10x10$",
+        ),
+        ("nature_cnn", (4, 84, 20), r"at least 36x36 pixels .* shape \(4, 84, 20\), images of 84x20$"),
+        ("minatar_cnn", (2, 10, 4), r"'minatar_cnn' needs images of at least 3x3 pixels .* images of 2x10$"),
+    ],
+)
+def test_a_torso_that_does_not_fit_the_observations_is_one_config_error(torso: str, shape, message: str):
+    """`--set network.torso=minatar_cnn` on CartPole was a ValueError traceback (nature_cnn on
+    MinAtar's 10x10 frames a RuntimeError inside torch's convolution)."""
+    space = gym.spaces.Box(0, 1, shape, np.float32)
+    for check in (build_q_network, check_q_network):
+        with pytest.raises(ConfigError, match=message):
+            check(NetworkConfig(torso=torso), space, ACTIONS)
+
+
+def test_a_torso_for_encoded_observations_without_an_image_is_one_config_error():
+    space = EncodeObservations(gym.make("Blackjack-v1")).observation_space
+    with pytest.raises(ConfigError, match=r"'minatar_cnn' needs an image part .*this env's has parts of shapes"):
+        build_q_network(NetworkConfig(torso="minatar_cnn"), space, ACTIONS)
+
+
+def test_the_cli_refuses_a_torso_for_cartpole_in_one_line_and_writes_nothing(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--set", "network.torso=minatar_cnn", "--total-steps", "50", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distdqn: error: network.torso = 'minatar_cnn' needs image observations") and "\n" not in err
+    assert "shape (4,)" in err and not run_dir.exists()
+
+
+@pytest.fixture
+def eight_gib(monkeypatch):
+    """This machine's memory, as `os.sysconf` reports it, is 8 GiB."""
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 2**21 if name == "SC_PHYS_PAGES" else real(name))
+    assert os.sysconf("SC_PAGE_SIZE") == 4096
+
+
+@pytest.mark.parametrize(
+    ("hidden", "dueling", "actions", "message"),
+    [
+        (
+            (256, 256),
+            True,
+            10**11,
+            r"a Q-network of 25,700,000,067,841 parameters \(6 input features, network.hidden_sizes=\[256, 256\], "
+            r"100,000,000,001 head outputs\) needs 95,740.0 GiB for its float32 weights alone; "
+            r"this machine has 8.0 GiB$",
+        ),
+        ((10**6, 10**6), False, 5, r"1,000,013,000,005 parameters .* needs 3,725.3 GiB"),
+    ],
+)
+def test_weights_larger_than_memory_are_refused_before_allocating(eight_gib, hidden, dueling, actions, message):
+    """A Recommend-v0 catalog of 10**8 items asked torch for a 95 GiB head and ended in its
+    allocation traceback. The sizes here are beyond any machine, so that code without the check
+    fails at once instead of filling this one."""
+    config = NetworkConfig(hidden_sizes=hidden, dueling=dueling)
+    for check in (build_q_network, check_q_network):
+        with pytest.raises(ConfigError, match=message):
+            check(config, OBS, gym.spaces.Discrete(actions))
+    check_q_network(NetworkConfig(hidden_sizes=(256, 256)), OBS, gym.spaces.Discrete(10**6))  # 1 GiB: fits

@@ -1,5 +1,6 @@
 """The recommendation env `distdqn/Recommend-v0`, its baselines and its preset."""
 
+import os
 import re
 import tracemalloc
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from quiet_run import train_quietly
 
+from distdqn.cli import main
 from distdqn.config import preset_for
 from distdqn.envs import RECOMMEND_ID
 from distdqn.envs.recommend import RecommendEnv
@@ -151,6 +153,59 @@ def test_myopic_beats_random_on_immediate_reward():
 def test_bad_kwargs_are_value_errors(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         RecommendEnv(**kwargs)
+
+
+@pytest.fixture
+def eight_gib(monkeypatch):
+    """This machine's memory, as `os.sysconf` reports it, is 8 GiB."""
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 2**21 if name == "SC_PHYS_PAGES" else real(name))
+    assert os.sysconf("SC_PAGE_SIZE") == 4096
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_items": 10**11}, r"num_items=100000000000 and observations of 151 values .* need 3,073.4 GiB"),
+        ({"num_items": 10**12}, r"num_items=1000000000000 and observations of 151 values .* need 30,733.6 GiB"),
+        (
+            {"num_topics": 10**6, "history_length": 10**6},
+            r"observations of 1,000,004,000,001 values .* need 29,802.4 GiB",
+        ),
+    ],
+)
+def test_an_env_larger_than_memory_is_refused_before_allocating(eight_gib, kwargs, message):
+    """A num_items of 10**10 ended in NumPy's allocation traceback (10**8 in torch's, for the
+    Q-head: see test_networks). The sizes here are beyond any machine's memory, so that code
+    without the check fails at once instead of filling this one."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message + r" \(33 bytes an item while the catalog is drawn, 32 an "):
+            RecommendEnv(**kwargs)
+        assert tracemalloc.get_traced_memory()[1] < 100_000
+    finally:
+        tracemalloc.stop()
+    RecommendEnv(num_items=10**6)  # 33 MB: fits
+
+
+def test_an_env_larger_than_memory_is_one_line_from_the_cli(tmp_path: Path, capsys, eight_gib):
+    run_dir = tmp_path / "run"
+    code = main(
+        ["train", "--env", RECOMMEND_ID, "--set", "env.kwargs={num_items: 1000000000000}", "--run-dir", str(run_dir)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and not run_dir.exists()
+    assert err.startswith(
+        "distdqn: error: env 'distdqn/Recommend-v0' rejected env.kwargs {'num_items': 1000000000000}: "
+        "num_items=1000000000000 and observations of 151 values (num_topics=20, history_length=5) need 30,733.6 GiB"
+    )
+    assert err.endswith("; this machine has 8.0 GiB")
+
+
+def test_a_huge_bad_value_is_quoted_short():
+    with pytest.raises(ValueError, match=r"num_items must be an int >= 1, got \[0, 0, .*\.\.\.$") as caught:
+        RecommendEnv(num_items=[0] * 10**6)
+    assert len(str(caught.value)) < 200
 
 
 def test_invalid_item_is_refused():

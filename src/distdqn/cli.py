@@ -10,12 +10,15 @@ import argparse
 import errno
 import json
 import os
+import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+import yaml
 
 from distdqn.config import Config, is_atari_id, override_config, resolve_config, short_repr
 from distdqn.devices import check_devices
@@ -121,13 +124,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_placement_flags(train)
     _add_output_flags(train)
-    train.add_argument(
-        "--allow-import",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="let an env id `MODULE:Name` read from a file import MODULE (repeatable)",
-    )
+    _add_allow_import(train)
     train.add_argument(
         "--resume",
         type=location,
@@ -140,6 +137,7 @@ def _build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--config", type=Path, help="TOML or YAML config file")
     plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _add_placement_flags(plan)
+    _add_allow_import(plan)
 
     k8s = commands.add_parser("k8s", help="print KubeRay manifests (RayJob or RayCluster) made from the placement")
     k8s.add_argument("--env", help="Gymnasium id (picks the preset)")
@@ -183,6 +181,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="toleration of a group (repeatable)",
     )
     k8s.add_argument("--service-account", help="service account of every pod")
+    _add_allow_import(k8s)
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")
     _add_checkpoint_arguments(evaluate)
@@ -191,13 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=EVAL_SEED, help=f"seed of the evaluation envs (default {EVAL_SEED}, as play's)"
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument(
-        "--allow-import",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="let the checkpoint's env id `MODULE:Name` import MODULE (repeatable)",
-    )
+    _add_allow_import(evaluate)
 
     plot = commands.add_parser("plot", help="draw eval-return curves of runs, groups of runs or a tune directory")
     plot.add_argument(
@@ -245,8 +238,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("--fps", type=float, help="GIF frames per second (default: the env's render_fps, at most 50)")
     play.add_argument("--max-steps", type=int, default=1000, help="cut episodes after this many steps (default 1000)")
-    play.add_argument("--allow-import", action="append", default=[], metavar="MODULE", help="as for evaluate")
+    _add_allow_import(play)
     return parser
+
+
+def _add_allow_import(parser: argparse.ArgumentParser) -> None:
+    """`--allow-import`, on every command that makes an env (see `_refuse_unrequested_imports`)."""
+    parser.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="let an env id `MODULE:Name` read from a file (config, checkpoint, run) import MODULE (repeatable)",
+    )
 
 
 def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -299,6 +303,7 @@ def _add_tune_parser(commands: Any) -> None:
         "--synch", dest="synchronous", action="store_true", help="pbt/pb2: decide when all trials reach an interval"
     )
     _add_output_flags(tune)
+    _add_allow_import(tune)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -310,21 +315,46 @@ def _default_run_dir(config: Config) -> Path:
     return Path("runs") / f"{name}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin: str) -> None:
-    """An env id `module:Name` makes gymnasium import `module`. Typed on the command line that is
-    the user's choice; read from a file (a downloaded run, a shared config) it would let the
-    file's author run code, so it needs `--allow-import module`."""
+def _typed_env_ids(args: argparse.Namespace) -> list[Any]:
+    """The env ids typed on the command line: `--env`, and `--set env.id=...` read as `--set`
+    reads a value."""
+    typed: list[Any] = [args.env] if getattr(args, "env", None) else []
+    for assignment in getattr(args, "overrides", []):
+        key, _, raw = assignment.partition("=")
+        if key.strip() != "env.id":
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except (yaml.YAMLError, ValueError):
+            value = raw
+        typed.append(value)
+    return typed
+
+
+def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin: Path | str | None) -> None:
+    """The one rule of every command that makes an env (train, evaluate, play, plan, tune, k8s),
+    applied before any env is made: an env id `module:Name` makes gymnasium import `module`.
+    Typed on the command line (`--env`, `--set env.id=`) that is the user's choice; read from a
+    file (a shared config, a downloaded run or checkpoint) it would let the file's author run
+    code, so it needs `--allow-import module`."""
     module, sep, _ = config.env.id.rpartition(":")
-    if not sep or module in args.allow_import:
+    if not sep or module in args.allow_import or config.env.id in _typed_env_ids(args):
         return
-    typed = [getattr(args, "env", None)] + [
-        o.partition("=")[2].strip() for o in getattr(args, "overrides", []) if o.partition("=")[0].strip() == "env.id"
-    ]
-    if config.env.id not in typed:
-        raise UserError(
-            f"env.id {config.env.id!r} from {origin} would import module {module!r}; "
-            f"pass --allow-import {module} if you trust it"
-        )
+    flag = shlex.quote(module) if module.isprintable() else short_repr(module)
+    where = str(origin or "the config")
+    where = where if where.isprintable() else short_repr(where)
+    raise UserError(
+        f"env.id {short_repr(config.env.id)} from {where} would import module {short_repr(module)}; "
+        f"pass --allow-import {flag} if you trust it"
+    )
+
+
+def _resolve(args: argparse.Namespace, overrides: list[str], resolve: Callable[..., Config] = resolve_config) -> Config:
+    """The command's config (defaults, preset, `--config`, overrides), its env id checked by
+    `_refuse_unrequested_imports` before anything can make the env."""
+    config = resolve(args.env, args.config, overrides)
+    _refuse_unrequested_imports(config, args, origin=args.config)
+    return config
 
 
 def _command_train(args: argparse.Namespace) -> int:
@@ -338,12 +368,11 @@ def _command_train(args: argparse.Namespace) -> int:
             )
         saved, origin = resumable_config(args.resume)
         config = override_config(saved, _overrides(args), origin="--resume")
-        _refuse_unrequested_imports(config, args, origin=str(origin))
+        _refuse_unrequested_imports(config, args, origin=origin)
         check_devices(config)
         result = resume(args.resume, config)
     else:
-        config = resolve_config(args.env, args.config, _overrides(args))
-        _refuse_unrequested_imports(config, args, origin=str(args.config))
+        config = _resolve(args, _overrides(args))
         check_devices(config)
         result = train(config, args.run_dir or _default_run_dir(config))
     counters = result.counters
@@ -399,7 +428,7 @@ def _load_online_weights(args: argparse.Namespace, source: Path | str) -> tuple[
     with local_checkpoint(source) as directory:
         checkpoint = load_checkpoint(directory)
     online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
-    _refuse_unrequested_imports(checkpoint.config, args, origin=str(source))
+    _refuse_unrequested_imports(checkpoint.config, args, origin=source)
     return checkpoint.config, Weights(0, online)
 
 
@@ -442,8 +471,7 @@ def _command_tune(args: argparse.Namespace) -> int:
     for flag, key in ((args.seed, "seed"), (args.total_steps, "total_steps")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
-    base = resolve_config(args.env, args.config, overrides)
-    _refuse_unrequested_imports(base, args, origin=str(args.config))
+    base = _resolve(args, overrides)
     if args.address is None and not os.environ.get("RAY_ADDRESS"):
         check_devices(base)  # trials run on this machine's embedded cluster
     for name, value, low in (
@@ -473,6 +501,9 @@ def _command_tune(args: argparse.Namespace) -> int:
         address=args.address,
         quiet=args.quiet,
     )
+    from distdqn.envs import env_spaces
+
+    env_spaces(base.env)  # every scheduler's trials make it: an id none can make is one line here, not per trial
     summary = tune(base, options)
     values = " ".join(f"{key}={value}" for key, value in summary.best_params.items())
     print(
@@ -497,7 +528,7 @@ def _command_play(args: argparse.Namespace) -> int:
 def _command_plan(args: argparse.Namespace) -> int:
     from distdqn.tools.plan import Node, assign, machine_cores, oversubscription, render, role_demands
 
-    config = resolve_config(args.env, args.config, args.overrides + _placement_overrides(args))
+    config = _resolve(args, args.overrides + _placement_overrides(args))
     check_devices(config)
     placement = config.placement
     roles = role_demands(placement)
@@ -544,7 +575,7 @@ def _command_k8s(args: argparse.Namespace) -> int:
             f"--runtime {args.runtime}: a RayCluster runs every role as a Ray actor on its pods; "
             "k8s takes --runtime ray or none"
         )
-    config = resolve_k8s_config(args.env, args.config, args.overrides + _run_overrides(args))
+    config = _resolve(args, args.overrides + _run_overrides(args), resolve=resolve_k8s_config)
     _without_ale_banner(config)
     options = K8sOptions(
         image=args.image,

@@ -3,6 +3,7 @@ per part of an encoded observation, with a plain or dueling head."""
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -13,9 +14,12 @@ from torch import nn
 from distdqn.config import NetworkConfig
 from distdqn.envs import num_actions
 from distdqn.envs.observations import EncodedBox, ObservationLayout, Part
+from distdqn.errors import ConfigError
 
 NATURE_CNN_MIN_SIDE = 36
 """The smallest image side the Nature CNN's three convolutions fit (8 stride 4, 4 stride 2, 3)."""
+MINATAR_CNN_MIN_SIDE = 3
+"""The smallest image side MinAtar's one 3x3 convolution fits."""
 
 
 def nature_cnn(channels: int) -> nn.Sequential:
@@ -59,10 +63,23 @@ class ChannelsFirst(nn.Module):
 
 def image_convolutions(torso: str, shape: tuple[int, ...]) -> nn.Sequential:
     """`torso`'s convolutions for images of `shape`: channels first or last, stacked or not.
-    MinAtar's frames always come channels last; a single channels-first image goes in as it is."""
+    MinAtar's frames always come channels last; a single channels-first image goes in as it is.
+    Observations that are no images, or images too small for the convolutions, are refused in one
+    `ConfigError` line naming the torso and the shape it needs."""
+    min_side = {"nature_cnn": NATURE_CNN_MIN_SIDE, "minatar_cnn": MINATAR_CNN_MIN_SIDE}[torso]
+    layout = "height x width x channels" if torso == "minatar_cnn" else "channels x height x width or H x W x C"
     if len(shape) < 3:
-        raise ValueError(f"network.torso = {torso!r} needs observations of 3 or more dimensions, got {shape}")
+        raise ConfigError(
+            f"network.torso = {torso!r} needs image observations ({layout}, sides of at least {min_side}); "
+            f"this env's observations have shape {shape}: use network.torso = 'mlp' (or 'auto')"
+        )
     last = torso == "minatar_cnn" or channels_last(shape)
+    sides = shape[-3:-1] if last else shape[-2:]
+    if min(sides) < min_side:
+        raise ConfigError(
+            f"network.torso = {torso!r} needs images of at least {min_side}x{min_side} pixels ({layout}); "
+            f"this env's observations have shape {shape}, images of {sides[0]}x{sides[1]}"
+        )
     channels = int(np.prod(shape[:-3])) * shape[-1] if last else int(np.prod(shape[:-2]))
     convolutions = {"nature_cnn": nature_cnn, "minatar_cnn": minatar_cnn}[torso](channels)
     if not last and len(shape) == 3:
@@ -103,9 +120,9 @@ class PartsEncoder(nn.Module):
         self.parts = layout.parts
         self.bounds = np.cumsum((0, *(part.size for part in layout.parts))).tolist()
         if torso not in ("auto", "mlp") and not any(self._image(part) for part in layout.parts):
-            raise ValueError(
-                f"network.torso = {torso!r} needs an image part (a 3-dimensional Box), "
-                f"got parts of shapes {[part.shape for part in layout.parts]}"
+            raise ConfigError(
+                f"network.torso = {torso!r} needs an image part (a 3-dimensional Box) in the observation; "
+                f"this env's has parts of shapes {[part.shape for part in layout.parts]}"
             )
         self.encoders = nn.ModuleList(self._encoder(part, torso) for part in layout.parts)
 
@@ -131,6 +148,34 @@ class PartsEncoder(nn.Module):
         return torch.cat(features, dim=1)
 
 
+def feature_width(obs_shape: tuple[int, ...], features: nn.Module | None) -> int:
+    """The number of features `features` (None: the flattened observation) makes of one observation."""
+    if features is None:
+        return int(np.prod(obs_shape))
+    with torch.no_grad():
+        return int(np.prod(features(torch.zeros(1, *obs_shape)).shape))
+
+
+def check_weights_fit(width: int, hidden_sizes: tuple[int, ...], head_outputs: int) -> None:
+    """Refuse, before any layer is allocated, float32 weights of an MLP torso on `width` features
+    and a head of `head_outputs` larger than this machine's memory (a Recommend-v0 catalog of 10**8
+    items asked torch for a 95 GiB head and ended in its allocation traceback). A learner holds its
+    weights about five times over (see README, Memory): this is the floor, for any process."""
+    sizes = [width, *hidden_sizes]
+    layers = list(zip(sizes[:-1], sizes[1:], strict=True))
+    if head_outputs:
+        layers.append((sizes[-1], head_outputs))
+    parameters = sum((inputs + 1) * outputs for inputs, outputs in layers)
+    needed = 4 * parameters
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > available:
+        raise ConfigError(
+            f"a Q-network of {parameters:,} parameters ({width:,} input features, network.hidden_sizes="
+            f"{list(hidden_sizes)}, {head_outputs:,} head outputs) needs {needed / 2**30:,.1f} GiB for its "
+            f"float32 weights alone; this machine has {available / 2**30:,.1f} GiB"
+        )
+
+
 class QTorso(nn.Module):
     """Observations -> features: the part of a Q-network every head shares (and every learner of
     a split head replicates).
@@ -146,16 +191,17 @@ class QTorso(nn.Module):
         hidden_sizes: tuple[int, ...],
         features: nn.Module | None = None,
         input_scale: float = 1.0,
+        head_outputs: int = 0,
     ) -> None:
+        """`head_outputs`: the outputs of the head a subclass puts on the features, counted with
+        the torso's layers when the weights are checked against this machine's memory."""
         super().__init__()
         self.input_scale = input_scale
         layers: list[nn.Module] = []
         if features is not None:
             layers.append(features)
-            with torch.no_grad():
-                width = int(np.prod(layers[0](torch.zeros(1, *obs_shape)).shape))
-        else:
-            width = int(np.prod(obs_shape))
+        width = feature_width(obs_shape, features)
+        check_weights_fit(width, hidden_sizes, head_outputs)
         layers.append(nn.Flatten())
         for hidden in hidden_sizes:
             layers += [nn.Linear(width, hidden), nn.ReLU()]
@@ -182,7 +228,7 @@ class QNetwork(QTorso):
         features: nn.Module | None = None,
         input_scale: float = 1.0,
     ) -> None:
-        super().__init__(obs_shape, hidden_sizes, features, input_scale)
+        super().__init__(obs_shape, hidden_sizes, features, input_scale, num_actions + int(dueling))
         self.dueling = dueling
         if dueling:
             self.value = nn.Linear(self.width, 1)
@@ -232,6 +278,16 @@ def torso_spec(config: NetworkConfig, observation_space: gym.Space) -> TorsoSpec
     torso = auto_torso(shape) if config.torso == "auto" else config.torso
     scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
     return TorsoSpec(shape, hidden, None if torso == "mlp" else image_convolutions(torso, shape), scale)
+
+
+def check_q_network(config: NetworkConfig, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Refuse, in one `ConfigError` line, what `build_q_network` would refuse (a torso that does
+    not fit the observations, weights larger than this machine's memory) without allocating its
+    layers: for a command to check before it writes anything, when the roles that build the
+    network run in other processes."""
+    spec = torso_spec(config, observation_space)
+    heads = num_actions(action_space) + int(config.dueling)
+    check_weights_fit(feature_width(spec.obs_shape, spec.features), spec.hidden_sizes, heads)
 
 
 def build_q_network(config: NetworkConfig, observation_space: gym.Space, action_space: gym.Space) -> QNetwork:

@@ -93,6 +93,21 @@ def _register_optional(env_id: str) -> None:
         gym.register_envs(highway_env)
 
 
+ERROR_LINE_CHARS = 300
+"""Characters of an env's own error message (or of a space) that an error line quotes: gymnasium
+repeats the kwargs in its messages, which a YAML alias can expand to megabytes."""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ERROR_LINE_CHARS else text[: ERROR_LINE_CHARS - 3] + "..."
+
+
+def _line(error: Exception) -> str:
+    """An env's error as one line of bounded length: its first line, cut."""
+    text = str(error)
+    return _cut(text.splitlines()[0]) if text.strip() else type(error).__name__
+
+
 def make_env(config: EnvConfig) -> gym.Env:
     """One env from the config, with a clear `EnvError` for ids DQN cannot drive.
 
@@ -124,24 +139,27 @@ def make_env(config: EnvConfig) -> gym.Env:
             if config.max_episode_steps is not None:
                 env = gym.wrappers.TimeLimit(env, config.max_episode_steps)
     except gym.error.DependencyNotInstalled as error:
-        raise EnvError(f"env {config.id!r} needs a package that is not installed: {error}") from None
+        raise EnvError(f"env {short_repr(config.id)} needs a package that is not installed: {_line(error)}") from None
     except (gym.error.Error, ModuleNotFoundError, ImportError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise EnvError(f"cannot make env {config.id!r}: {message}") from None
-    except (TypeError, ValueError, AttributeError, AssertionError) as error:
-        # an env's constructor checks its arguments its own way (a render_mode of 5 fails on `.endswith`)
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise EnvError(f"env {config.id!r} rejected env.kwargs {short_repr(config.kwargs)}: {message}") from None
+        raise EnvError(f"cannot make env {short_repr(config.id)}: {_line(error)}") from None
+    except (TypeError, ValueError, AttributeError, AssertionError, MemoryError) as error:
+        # an env's constructor checks its arguments its own way (a render_mode of 5 fails on `.endswith`,
+        # a size too large for memory on NumPy's allocation)
+        raise EnvError(
+            f"env {short_repr(config.id)} rejected env.kwargs {short_repr(config.kwargs)}: {_line(error)}"
+        ) from None
     if not isinstance(env.action_space, gym.spaces.Discrete):
         env.close()
-        raise EnvError(f"env {config.id!r} has action space {env.action_space}; DQN needs Discrete actions")
+        raise EnvError(
+            f"env {short_repr(config.id)} has action space {_cut(str(env.action_space))}; DQN needs Discrete actions"
+        )
     if isinstance(env.observation_space, gym.spaces.Box):
         return env
     try:
         return EncodeObservations(env)
     except ValueError as error:
         env.close()
-        raise EnvError(f"env {config.id!r} has {error}; distdqn supports {SUPPORTED_SPACES}") from None
+        raise EnvError(f"env {short_repr(config.id)} has {_line(error)}; distdqn supports {SUPPORTED_SPACES}") from None
 
 
 def make_vector_env(config: EnvConfig, num_envs: int) -> SyncVectorEnv | EnvPoolVectorEnv:

@@ -35,10 +35,13 @@ fraction of the budget left.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+
+from distdqn.config import short_repr
 
 CLICK_SHARPNESS = 4.0
 """Weight of the topic interest in the click logit: a liked topic (+1) is clicked ~98% of the
@@ -52,6 +55,14 @@ APPEAL_WEIGHT = 0.3
 what makes clickbait the myopic choice."""
 COUNT_SCALE = 3.0
 """Clicks or skips of a topic at which its observed count reads 0.5."""
+
+CATALOG_BYTES_PER_ITEM = 33
+"""Peak bytes an item costs while the catalog is drawn (measured with tracemalloc): the 13 it keeps
+(topic int32, clickbait flag, quality and appeal float32) are drawn as float64 and int64, three
+float64 arrays at once for the appeal."""
+OBSERVATION_BYTES_PER_VALUE = 32
+"""Peak bytes a value of the observation costs (measured with tracemalloc, for large `num_topics`
+or `history_length`): the observation space's float32 bounds, and a step's float64 temporaries."""
 
 REGULAR_QUALITY = (-0.3, 1.0)
 REGULAR_APPEAL = (-1.0, 0.5)
@@ -73,6 +84,21 @@ def mean_engagement(interest: Any, quality: Any, appeal: Any) -> Any:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def _check_fits(num_items: int, num_topics: int, history_length: int) -> None:
+    """Refuse, before anything is allocated, an env larger than this machine's memory (a
+    `num_items` of 10**10 ended in NumPy's allocation traceback), as the replay check does."""
+    obs_size = 2 * num_topics + history_length * (num_topics + 2) + 1
+    needed = CATALOG_BYTES_PER_ITEM * num_items + OBSERVATION_BYTES_PER_VALUE * obs_size
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    _check(
+        needed <= available,
+        f"num_items={num_items} and observations of {obs_size:,} values (num_topics={num_topics}, "
+        f"history_length={history_length}) need {needed / 2**30:,.1f} GiB ({CATALOG_BYTES_PER_ITEM} bytes "
+        f"an item while the catalog is drawn, {OBSERVATION_BYTES_PER_VALUE} an observation value); "
+        f"this machine has {available / 2**30:,.1f} GiB",
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -103,37 +129,42 @@ class RecommendEnv(gym.Env):
         interest_drift: float = 0.03,
         engagement_noise: float = 0.3,
     ) -> None:
-        _check(_is_int(num_items) and num_items >= 1, f"num_items must be an int >= 1, got {num_items!r}")
-        _check(_is_int(num_topics) and num_topics >= 1, f"num_topics must be an int >= 1, got {num_topics!r}")
+        _check(_is_int(num_items) and num_items >= 1, f"num_items must be an int >= 1, got {short_repr(num_items)}")
+        _check(_is_int(num_topics) and num_topics >= 1, f"num_topics must be an int >= 1, got {short_repr(num_topics)}")
         _check(
             _is_number(clickbait_fraction) and 0.0 <= clickbait_fraction <= 1.0,
-            f"clickbait_fraction must be a number in [0, 1], got {clickbait_fraction!r}",
+            f"clickbait_fraction must be a number in [0, 1], got {short_repr(clickbait_fraction)}",
         )
         _check(
             _is_number(session_budget) and 0.0 < session_budget < math.inf,
-            f"session_budget must be a finite number > 0, got {session_budget!r}",
+            f"session_budget must be a finite number > 0, got {short_repr(session_budget)}",
         )
-        _check(_is_int(catalog_seed) and catalog_seed >= 0, f"catalog_seed must be an int >= 0, got {catalog_seed!r}")
+        _check(
+            _is_int(catalog_seed) and catalog_seed >= 0,
+            f"catalog_seed must be an int >= 0, got {short_repr(catalog_seed)}",
+        )
         _check(
             _is_int(history_length) and history_length >= 1,
-            f"history_length must be an int >= 1, got {history_length!r}",
+            f"history_length must be an int >= 1, got {short_repr(history_length)}",
         )
         _check(
             _is_number(skip_time) and 0.0 < skip_time < math.inf,
-            f"skip_time must be a finite number > 0 (a session must end), got {skip_time!r}",
+            f"skip_time must be a finite number > 0 (a session must end), got {short_repr(skip_time)}",
         )
         _check(
             _is_number(quality_budget_gain) and 0.0 <= quality_budget_gain < 1.0,
-            f"quality_budget_gain must be a number in [0, 1) (a click must spend time), got {quality_budget_gain!r}",
+            "quality_budget_gain must be a number in [0, 1) (a click must spend time), "
+            f"got {short_repr(quality_budget_gain)}",
         )
         _check(
             _is_number(interest_drift) and 0.0 <= interest_drift <= 1.0,
-            f"interest_drift must be a number in [0, 1], got {interest_drift!r}",
+            f"interest_drift must be a number in [0, 1], got {short_repr(interest_drift)}",
         )
         _check(
             _is_number(engagement_noise) and 0.0 <= engagement_noise < math.inf,
-            f"engagement_noise must be a finite number >= 0, got {engagement_noise!r}",
+            f"engagement_noise must be a finite number >= 0, got {short_repr(engagement_noise)}",
         )
+        _check_fits(int(num_items), int(num_topics), int(history_length))
         self.num_items = int(num_items)
         self.num_topics = int(num_topics)
         self.session_budget = float(session_budget)

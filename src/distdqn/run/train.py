@@ -20,8 +20,10 @@ import torch
 from distdqn.config import Config, load_config_toml
 from distdqn.config_changes import Continued, changed_fields, describe, follow_lr, replay_discarded_by
 from distdqn.devices import check_devices
-from distdqn.envs import env_spaces, frame_box
+from distdqn.envs import env_spaces, frame_box, policy_space
 from distdqn.errors import CheckpointError, ConfigError, UserError
+from distdqn.networks import check_q_network
+from distdqn.replay.buffer import replay_bytes
 from distdqn.run.checks import check_head_splits, check_learner_tensors, check_replay_fits, saved_counters
 from distdqn.run.counters import Counters, Reporting, TrainResult
 from distdqn.run.loop import TrainingRun
@@ -44,6 +46,7 @@ def train(
     frame_space, action_space = env_spaces(config.env)
     check_replay_fits(config, frame_box(frame_space))
     check_head_splits(config, action_space)
+    check_q_network(config.network, policy_space(config.env, frame_space), action_space)
     check_devices(config)
     if is_remote(run_dir):
         with remote_run(str(run_dir), resume=False) as remote:
@@ -126,7 +129,7 @@ def resume(
         counters = saved_counters(start, checkpoint.state)
         check_learner_tensors(start, checkpoint.tensors, config)
         counters.best_eval_return = _best_so_far(checkpoints / "best", counters.best_eval_return)
-        resume_state = _usable_resume_state(start, config, checkpoint.config)
+        resume_state = _usable_resume_state(start, config, checkpoint.config, checkpoint.tensors)
         with _latest_naming(start, counters.env_steps):
             return _execute(config, run_dir, counters, resume_state, store, reporting, continued)
 
@@ -158,11 +161,18 @@ def _latest_naming(start: Path, env_steps: int) -> Iterator[None]:
         raise
 
 
-def _usable_resume_state(latest: Path, config: Config, saved: Config) -> dict[str, Any] | None:
+def _usable_resume_state(
+    latest: Path, config: Config, saved: Config, tensors: dict[str, torch.Tensor]
+) -> dict[str, Any] | None:
     """`latest`'s roles' states, if it holds them and they fit `config` (a resume whose changes
     from the `saved` config leave the stored replay meaningless starts with an empty replay
     instead, and says so in one line)."""
-    state = load_resume_state(latest)
+    # no array of a run this size holds more than its replay and its learner's tensors
+    frames = frame_box(env_spaces(saved.env)[0])
+    bound = replay_bytes(saved.replay.capacity, frames.shape, frames.dtype) + sum(
+        tensor.numel() * tensor.element_size() for tensor in tensors.values()
+    )
+    state = load_resume_state(latest, bound)
     if state is None:
         return None
     if not isinstance(state, dict) or not isinstance(state.get("loop"), dict):

@@ -10,6 +10,11 @@ Both codecs write a checksum of the content and the content's size into their fr
 flipped byte or a missing tail is found on reading (an uncompressed file has no checksum: a
 checkpoint's manifest holds the SHA-256 of every file). Every way a file can be wrong (not ours,
 damaged, truncated, followed by other bytes, holding another shape) is one `CheckpointError` line.
+
+A file is small next to what it may declare (a zstd frame holds 2 GiB of zeros in 65 KB), so
+nothing is allocated before the declared array is checked against what the file says it holds
+(the frame's content size, or the size of an uncompressed file), against what the caller expects
+(`read_array_into`'s array, `read_array`'s `max_bytes`) and against this machine's memory.
 """
 
 from __future__ import annotations
@@ -133,9 +138,11 @@ def _bytes(array: np.ndarray) -> memoryview:
     return array.reshape(-1).view(np.uint8).data
 
 
-def read_array(path: Path) -> np.ndarray:
-    """The array stored in `path`, as a new writable array."""
-    return _read(path, None)
+def read_array(path: Path, max_bytes: int | None = None) -> np.ndarray:
+    """The array stored in `path`, as a new writable array. A file declaring an array of more than
+    `max_bytes` (when given: what the caller's layout can hold) is refused before anything is
+    allocated, as is one larger than this machine's memory."""
+    return _read(path, None, max_bytes)
 
 
 def read_array_into(path: Path, out: np.ndarray) -> None:
@@ -143,10 +150,10 @@ def read_array_into(path: Path, out: np.ndarray) -> None:
     file must hold exactly `out`'s dtype and shape."""
     if not (out.flags.c_contiguous and out.flags.writeable):
         raise ValueError("read_array_into needs a C-contiguous, writable array to fill")
-    _read(path, out)
+    _read(path, out, None)
 
 
-def _read(path: Path, out: np.ndarray | None) -> np.ndarray:
+def _read(path: Path, out: np.ndarray | None, max_bytes: int | None) -> np.ndarray:
     """The array in `path`, read into `out` or else a new array; turns every way the file can be
     wrong, the codec libraries' errors included, into one `CheckpointError` line."""
     codec = _codec(path)
@@ -154,11 +161,20 @@ def _read(path: Path, out: np.ndarray | None) -> np.ndarray:
         if codec is None:
             raise _Damaged(f"is not an array file: the name ends in none of {', '.join(_SUFFIXES.values())}")
         with path.open("rb") as file, _decompressing(file, codec) as source:
-            shape, dtype = _read_npy_header(source)
+            shape, dtype, header_bytes = _read_npy_header(source)
+            declared = _declared_bytes(shape, dtype)
+            if out is not None and (out.shape, out.dtype) != (shape, dtype):
+                raise _Damaged(f"holds {_describe(dtype, shape)}, expected {_describe(out.dtype, out.shape)}")
+            if max_bytes is not None and declared > max_bytes:
+                raise _Damaged(
+                    f"declares {_describe(dtype, shape)} ({declared:,} bytes), more than the {max_bytes:,} "
+                    "bytes expected here"
+                )
+            if out is None:
+                _check_memory(shape, dtype, declared)
+            _check_content_size(file, codec, header_bytes + declared)
             if out is None:
                 out = _allocate(shape, dtype)
-            elif (out.shape, out.dtype) != (shape, dtype):
-                raise _Damaged(f"holds {_describe(dtype, shape)}, expected {_describe(out.dtype, out.shape)}")
             _fill(source, out)
             if source.read(1):
                 raise _Damaged("has more data after its array")
@@ -190,20 +206,86 @@ def _decompressing(file: io.BufferedReader, codec: str) -> AbstractContextManage
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def _read_npy_header(source: _Source) -> tuple[tuple[int, ...], np.dtype]:
-    """The shape and dtype a `.npy` header announces, refusing what only pickle could hold."""
-    version = np.lib.format.read_magic(source)
+class _Counting:
+    """A reader that counts the bytes read through it: how long the `.npy` header was."""
+
+    def __init__(self, source: _Source) -> None:
+        self.source = source
+        self.count = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self.source.read(size)
+        self.count += len(data)
+        return data
+
+
+def _read_npy_header(source: _Source) -> tuple[tuple[int, ...], np.dtype, int]:
+    """The shape and dtype a `.npy` header announces, and the header's length in bytes, refusing
+    what only pickle could hold."""
+    counting = _Counting(source)
+    version = np.lib.format.read_magic(counting)
     if version not in _HEADER_READERS:
         raise _Damaged(f"is in .npy format version {version[0]}.{version[1]}, which this project never writes")
     try:
-        shape, fortran_order, dtype = _HEADER_READERS[version](source)
+        shape, fortran_order, dtype = _HEADER_READERS[version](counting)
     except Exception as error:  # numpy parses the text with tokenize and ast, which raise all kinds
         raise _Damaged(f"has a damaged .npy header ({_reason(error)})") from None
     if dtype.hasobject:
         raise _Damaged(f"holds an array of dtype {dtype}, which only pickle can read")
+    if any(side < 0 for side in shape):
+        raise _Damaged(f"has a damaged .npy header (shape {shape})")
     if fortran_order:
         raise _Damaged("holds an array in Fortran order, which this project never writes")
-    return shape, dtype
+    return shape, dtype, counting.count
+
+
+def _declared_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """The bytes of data an array of `shape` and `dtype` holds, in Python's unbounded integers (a
+    header may declare more than NumPy's int64 can count)."""
+    count = 1
+    for side in shape:
+        count *= side
+    return count * dtype.itemsize
+
+
+def _check_content_size(file: io.BufferedReader, codec: str, expected: int) -> None:
+    """Check, before the data is read, that the file holds the `expected` bytes (header and data)
+    its header declares: an uncompressed file's size, or the content size a zstd or lz4 frame
+    records in its header (this project always writes it: a frame without it is not ours)."""
+    if codec == "none":
+        present = os.fstat(file.fileno()).st_size
+        what = "the file holds"
+    else:
+        position = file.tell()
+        file.seek(0)
+        head = file.read(32)  # more than the longest zstd (18) or lz4 (19) frame header
+        file.seek(position)
+        if codec == "zstd":
+            present = zstandard.get_frame_parameters(head).content_size
+            unknown = present in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR)
+        else:
+            present = lz4.frame.get_frame_info(head)["content_size"]
+            unknown = present == 0
+        if unknown:
+            raise _Damaged(f"has no content size in its {codec} frame header, which this project always writes")
+        what = f"its {codec} frame holds"
+    if present < expected:
+        raise _Damaged(f"is truncated: its .npy header declares {expected:,} bytes with the data, {what} {present:,}")
+    if present > expected:
+        raise _Damaged(
+            f"has {present - expected:,} bytes after its array: its .npy header declares {expected:,} bytes "
+            f"with the data, {what} {present:,}"
+        )
+
+
+def _check_memory(shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> None:
+    """Refuse an array larger than this machine's memory (as `check_replay_fits` refuses a replay)."""
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if nbytes > available:
+        raise _Damaged(
+            f"holds {_describe(dtype, shape)} ({nbytes / 2**30:,.1f} GiB); this machine has "
+            f"{available / 2**30:,.1f} GiB"
+        )
 
 
 def _allocate(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -116,7 +116,8 @@ def save_checkpoint(
 def _make_checkpoints_dir(checkpoints_dir: Path) -> None:
     """The run's checkpoints directory, made if missing; a link in its place is refused."""
     if refuse_unless_directory(checkpoints_dir) is None:
-        checkpoints_dir.mkdir(parents=True)
+        checkpoints_dir.mkdir(parents=True, exist_ok=True)  # `best` and `latest` may both make it at once
+        refuse_unless_directory(checkpoints_dir)
 
 
 def _publish(checkpoints_dir: Path, name: str, version_dir: Path, keep: int) -> Path:
@@ -369,9 +370,11 @@ def _load_rows(path: Path, rows: Callable[[str], slice | None]) -> dict[str, tor
         }
 
 
-def load_resume_state(directory: Path) -> dict[str, Any] | None:
+def load_resume_state(directory: Path, max_array_bytes: int | None = None) -> dict[str, Any] | None:
     """The roles' states a checkpoint holds for an exact resume (None if it holds none), each
-    file checked against the manifest; a referenced file must lie in `resume/`."""
+    file checked against the manifest; a referenced file must lie in `resume/`, and an array
+    declaring more than `max_array_bytes` (what the run's layout can hold) is refused before it
+    is read."""
     version = _resolve_within(directory)
     if not (version / RESUME_FILE).is_file():
         return None
@@ -392,7 +395,7 @@ def load_resume_state(directory: Path) -> dict[str, Any] | None:
         if name not in files:
             raise CheckpointError(f"checkpoint {directory}: {RESUME_FILE} refers to an unknown array {name!r}")
         try:
-            return read_array(version / files[name])
+            return read_array(version / files[name], max_array_bytes)
         except CheckpointError as error:
             raise CheckpointError(f"checkpoint {directory}: {error}") from None
 

@@ -62,6 +62,12 @@ ClusterIP: `kubectl port-forward`). Ray's client server
 inside the cluster, behind the token: as the README's security note says, keep Ray inside a
 private network (a NetworkPolicy is not generated).
 
+**Input.** Every value that reaches the output is checked before anything is made, as
+Kubernetes would check it (names, label keys and values, the image reference) and for
+unprintable characters (every string of the config too), and every size is bounded by what one
+machine has; the objects are written by a YAML dumper and the header comment holds only checked
+values, so no value can leave its field or begin a document of its own.
+
 **Driver.** A RayJob's entrypoint (or, on a RayCluster, `kubectl exec` into the head) runs
 `distdqn train --config /config/run.toml --run-dir RUN_DIR`; the config has
 `placement.runtime = "ray"` and `placement.address = "auto"`, which joins the cluster of the
@@ -82,7 +88,15 @@ from typing import Any, Literal
 
 import yaml
 
-from distdqn.config import Config, build_config, config_to_toml, lane_capacity, resolve_config, shard_lanes
+from distdqn.config import (
+    Config,
+    build_config,
+    config_to_toml,
+    lane_capacity,
+    resolve_config,
+    shard_lanes,
+    short_repr,
+)
 from distdqn.errors import UserError
 from distdqn.tools.plan import Node, assign, role_demands
 
@@ -118,12 +132,38 @@ TOKEN_KEY = "auth_token"
 FINISHED_TTL_S = 300
 """Seconds a finished RayJob's cluster stays for a look at its logs (with storage only)."""
 
-_DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_TOLERATION = re.compile(r"(?P<key>[^=:\s]+)(=(?P<value>[^:\s]*))?:(?P<effect>NoSchedule|PreferNoSchedule|NoExecute)")
 MAX_NAME = {"rayjob": 47, "raycluster": 53}
 """KubeRay's limits: a RayCluster name of at most 53 characters, a RayJob's 6 fewer (its
 clusters append a suffix)."""
+MAX_POD_CPUS = 1024
+"""Most CPUs of one pod (and `--pod-cpus`): the largest machines clouds rent have 896 vCPUs."""
+MAX_POD_GPUS = 16
+MAX_POD_MEMORY = 32 << 40
+"""Most memory of one pod: 32 TiB, the largest machines clouds rent."""
+MAX_RESOURCE = 1_000_000
+"""Most of one custom resource a pod offers."""
+MAX_INSTANCES = 10_000
+"""Most instances of one role kind (actors, shards, learners) a manifest makes pods for."""
+MAX_STORAGE = 1024
+"""Longest `--storage` path or URI."""
+EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+# Kubernetes' own rules (apimachinery's validation) for names, label keys and label values
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_DNS_1123 = re.compile(_DNS_LABEL)
+_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_RESOURCE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
+"""A Ray custom resource: ASCII letters, digits and `_.:/-`, as in `accelerator_type:A100`."""
+# an image reference in Docker's grammar (distribution/reference), with letters of either case
+_DOMAIN_PART = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_PATH_PART = r"[A-Za-z0-9]+((\.|_|__|-+)[A-Za-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"({_DOMAIN_PART}(\.{_DOMAIN_PART})*(:[0-9]+)?/)?{_PATH_PART}(/{_PATH_PART})*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
 
 
 @dataclass(frozen=True)
@@ -233,10 +273,6 @@ def _ceil(value: float) -> int:
     return math.ceil(value - 1e-9)
 
 
-def _number(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
-
-
 def _per_pod_cap(config: Config, role: str, count: int, pod_cpus: int) -> int:
     if role != "actor":
         return 1  # learners, shards and the evaluator each get a pod of their own
@@ -258,8 +294,8 @@ def pod_groups(config: Config, options: K8sOptions) -> list[PodGroup]:
             f"--actor-groups must be between 1 and placement.num_actors={placement.num_actors}, "
             f"got {options.actor_groups}"
         )
-    if options.pod_cpus < 1:
-        raise UserError(f"--pod-cpus must be at least 1, got {options.pod_cpus}")
+    if not 1 <= options.pod_cpus <= MAX_POD_CPUS:
+        raise UserError(f"--pod-cpus must be between 1 and {MAX_POD_CPUS}, got {options.pod_cpus}")
     shard_replay, total_replay, capacity_bytes = replay_sizes(config)
     snapshots = snapshots_replay(config, capacity_bytes)
 
@@ -338,12 +374,65 @@ def default_name(env_id: str, kind: str) -> str:
     return f"distdqn-{slug}"[: MAX_NAME[kind]].rstrip("-")
 
 
+def _one_line(flag: str, value: str) -> None:
+    """Refuse a value holding a character that is not printable (a newline, a control or format
+    character, a line separator): no value may begin a line of its own in the output."""
+    bad = next((char for char in value if not char.isprintable()), None)
+    if bad is not None:
+        raise UserError(f"{flag} {short_repr(value)} holds the unprintable character {bad!r}; a manifest takes none")
+
+
+def _check_value(flag: str, value: str, pattern: re.Pattern[str], limit: int, what: str, tail: str = "") -> None:
+    _one_line(flag, value)
+    if len(value) > limit or not pattern.fullmatch(value):
+        raise UserError(f"{flag} must be {what} of at most {limit} characters{tail}, got {short_repr(value)}")
+
+
 def _check_name(name: str, kind: str) -> None:
-    if not _DNS_1035.fullmatch(name) or len(name) > MAX_NAME[kind]:
-        raise UserError(
-            f"--name must be a DNS-1035 label (lower case letters, digits and '-', starting with a letter) "
-            f"of at most {MAX_NAME[kind]} characters for a {kind}, got {name!r}"
-        )
+    what = "a DNS-1035 label (lower case letters, digits and '-', starting with a letter)"
+    _check_value("--name", name, _DNS_1035, MAX_NAME[kind], what, tail=f" for a {kind}")
+
+
+def _check_label(flag: str, key: str, value: str) -> None:
+    """A label's key and value (a node selector's, a toleration's): the key `[PREFIX/]NAME`,
+    PREFIX a DNS subdomain, NAME and the value (which may be empty) up to 63 letters, digits,
+    `-`, `_` and `.`, alphanumeric at both ends."""
+    prefix, slash, name = key.rpartition("/")
+    if slash:
+        _check_value(f"{flag} key prefix", prefix, _DNS_SUBDOMAIN, 253, "a DNS subdomain (lower case)")
+    _check_value(f"{flag} key", name, _LABEL_NAME, 63, "letters, digits, '-', '_' and '.' (alphanumeric ends)")
+    if value:
+        _check_value(f"{flag} value", value, _LABEL_NAME, 63, "letters, digits, '-', '_' and '.' (alphanumeric ends)")
+
+
+def _check_options(options: K8sOptions) -> None:
+    """Every string of the options that reaches the output, checked as Kubernetes checks it."""
+    _check_value("--image", options.image, _IMAGE, 512, "an image reference ([REGISTRY[:PORT]/]PATH[:TAG][@DIGEST])")
+    if options.namespace is not None:
+        _check_value("--namespace", options.namespace, _DNS_1123, 63, "a DNS-1123 label (lower case)")
+    if options.service_account is not None:
+        _check_value("--service-account", options.service_account, _DNS_SUBDOMAIN, 253, "a DNS subdomain (lower case)")
+    if options.storage is not None:
+        _one_line("--storage", options.storage)
+        if not options.storage or options.storage != options.storage.strip() or len(options.storage) > MAX_STORAGE:
+            raise UserError(
+                f"--storage must be a path or URI of at most {MAX_STORAGE} characters, no space at either end, "
+                f"got {short_repr(options.storage)}"
+            )
+
+
+def _check_config_strings(value: Any, path: str) -> None:
+    """Every key and string of the config, which the ConfigMap carries (and the header names the
+    env id): none may hold an unprintable character."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _one_line(f"{path} key" if path else "config key", str(key))
+            _check_config_strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_config_strings(item, path)
+    elif isinstance(value, str):
+        _one_line(path, value)
 
 
 def _group_settings(options: K8sOptions, names: list[str]) -> dict[str, tuple[dict[str, str], list[dict[str, str]]]]:
@@ -353,25 +442,30 @@ def _group_settings(options: K8sOptions, names: list[str]) -> dict[str, tuple[di
     def matching(flag: str, group: str) -> list[str]:
         matched = [name for name in names if name == group or name.startswith(group + "-")]
         if not matched:
-            raise UserError(f"{flag} {group!r}: no such group (groups: {', '.join(names)})")
+            raise UserError(f"{flag} {short_repr(group)}: no such group (groups: {', '.join(names)})")
         return matched
 
     for group, selector in options.node_selectors:
+        flag = f"--node-selector {short_repr(group)}"
         key, sep, value = selector.partition("=")
         if not sep or not key:
-            raise UserError(f"--node-selector {group} expects KEY=VALUE, got {selector!r}")
+            raise UserError(f"{flag} expects KEY=VALUE, got {short_repr(selector)}")
+        _check_label(flag, key, value)
         for name in matching("--node-selector", group):
             settings[name][0][key] = value
     for group, spec in options.tolerations:
-        match = _TOLERATION.fullmatch(spec)
-        if match is None:
+        flag = f"--toleration {short_repr(group)}"
+        pair, colon, effect = spec.rpartition(":")
+        key, equals, value = pair.partition("=")
+        if not colon or not key or effect not in EFFECTS:
             raise UserError(
-                f"--toleration {group} expects KEY[=VALUE]:EFFECT with EFFECT NoSchedule, PreferNoSchedule "
-                f"or NoExecute, got {spec!r}"
+                f"{flag} expects KEY[=VALUE]:EFFECT with EFFECT NoSchedule, PreferNoSchedule or NoExecute, "
+                f"got {short_repr(spec)}"
             )
-        toleration = {"key": match["key"], "operator": "Exists", "effect": match["effect"]}
-        if match["value"] is not None:
-            toleration = {"key": match["key"], "operator": "Equal", "value": match["value"], "effect": match["effect"]}
+        _check_label(flag, key, value)
+        toleration = {"key": key, "operator": "Exists", "effect": effect}
+        if equals:
+            toleration = {"key": key, "operator": "Equal", "value": value, "effect": effect}
         for name in matching("--toleration", group):
             settings[name][1].append(toleration)
     return settings
@@ -382,7 +476,8 @@ def _mebibytes(size: int) -> str:
 
 
 def _quantity(amount: float) -> str:
-    return str(_number(round(amount, 4)))  # Ray keeps 4 decimals of a resource
+    """A bounded amount as a plain decimal, never `1e+20`, to the 4 decimals Ray keeps."""
+    return f"{amount:.4f}".rstrip("0").rstrip(".")
 
 
 def _ray_resources(group: PodGroup) -> dict[str, str]:
@@ -395,15 +490,46 @@ def _ray_resources(group: PodGroup) -> dict[str, str]:
     return resources
 
 
-def _check_resource_names(config: Config) -> None:
-    """KubeRay reads a `resources` key ending in `gpu` as GPUs and `cpu`/`memory` as those."""
+def _check_resources(config: Config) -> None:
+    """Custom resource names, which KubeRay passes on (reading a key ending in `gpu` as GPUs and
+    `cpu`/`memory` as those), and counts and amounts a group and a pod can hold: a role asking
+    for 1e308 CPUs made a CPU request of 309 digits."""
+    placement = config.placement
+    for field in ("num_actors", "num_shards", "num_learners"):
+        count = getattr(placement, field)
+        if count > MAX_INSTANCES:
+            raise UserError(f"placement.{field} must be at most {MAX_INSTANCES} on Kubernetes, got {count}")
     for role in ROLE_KINDS:
-        for key in getattr(config.placement, role).resources:
+        resources = getattr(placement, role)
+        for field, amount, most in (
+            ("num_cpus", resources.num_cpus, MAX_POD_CPUS),
+            ("num_gpus", resources.num_gpus, MAX_POD_GPUS),
+        ):
+            if not amount <= most:
+                raise UserError(f"placement.{role}.{field} must be at most {most}, what one pod has, got {amount:g}")
+        for key, amount in resources.resources.items():
+            field = f"placement.{role}.resources"
+            _check_value(field, key, _RESOURCE_NAME, 128, "names of ASCII letters, digits and '_.:/-'")
             if key.lower() in ("cpu", "memory") or key.lower().endswith("gpu"):
                 raise UserError(
-                    f"placement.{role}.resources: KubeRay would read the custom resource {key!r} as "
-                    "CPUs, GPUs or memory; give it another name"
+                    f"{field}: KubeRay would read the custom resource {key!r} as CPUs, GPUs or memory; "
+                    "give it another name"
                 )
+            if not 0 <= amount <= MAX_RESOURCE:
+                raise UserError(f"{field}.{key} must be between 0 and {MAX_RESOURCE}, got {amount:g}")
+
+
+def _check_pods(groups: list[PodGroup]) -> None:
+    """What packing made of the roles fits one pod (many actors' memory, a replay on the head)."""
+    for group in groups:
+        for what, amount, most in (
+            ("CPUs", group.cpus, MAX_POD_CPUS),
+            ("GPUs", group.gpus, MAX_POD_GPUS),
+            ("bytes of memory", group.memory, MAX_POD_MEMORY),
+            *((key, math.ceil(amount), MAX_RESOURCE) for key, amount in group.resources.items()),
+        ):
+            if amount > most:
+                raise UserError(f"a pod of group {group.name} would need {amount} {what}, over the {most} one pod has")
 
 
 def manifests(config: Config, options: K8sOptions, token: str | None = None) -> list[dict[str, Any]]:
@@ -416,18 +542,17 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
             "--open-dashboard is for --kind raycluster: a RayJob always runs the dashboard and job API "
             "(KubeRay submits and watches the job through them), inside the cluster and behind the token"
         )
-    name = options.name or default_name(config.env.id, options.kind)
+    name = options.name if options.name is not None else default_name(config.env.id, options.kind)
     _check_name(name, options.kind)
-    if options.namespace is not None and (not _DNS_1123.fullmatch(options.namespace) or len(options.namespace) > 63):
-        raise UserError(f"--namespace must be a DNS-1123 label, got {options.namespace!r}")
-    if not options.image.strip():
-        raise UserError("--image must name a container image")
+    _check_options(options)
     if options.resume and options.storage is None:
         raise UserError("--resume continues the run in --storage URI: give it (a pod's /tmp/run is gone with the pod)")
+    _check_config_strings(config.model_dump(), "")
     _check_devices(config)
-    _check_resource_names(config)
+    _check_resources(config)
     run = run_config(config)
     groups = pod_groups(run, options)
+    _check_pods(groups)
     settings = _group_settings(options, [group.name for group in groups])
 
     labels = {"app.kubernetes.io/name": "distdqn", "app.kubernetes.io/instance": name}
@@ -533,7 +658,7 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
     )
     if options.kind == "rayjob":
         job_spec: dict[str, Any] = {
-            "entrypoint": train_command(options),
+            "entrypoint": train_command(config, options),
             "submissionMode": "SidecarMode",
             "shutdownAfterJobFinishes": options.storage is not None,
         }
@@ -548,12 +673,17 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
     return objects
 
 
-def train_command(options: K8sOptions) -> str:
-    """The driver's command: the RayJob's entrypoint, or what to run on a RayCluster's head."""
+def train_command(config: Config, options: K8sOptions) -> str:
+    """The driver's command: the RayJob's entrypoint, or what to run on a RayCluster's head. An
+    env id `module:Name` was the user's choice here (typed, or allowed with `--allow-import`);
+    in the pod it comes from a file, the ConfigMap or the run's checkpoint, so the command
+    passes that consent on as `--allow-import module`."""
     run_dir = options.storage if options.storage is not None else LOCAL_RUN_DIR
+    module, sep, _ = config.env.id.rpartition(":")
+    allow = f" --allow-import {shlex.quote(module)}" if sep else ""
     if options.resume:
-        return f"distdqn train --resume {shlex.quote(run_dir)}"
-    return f"distdqn train --config {CONFIG_DIR}/{CONFIG_KEY} --run-dir {shlex.quote(run_dir)}"
+        return f"distdqn train --resume {shlex.quote(run_dir)}{allow}"
+    return f"distdqn train --config {CONFIG_DIR}/{CONFIG_KEY} --run-dir {shlex.quote(run_dir)}{allow}"
 
 
 class _Dumper(yaml.SafeDumper):
@@ -607,9 +737,16 @@ def _header(config: Config, options: K8sOptions, objects: list[dict[str, Any]]) 
         lines.append(
             f"Start the run: kubectl exec{namespace} -it "
             f"$(kubectl get pod{namespace} -l ray.io/cluster={name},ray.io/node-type=head -o name) "
-            f"-- {train_command(options)}"
+            f"-- {train_command(config, options)}"
         )
-    return [f"# {line}".rstrip() for line in lines]
+    return [_comment(line) for line in lines]
+
+
+def _comment(line: str) -> str:
+    """One line of the header: its values are checked printable, and should one slip through, a
+    character that could end the comment (a newline, U+2028, NEL) is written escaped."""
+    text = "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in line)
+    return f"# {text}".rstrip()
 
 
 def render(config: Config, options: K8sOptions, token: str | None = None) -> str:
