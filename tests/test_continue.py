@@ -14,7 +14,7 @@ from distdqn.config import Config, override_config, resolve_config
 from distdqn.config_changes import Schedule, follow_lr, replay_discarded_by
 from distdqn.errors import UserError
 from distdqn.roles import ReplayShard
-from distdqn.run import loop as loop_module
+from distdqn.run import roles as roles_module
 from distdqn.run.counters import Counters
 from distdqn.run.loop import TrainingRun
 from distdqn.run.run_dir import prepare_run_dir
@@ -230,14 +230,14 @@ def test_a_resume_without_the_replay_branches_every_stream_off_at_the_resume_poi
 ):
     """Without a snapshot every role was built as at the run's start: the same streams again."""
     branches: list[int | None] = []
-    actor_class = loop_module.Actor
+    actor_class = roles_module.Actor
 
     class Spy(actor_class):  # type: ignore[misc, valid-type]
         def __init__(self, config, index, progress=0, resumed_at=None):
             branches.append(resumed_at)
             super().__init__(config, index, progress, resumed_at)
 
-    monkeypatch.setattr(loop_module, "Actor", Spy)
+    monkeypatch.setattr(roles_module, "Actor", Spy)
     _continued(donor, tmp_path, "total_steps=1210", "replay.capacity=5000")  # the replay cannot be kept
     steps = load_checkpoint(donor / "checkpoints" / "latest").state["counters"]["env_steps"]
     assert branches == [steps]

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from distdqn.cli import main as distdqn
 from distdqn.config import Config, build_config, load_config_toml, resolve_config
 from distdqn.errors import UserError
-from distdqn.tools import k8s
+from distdqn.tools import k8s, k8s_values
 from distdqn.tools.k8s import GiB, K8sOptions, MiB
 from distdqn.tools.plan import assign, role_demands
 
@@ -423,7 +423,7 @@ def test_bad_requests_are_refused_in_one_line(overrides: list[str], options: dic
 
 
 def test_a_pod_too_large_for_any_machine_is_refused(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(k8s, "MAX_POD_MEMORY", 3 * GiB)
+    monkeypatch.setattr(k8s_values, "MAX_POD_MEMORY", 3 * GiB)
     with pytest.raises(UserError, match="a pod of group head would need [0-9]+ bytes of memory, over the 3221225472"):
         k8s.manifests(_config("cpu-4-actors"), K8sOptions(IMAGE))
 

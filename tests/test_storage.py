@@ -293,11 +293,12 @@ def flaky(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FlakyStore:
     import tempfile
 
     from distdqn.storage import object_store as storage
+    from distdqn.storage.retry import Retry
 
     store = FlakyStore()
     real = storage._filesystem
     monkeypatch.setattr(storage, "_filesystem", lambda uri: store.wrap(*real(uri)))
-    monkeypatch.setattr(storage, "STORE_RETRY", storage.Retry(first_wait_s=0.001, max_wait_s=0.004, total_s=60))
+    monkeypatch.setattr(storage, "STORE_RETRY", Retry(first_wait_s=0.001, max_wait_s=0.004, total_s=60))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     return store
@@ -535,8 +536,8 @@ def _transient_cases() -> list[tuple[str, object, bool]]:
 
 
 @pytest.mark.parametrize(("what", "error", "transient"), _transient_cases(), ids=lambda case: str(case)[:24])
-def test_which_store_errors_are_retried(what, error, transient):
-    from distdqn.storage.object_store import is_transient
+def test_which_store_errors_areretried(what, error, transient):
+    from distdqn.storage.retry import is_transient
 
     assert is_transient(error) is transient, what
 
@@ -544,7 +545,7 @@ def test_which_store_errors_are_retried(what, error, transient):
 def test_retry_bound():
     """The default: 8 tries, waits of about 1, 2, 4, 8, 16, 30, 30 s, no try after 120 s; a call
     gives up at whichever bound comes first."""
-    from distdqn.storage.object_store import STORE_RETRY, Retry, _GaveUp, _retried
+    from distdqn.storage.retry import STORE_RETRY, GaveUp, Retry, retried
 
     waits = [STORE_RETRY.nominal_wait(failures) for failures in range(1, STORE_RETRY.attempts)]
     assert waits == [1, 2, 4, 8, 16, 30, 30] and sum(waits) <= STORE_RETRY.total_s == 120
@@ -555,20 +556,20 @@ def test_retry_bound():
         calls.append(time.monotonic())
         raise ConnectionError("down")
 
-    with pytest.raises(_GaveUp) as raised:
-        _retried(fails, (), {}, Retry(attempts=4, first_wait_s=0.01, max_wait_s=0.02))
+    with pytest.raises(GaveUp) as raised:
+        retried(fails, (), {}, Retry(attempts=4, first_wait_s=0.01, max_wait_s=0.02))
     assert raised.value.tries == len(calls) == 4
     gaps = [later - earlier for earlier, later in zip(calls, calls[1:], strict=False)]
     assert all(gap >= 0.005 for gap in gaps[:1]) and all(gap >= 0.01 for gap in gaps[1:])
 
     calls.clear()
-    with pytest.raises(_GaveUp) as raised:
-        _retried(fails, (), {}, Retry(attempts=1000, first_wait_s=0.01, max_wait_s=0.01, total_s=0.1))
+    with pytest.raises(GaveUp) as raised:
+        retried(fails, (), {}, Retry(attempts=1000, first_wait_s=0.01, max_wait_s=0.01, total_s=0.1))
     assert 5 <= len(calls) < 1000 and calls[-1] - calls[0] <= 0.1
 
     calls.clear()
     with pytest.raises(PermissionError):
-        _retried(lambda: calls.append(0) or (_ for _ in ()).throw(PermissionError("no")), (), {}, Retry())
+        retried(lambda: calls.append(0) or (_ for _ in ()).throw(PermissionError("no")), (), {}, Retry())
     assert len(calls) == 1
 
 

@@ -9,7 +9,7 @@ import torch
 from distdqn.config import override_config, resolve_config
 from distdqn.errors import UserError
 from distdqn.roles import ReplayShard
-from distdqn.run import loop as loop_module
+from distdqn.run import roles as roles_module
 from distdqn.run.counters import Counters
 from distdqn.run.loop import TrainingRun
 from distdqn.run.metrics import TIMING_KEYS
@@ -279,7 +279,7 @@ class _RestartingShard(ReplayShard):
 def test_an_emptied_shard_gets_no_rows_and_only_real_steps_are_counted(tmp_path: Path, monkeypatch):
     """While a shard is empty, batches draw only from the others: every counted update is a
     gradient step the learner really took (an empty shard's turn used to count as one)."""
-    monkeypatch.setattr(loop_module, "ReplayShard", _RestartingShard)
+    monkeypatch.setattr(roles_module, "ReplayShard", _RestartingShard)
     run = _inline_run(UNEVEN_SHARDS, tmp_path / "run")
     assert run.shards[1].adds > 220 and run.counters.updates > 400
     assert run.learners[0].updates == run.counters.updates

@@ -12,7 +12,6 @@ the supervisor of restarts, telemetry.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -20,28 +19,25 @@ from typing import Any
 
 import numpy as np
 
-from distdqn.config import Config, config_to_toml
+from distdqn.config import Config
 from distdqn.config_changes import Continued, beta_schedule
-from distdqn.envs import env_spaces, policy_space
-from distdqn.errors import CheckpointError, DiskFull, TrainingDiverged
-from distdqn.roles import Actor, Evaluator, Learner, ReplayShard
+from distdqn.errors import DiskFull, TrainingDiverged
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.run import snapshot
+from distdqn.run.checkpoints import Checkpoints
 from distdqn.run.counters import Counters, Reporting, next_multiple
 from distdqn.run.evaluation import Evaluations
 from distdqn.run.metrics import MetricsLog, Progress
 from distdqn.run.rate_limiter import RateLimiter
-from distdqn.run.run_dir import truncate_metrics
+from distdqn.run.roles import spawn_roles
+from distdqn.run.run_dir import open_run_files
 from distdqn.run.shard_contents import ShardContents
 from distdqn.run.stopping import StopSignals
 from distdqn.run.supervisor import Supervisor
 from distdqn.run.telemetry import Telemetry
 from distdqn.runtime import RoleFailed, Runtime
 from distdqn.seeding import role_rng
-from distdqn.sharded_head import join_head_rows
-from distdqn.storage.checkpoint import CheckpointWriter, load_checkpoint, non_finite
 from distdqn.storage.object_store import RemoteRun
-from distdqn.storage.run_files import remove, replace_file
 
 UPDATE_CHUNK = 8
 """Batches per sample -> update call: small enough that a learner starts while the shard samples
@@ -86,8 +82,12 @@ class TrainingRun:
         # random streams branch off at the resume point unless every role's are restored as saved
         exact = resume_state is not None and (continued is None or not continued.adopted)
         resumed_at = None if continued is None or exact else counters.env_steps
-        self._spawn_roles(resumed_at)
-        self.supervisor = Supervisor(runtime, run_dir, self._handles(), counters, self._restarted)
+        # a learner restarted on another node reads `latest` from the store
+        latest = store.pointer("latest") if store is not None else str(run_dir / "checkpoints" / "latest")
+        roles = spawn_roles(config, runtime, latest, self._actor_progress(), resumed_at)
+        self.learners, self.replicas, self.shards = roles.learners, roles.replicas, roles.shards
+        self.actors, self.evaluator = roles.actors, roles.evaluator
+        self.supervisor = Supervisor(runtime, run_dir, roles.handles(), counters, self._restarted)
         if config.placement.num_learners > 1:
             self.supervisor.form_learner_group(self.learners)
         self.contents = ShardContents(runtime, self.shards, self.supervisor)
@@ -110,10 +110,9 @@ class TrainingRun:
             "eval": next_multiple(counters.env_steps, config.evaluation.every_steps),
             "checkpoint": next_multiple(counters.env_steps, config.checkpoint.every_steps),
         }
-        self._writer = CheckpointWriter(after_save=None if store is None else store.checkpoint_saved)
+        self.checkpoints = Checkpoints(config, run_dir, store)
         self._report_due = next_multiple(counters.env_steps, reporting.every) if reporting is not None else 0
         self._reported_at = -1
-        self._snapshots = snapshot.snapshots_replay(config)
         previous = config if continued is None else continued.config
         self._beta = beta_schedule(previous, counters.beta).rebased(
             counters.env_steps, config.replay.beta_end, config.total_steps
@@ -128,51 +127,10 @@ class TrainingRun:
             config.total_steps, counters.env_steps, config.logging.progress, config.logging.progress_interval_s
         )
 
-    def _spawn_roles(self, resumed_at: int | None) -> None:
-        config, runtime, placement = self.config, self.runtime, self.config.placement
-        frame_space, action_space = env_spaces(config.env)
-        # a learner restarted on another node reads `latest` from the store
-        latest = self.store.pointer("latest") if self.store is not None else str(self.run_dir / "checkpoints/latest")
-        observations = policy_space(config.env, frame_space)
-        self.learners = [
-            runtime.spawn(Learner, config, observations, action_space, latest, i, name=f"learner-{i}")
-            for i in range(placement.num_learners)
-        ]
-        # the learners of each data-parallel replica: its head shards, which share every batch
-        shards = placement.head_shards
-        self.replicas = [self.learners[r : r + shards] for r in range(0, placement.num_learners, shards)]
-        self.shards = [
-            runtime.spawn(ReplayShard, config, j, frame_space, resumed_at, name=f"shard-{j}")
-            for j in range(placement.num_shards)
-        ]
-        self.actors = [
-            runtime.spawn(Actor, config, i, self._actor_progress(), resumed_at, name=f"actor-{i}")
-            for i in range(placement.num_actors)
-        ]
-        evaluation = config.evaluation
-        self.evaluator = runtime.spawn(
-            Evaluator,
-            config.env,
-            config.network,
-            evaluation.episodes,
-            evaluation.epsilon,
-            evaluation.max_episode_steps,
-            name="evaluator",
-        )
-
     def _open_run_files(self, metrics_offset: int | None) -> MetricsLog:
-        """Write the run's own files, none through a link (see distdqn.storage.run_files). A run from
-        step 0 (a new one, or one that died before its first checkpoint and starts over) writes
-        its config and begins metrics.jsonl and tb/ afresh, so that they hold one run; a resumed
-        run cuts metrics.jsonl back to its checkpoint."""
-        run_dir = self.run_dir
-        if self.continued is None and self.counters.env_steps == 0:
-            for name in ("metrics.jsonl", "tb"):
-                remove(run_dir / name)
-            replace_file(run_dir / "config.toml", config_to_toml(self.config).encode())
-        else:
-            truncate_metrics(run_dir / "metrics.jsonl", self.counters.env_steps, metrics_offset)
-        metrics = MetricsLog(run_dir, self.config.logging.tensorboard)
+        """The run's own files (see `open_run_files`), and where its roles run."""
+        from_start = self.continued is None and self.counters.env_steps == 0
+        metrics = open_run_files(self.run_dir, self.config, from_start, self.counters.env_steps, metrics_offset)
         try:
             self.supervisor.write_placement()
             if self.store is not None:
@@ -181,14 +139,6 @@ class TrainingRun:
             metrics.close()
             raise
         return metrics
-
-    def _handles(self) -> dict[str, Any]:
-        return {
-            "evaluator": self.evaluator,
-            **{f"learner-{i}": h for i, h in enumerate(self.learners)},
-            **{f"shard-{j}": h for j, h in enumerate(self.shards)},
-            **{f"actor-{i}": h for i, h in enumerate(self.actors)},
-        }
 
     def _actor_progress(self) -> int:
         return self.counters.env_steps // self.config.placement.num_actors
@@ -212,7 +162,7 @@ class TrainingRun:
             self._harvest_background()
             self.counters.wall_s = time.perf_counter() - started
             self._when_due()  # log line, evaluation, checkpoint, a tuner's report
-        if self._stop_requested() and self._snapshots:
+        if self._stop_requested() and self.checkpoints.snapshots:
             return self._stop_with_snapshot()
         return self._finish()
 
@@ -266,7 +216,7 @@ class TrainingRun:
             self.evaluations.start(self._weights)
             self._finish_evaluation()
         self.save("latest")
-        self._writer.wait()
+        self.checkpoints.writer.wait()
         self._reported_at = self.counters.env_steps
         try:
             self.reporting.send(self.counters, self.run_dir / "checkpoints" / "latest")
@@ -287,7 +237,7 @@ class TrainingRun:
     def _close(self) -> None:
         """Finish the checkpoint being written, then close the logs."""
         try:
-            self._writer.close()
+            self.checkpoints.writer.close()
         finally:
             self.progress.close()
             self.metrics.close()
@@ -463,49 +413,15 @@ class TrainingRun:
         all taken at this one point of the loop, then written on the checkpoint thread while
         training goes on. A role that died meanwhile skips this checkpoint (the last one stays)."""
         try:
-            resume = snapshot.take(self) if self._snapshots else None
+            resume = snapshot.take(self) if self.checkpoints.snapshots else None
             parts = [self.runtime.get(future) for future in self._call_replica("state_dict")]
-            tensors, learner_state = join_head_rows(parts)
         except RoleFailed:
             self.supervisor.reconcile()
             return
-        bad = non_finite(tensors)
-        if bad:
-            raise self._diverged(f"the learner's tensors {bad[:3]} hold NaN or inf")
-        tensors = {key: value.detach().clone() for key, value in tensors.items()}  # the learner goes on
-        state = {"counters": dataclasses.asdict(self.counters), "learner": learner_state}
-        checkpoint = self.config.checkpoint
-        self._writer.submit(
-            self.run_dir / "checkpoints",
-            name,
-            self.config,
-            tensors,
-            state,
-            checkpoint.keep,
-            resume,
-            checkpoint.replay_codec,
-        )
+        self.checkpoints.submit(name, parts, self.counters, resume)
 
-    # -- how a run stops early ------------------------------------------------------------------
     def _diverged(self, what: str) -> TrainingDiverged:
-        """Stop the run: nothing non-finite is saved, so `latest` keeps the last finite weights."""
-        return TrainingDiverged(f"training diverged at env step {self.counters.env_steps} ({what}); {self._kept()}")
+        return self.checkpoints.diverged(what, self.counters.env_steps)
 
     def disk_full(self, error: OSError) -> DiskFull:
-        """Stop the run: a checkpoint is linked only once complete, so `latest` is intact."""
-        where = error.filename or self.run_dir
-        return DiskFull(f"the disk is full (writing {where}) at env step {self.counters.env_steps}; {self._kept()}")
-
-    def _kept(self) -> str:
-        """What `--resume` would continue from. A checkpoint being written when the run stopped
-        may not have become `latest`: the last one written in full is named."""
-        try:
-            self._writer.wait()
-        except OSError:
-            pass  # a write that failed never became `latest`
-        latest = self.run_dir / "checkpoints" / "latest"
-        try:
-            steps = load_checkpoint(latest).state["counters"]["env_steps"]
-        except (CheckpointError, KeyError, TypeError):
-            return "no checkpoint was written"
-        return f"checkpoints/latest keeps env step {steps}"
+        return self.checkpoints.disk_full(error, self.counters.env_steps)

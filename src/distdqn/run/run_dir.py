@@ -10,6 +10,7 @@ from pathlib import Path
 
 from distdqn.config import Config, config_to_toml
 from distdqn.errors import UserError
+from distdqn.run.metrics import MetricsLog
 from distdqn.storage.run_files import (
     TEMPORARY_SUFFIX,
     refuse_links_inside,
@@ -115,3 +116,19 @@ def _logged_at(line: str) -> int | None:
         return None
     steps = record.get("env_steps") if isinstance(record, dict) else None
     return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
+
+
+def open_run_files(
+    run_dir: Path, config: Config, from_start: bool, env_steps: int, metrics_offset: int | None
+) -> MetricsLog:
+    """Write the run's own files, none through a link (see distdqn.storage.run_files). A run from
+    step 0 (a new one, or one that died before its first checkpoint and starts over) writes its
+    config and begins metrics.jsonl and tb/ afresh, so that they hold one run; a resumed run cuts
+    metrics.jsonl back to its checkpoint (at `metrics_offset` where its snapshot recorded it)."""
+    if from_start:
+        for name in ("metrics.jsonl", "tb"):
+            remove(run_dir / name)
+        replace_file(run_dir / "config.toml", config_to_toml(config).encode())
+    else:
+        truncate_metrics(run_dir / "metrics.jsonl", env_steps, metrics_offset)
+    return MetricsLog(run_dir, config.logging.tensorboard)
