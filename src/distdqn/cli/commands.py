@@ -1,0 +1,336 @@
+"""What each `distdqn` command does, on the objects the run, storage and tools layers provide."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from distdqn.cli.flags import overrides, placement_overrides, run_overrides
+from distdqn.config import Config, is_atari_id, override_config, resolve_config, short_repr
+from distdqn.devices import check_devices
+from distdqn.errors import CheckpointError, UserError
+from distdqn.seeding import stream_seed
+from distdqn.storage.checkpoint import load_checkpoint
+from distdqn.storage.object_store import local_checkpoint, run_checkpoint
+from distdqn.types import EvalResult, Weights
+
+
+def _default_run_dir(config: Config) -> Path:
+    name = config.env.id.replace("/", "_")
+    return Path("runs") / f"{name}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _typed_env_ids(args: argparse.Namespace) -> list[Any]:
+    """The env ids typed on the command line: `--env`, and `--set env.id=...` read as `--set`
+    reads a value."""
+    typed: list[Any] = [args.env] if getattr(args, "env", None) else []
+    for assignment in getattr(args, "overrides", []):
+        key, _, raw = assignment.partition("=")
+        if key.strip() != "env.id":
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except (yaml.YAMLError, ValueError):
+            value = raw
+        typed.append(value)
+    return typed
+
+
+def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin: Path | str | None) -> None:
+    """The one rule of every command that makes an env (train, evaluate, play, plan, tune, k8s),
+    applied before any env is made: an env id `module:Name` makes gymnasium import `module`.
+    Typed on the command line (`--env`, `--set env.id=`) that is the user's choice; read from a
+    file (a shared config, a downloaded run or checkpoint) it would let the file's author run
+    code, so it needs `--allow-import module`."""
+    module, sep, _ = config.env.id.rpartition(":")
+    if not sep or module in args.allow_import or config.env.id in _typed_env_ids(args):
+        return
+    flag = shlex.quote(module) if module.isprintable() else short_repr(module)
+    where = str(origin or "the config")
+    where = where if where.isprintable() else short_repr(where)
+    raise UserError(
+        f"env.id {short_repr(config.env.id)} from {where} would import module {short_repr(module)}; "
+        f"pass --allow-import {flag} if you trust it"
+    )
+
+
+def _resolve(args: argparse.Namespace, overrides: list[str], resolve: Callable[..., Config] = resolve_config) -> Config:
+    """The command's config (defaults, preset, `--config`, overrides), its env id checked by
+    `_refuse_unrequested_imports` before anything can make the env."""
+    config = resolve(args.env, args.config, overrides)
+    _refuse_unrequested_imports(config, args, origin=args.config)
+    return config
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from distdqn.run.train import resumable_config, resume, train
+
+    if args.resume is not None:
+        if args.env or args.config or args.run_dir or args.seed is not None:
+            raise UserError(
+                "--resume takes the run's own config; only --set, --total-steps, --stop-return, "
+                "--runtime, --address and --quiet may change it"
+            )
+        saved, origin = resumable_config(args.resume)
+        config = override_config(saved, overrides(args), origin="--resume")
+        _refuse_unrequested_imports(config, args, origin=origin)
+        check_devices(config)
+        result = resume(args.resume, config)
+    else:
+        config = _resolve(args, overrides(args))
+        check_devices(config)
+        result = train(config, args.run_dir or _default_run_dir(config))
+    counters = result.counters
+    summary = (
+        f"run {result.run_dir}: {counters.env_steps} env steps, {counters.updates} updates, {counters.wall_s:.1f} s"
+    )
+    if counters.best_eval_return is not None:
+        summary += f", best eval return {counters.best_eval_return:.1f}"
+    if counters.solved_at_env_steps is not None:
+        summary += (
+            f", reached {config.stop_return} at {counters.solved_at_env_steps} env steps "
+            f"({counters.solved_at_wall_s:.1f} s)"
+        )
+    print(summary)
+    if result.stopped_by is not None:
+        print(f"stopped by {result.stopped_by}; `distdqn train --resume {result.run_dir}` continues", file=sys.stderr)
+    return 0
+
+
+MAX_EVALUATE_EPISODES = 100_000
+EVALUATE_BATCH = 64
+"""Episodes played side by side, one env each: memory stays flat however many are asked for."""
+
+
+def _evaluate_batch(config: Config, weights: Weights, episodes: int, seed: int, checkpoint: Path | str) -> EvalResult:
+    from distdqn.roles import Evaluator
+
+    evaluator = Evaluator(
+        config.env, config.network, episodes, config.evaluation.epsilon, config.evaluation.max_episode_steps
+    )
+    try:
+        return evaluator.evaluate(weights, seed)
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {checkpoint}: {error}") from None
+    finally:
+        evaluator.env.close()
+
+
+def _chosen_checkpoint(args: argparse.Namespace) -> Path | str:
+    """The checkpoint `evaluate` and `play` read: `args.checkpoint` itself, or for a run directory
+    its `checkpoints/best` (`checkpoints/latest` with `--latest`), as rl-zoo's `--load-best`."""
+    chosen = run_checkpoint(args.checkpoint, "latest" if args.latest else "best")
+    if chosen is not None:
+        return chosen
+    if args.latest:
+        raise UserError(f"--latest picks a run directory's checkpoints/latest; {args.checkpoint} is no run directory")
+    return args.checkpoint
+
+
+def _load_online_weights(args: argparse.Namespace, source: Path | str) -> tuple[Config, Weights]:
+    """The config and online network of the checkpoint at `source` (a path or URI), once its
+    env id is known not to import a module the user did not allow."""
+    with local_checkpoint(source) as directory:
+        checkpoint = load_checkpoint(directory)
+    online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
+    _refuse_unrequested_imports(checkpoint.config, args, origin=source)
+    return checkpoint.config, Weights(0, online)
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    if not 1 <= args.episodes <= MAX_EVALUATE_EPISODES:
+        raise UserError(f"--episodes must be between 1 and {MAX_EVALUATE_EPISODES}, got {args.episodes}")
+    if not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
+    source = _chosen_checkpoint(args)
+    config, weights = _load_online_weights(args, source)
+    returns, lengths = [], []
+    for batch, start in enumerate(range(0, args.episodes, EVALUATE_BATCH)):
+        # the first batch takes --seed itself, so a recorded evaluation (best's eval_seed) replays exactly
+        seed = args.seed if batch == 0 else stream_seed(args.seed, "evaluator", 2, batch)
+        result = _evaluate_batch(config, weights, min(EVALUATE_BATCH, args.episodes - start), seed, source)
+        returns += result.returns.tolist()
+        lengths += result.lengths.tolist()
+    report = {
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "episodes": len(returns),
+        "length_mean": float(np.mean(lengths)),
+        "returns": [float(r) for r in returns],
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{config.env.id}: return {report['return_mean']:.2f} +/- {report['return_std']:.2f} "
+            f"over {report['episodes']} episodes (mean length {report['length_mean']:.1f})"
+        )
+    return 0
+
+
+def command_tune(args: argparse.Namespace) -> int:
+    from distdqn.tools.search_space import parse_param, parse_start
+    from distdqn.tools.tuning import TuneOptions, tune
+
+    overrides = list(args.overrides)
+    for flag, key in ((args.seed, "seed"), (args.total_steps, "total_steps")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    base = _resolve(args, overrides)
+    if args.address is None and not os.environ.get("RAY_ADDRESS"):
+        check_devices(base)  # trials run on this machine's embedded cluster
+    for name, value, low in (
+        ("--trials", args.trials, 1),
+        ("--cpus", args.cpus, 1),
+        ("--max-concurrent", args.max_concurrent, 1),
+    ):
+        if value is not None and value < low:
+            raise UserError(f"{name} must be at least {low}, got {value}")
+    interval = args.interval if args.interval is not None else max(1, base.total_steps // 10)
+    if interval < 1:
+        raise UserError(f"--interval must be at least 1, got {interval}")
+    if not 0.0 <= args.resample_probability <= 1.0:
+        raise UserError(f"--resample-probability must be between 0 and 1, got {args.resample_probability}")
+    name = base.env.id.replace("/", "_")
+    options = TuneOptions(
+        specs=tuple(parse_param(text) for text in args.params),
+        scheduler=args.scheduler,
+        trials=args.trials,
+        interval=interval,
+        run_dir=args.run_dir or Path("runs") / f"tune-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        starts=tuple(parse_start(text) for text in args.starts),
+        resample_probability=args.resample_probability,
+        synchronous=args.synchronous,
+        max_concurrent=args.max_concurrent,
+        cpus=args.cpus,
+        address=args.address,
+        quiet=args.quiet,
+    )
+    from distdqn.envs import env_spaces
+
+    env_spaces(base.env)  # every scheduler's trials make it: an id none can make is one line here, not per trial
+    summary = tune(base, options)
+    values = " ".join(f"{key}={value}" for key, value in summary.best_params.items())
+    print(
+        f"tune {options.run_dir}: {summary.trials} trials, {summary.exploits} exploits; best {summary.best_trial} "
+        f"eval return {summary.best_return:.1f} with {values}; config in {options.run_dir / 'best.toml'}"
+    )
+    for error in summary.errors:
+        print(f"distdqn: trial {error}", file=sys.stderr)
+    return 0
+
+
+def command_play(args: argparse.Namespace) -> int:
+    from distdqn.tools.play import PlayOptions, play
+
+    options = PlayOptions(args.episodes, args.seed, args.max_steps, args.gif, args.map, args.fps)
+    source = _chosen_checkpoint(args)
+    config, weights = _load_online_weights(args, source)
+    play(config, weights, options, source=str(source))
+    return 0
+
+
+def command_plan(args: argparse.Namespace) -> int:
+    from distdqn.tools.plan import Node, assign, machine_cores, oversubscription, render, role_demands
+
+    config = _resolve(args, args.overrides + placement_overrides(args))
+    check_devices(config)
+    placement = config.placement
+    roles = role_demands(placement)
+    if placement.runtime != "ray":
+        placed = {role.name: f"this process ({placement.runtime})" for role in roles}
+    elif placement.address is None:
+        from distdqn.runtime.ray import embedded_cluster_cpus
+
+        cpus = embedded_cluster_cpus(placement)
+        placed = assign(roles, [Node("embedded local cluster", {"CPU": float(cpus)})])
+        warning = oversubscription(cpus, machine_cores())
+        if warning is not None:
+            print(f"distdqn: warning: {warning}", file=sys.stderr)
+    else:
+        from distdqn.runtime.ray import RayRuntime
+
+        runtime = RayRuntime(placement)  # connects, checks the plan, starts no role
+        try:
+            placed = assign(roles, runtime.cluster_nodes())
+        finally:
+            runtime.shutdown()
+    print(render(roles, placed))
+    return 0
+
+
+def _without_ale_banner(config: Config) -> None:
+    """The ALE prints its banner ("A.L.E: Arcade Learning Environment (version ...)") on stderr
+    whenever it makes an env; a command that makes one only to read its spaces shows it for
+    nothing, so there the ALE's log level is raised to errors."""
+    if not is_atari_id(config.env.id):
+        return
+    try:
+        import ale_py
+    except ImportError:
+        return  # making the env names the missing package
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+
+
+def command_k8s(args: argparse.Namespace) -> int:
+    from distdqn.tools.k8s import K8sOptions, render, resolve_k8s_config
+
+    if args.runtime not in (None, "ray"):
+        raise UserError(
+            f"--runtime {args.runtime}: a RayCluster runs every role as a Ray actor on its pods; "
+            "k8s takes --runtime ray or none"
+        )
+    config = _resolve(args, args.overrides + run_overrides(args), resolve=resolve_k8s_config)
+    _without_ale_banner(config)
+    options = K8sOptions(
+        image=args.image,
+        kind=args.kind,
+        name=args.name,
+        namespace=args.namespace,
+        storage=args.storage,
+        resume=args.resume,
+        token=args.token,
+        open_dashboard=args.open_dashboard,
+        actor_groups=args.actor_groups,
+        pod_cpus=args.pod_cpus,
+        node_selectors=tuple(map(tuple, args.node_selector)),
+        tolerations=tuple(map(tuple, args.toleration)),
+        service_account=args.service_account,
+    )
+    print(render(config, options), end="")
+    return 0
+
+
+def command_plot(args: argparse.Namespace) -> int:
+    from distdqn.tools.plots import plot
+
+    plot(args.runs, args.out, args.x, args.group, args.group_by, args.band, args.title)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    from distdqn.tools.compare import compare
+
+    print(compare(args.runs, args.threshold, args.json))
+    return 0
+
+
+def command_upload(args: argparse.Namespace) -> int:
+    from distdqn.storage.object_store import upload_run
+
+    pointers = upload_run(args.run_dir, args.uri)
+    uri = args.uri.rstrip("/")
+    named = ", ".join(f"{name} -> {version}" for name, version in pointers.items()) or "no checkpoints"
+    print(f"uploaded {args.run_dir} to {uri} ({named}); `distdqn train --resume {uri}` goes on from there")
+    return 0
