@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from distdqn.cli import main as distdqn
 from distdqn.config import Config, build_config, load_config_toml, resolve_config
 from distdqn.errors import UserError
+from distdqn.runtime.plan import assign, role_demands
 from distdqn.tools import k8s, k8s_values
 from distdqn.tools.k8s import GiB, K8sOptions, MiB
-from distdqn.tools.plan import assign, role_demands
 
 if sys.version_info >= (3, 11):
     import tomllib

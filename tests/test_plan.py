@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from distdqn.cli import main
-from distdqn.tools import plan as plan_module
-from distdqn.tools.plan import oversubscription
+from distdqn.runtime import plan as plan_module
+from distdqn.runtime.plan import oversubscription
 
 
 def test_oversubscription_names_the_cpus_the_cores_and_the_factor():

@@ -241,7 +241,7 @@ def command_play(args: argparse.Namespace) -> int:
 
 
 def command_plan(args: argparse.Namespace) -> int:
-    from distdqn.tools.plan import Node, assign, machine_cores, oversubscription, render, role_demands
+    from distdqn.runtime.plan import Node, assign, machine_cores, oversubscription, render, role_demands
 
     config = _resolve(args, args.overrides + placement_overrides(args))
     check_devices(config)

@@ -24,8 +24,8 @@ from typing import IO, Any
 from distdqn.config import PlacementConfig, RoleResources
 from distdqn.errors import UserError
 from distdqn.runtime.base import RoleFailed, RoleT
+from distdqn.runtime.plan import Node, assign, role_demands
 from distdqn.runtime.reaper import Reaper
-from distdqn.tools.plan import Node, assign, role_demands
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "token")

@@ -98,6 +98,7 @@ from distdqn.config import (
     short_repr,
 )
 from distdqn.errors import UserError
+from distdqn.runtime.plan import Node, assign, role_demands
 from distdqn.tools.k8s_values import (
     EFFECTS,
     MAX_NAME,
@@ -110,7 +111,6 @@ from distdqn.tools.k8s_values import (
     check_pods,
     check_resources,
 )
-from distdqn.tools.plan import Node, assign, role_demands
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -300,7 +300,7 @@ def _scheduler(options: TuneOptions, total_steps: int) -> Any:
 def trial_bundles(config: Config) -> list[dict[str, float]]:
     """What one trial reserves: on the inline or threads runtime its one process; on the ray
     runtime also every role, as Ray actors of their own in the trial's placement group."""
-    from distdqn.tools.plan import role_demands
+    from distdqn.runtime.plan import role_demands
 
     placement = config.placement
     if placement.runtime != "ray":
