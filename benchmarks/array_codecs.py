@@ -30,8 +30,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from distdqn.storage import array_files
 from distdqn.storage.array_files import array_file_name, read_array, write_array
-from distdqn.storage.object_store import array_files
 
 MB = 1e6
 GENERATE_CHUNK = 8192

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distdqn.errors import CheckpointError
+from distdqn.storage import array_files
 from distdqn.storage.array_files import CODECS, array_file_name, read_array, read_array_into, write_array
-from distdqn.storage.object_store import array_files
 
 RNG = np.random.default_rng(0)
 FRAMES = RNG.integers(0, 256, (6, 84, 84), dtype=np.uint8)
