@@ -29,6 +29,8 @@ BAD_SETTINGS = [
     ("network.hidden_sizes=[0]", "network.hidden_sizes"),
     ("env.kwargs={render_mode: 5}", "render_mode"),
     ("placement.rate_limit=unlimited", "rate_limit"),
+    ("env.kwargs={a: &x [1, 2], b: *x}", "--set 'env.kwargs': the alias *x is refused"),
+    ("env.kwargs={a: " + "[" * 5000 + "]" * 5000 + "}", "nest deeper than 32"),
     ("replay.capacity=1000000000000", "replay.capacity=1000000000000 needs"),
     ("env.num_envs=0", "env.num_envs"),
     ("algorithm.n_step=0", "algorithm.n_step"),
@@ -332,8 +334,15 @@ def test_best_never_gets_worse_across_a_resume(finished_run: Path, tmp_path: Pat
             "anchors.yaml",
             b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
             b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nenv:\n  kwargs: [*c, *c, *c, *c, *c, *c]\n",
-            "kwargs",
+            "line 2: the alias *a is refused",
         ),
+        ("merge-key.yaml", b"base: &base {lr: 0.01, nope: 1}\nalgorithm:\n  <<: *base\n", "line 3: the alias *base"),
+        ("deep.yaml", b"env:\n  kwargs: {a: " + b"[" * 5000 + b"]" * 5000 + b"}\n", "nest deeper than 32"),
+        ("deep.toml", b"[env.kwargs]\na = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nest deeper than 32"),
+        ("deep-40.toml", b"[env.kwargs]\na = " + b"[" * 40 + b"]" * 40 + b"\n", "nest deeper than 32"),
+        ("digits.toml", b"seed = " + b"9" * 5000 + b"\n", "4300 digits"),
+        ("digits.yaml", b"seed: " + b"9" * 5000 + b"\n", "4300 digits"),
+        ("huge.toml", b"# a comment\n" * 100_000, "larger than 1 MiB"),
     ],
 )
 def test_a_bad_config_file_is_one_line(tmp_path: Path, capsys, name: str, content: bytes, named: str):

@@ -172,3 +172,27 @@ def test_learning_starts_the_replay_can_never_hold_is_refused():
     assert "algorithm.learning_starts=1000" in message and "replay.capacity=1000" in message
     assert "at most 988 sampleable" in message and "\n" not in message
     assert resolve_config("CartPole-v1", overrides=["replay.capacity=1000", "algorithm.learning_starts=988"])
+
+
+def _billion_laughs(levels: int) -> str:
+    """The 1 KB file of issue 18: each anchor a list of ten aliases of the one before."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(["env:", "  kwargs:", *(f"    {line}" for line in lines)]) + "\n"
+
+
+def test_a_billion_laughs_file_is_refused_at_its_first_alias(tmp_path: Path):
+    """10**9 strings once expanded (10.4 GB after 199 s, before the refusal); refused unexpanded."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_billion_laughs(9))
+    assert path.stat().st_size < 1024
+    with pytest.raises(ConfigError, match=r"bomb.yaml: line 4: the alias \*a0 is refused") as raised:
+        resolve_config("distdqn/Maze-v0", path)
+    assert "\n" not in str(raised.value)
+
+
+def test_an_anchor_without_an_alias_and_an_undefined_alias_read_as_before(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("algorithm: &algo\n  lr: 0.01\n")
+    assert resolve_config(None, path).algorithm.lr == 0.01
+    assert resolve_config(None, None, ["env.id=*nothing"]).env.id == "*nothing"  # not YAML, so read as text

@@ -3,6 +3,7 @@ hyperparameters, and real Ray Tune runs (PBT exploiting a trial that cannot lear
 over a grid)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -61,11 +62,27 @@ def test_a_perturbed_value_is_held_in_its_range_and_typed() -> None:
         ("algorithm.lr=loguniform(0,1)", "needs low > 0"),
         ("algorithm.n_step=randint(1,2.5)", "two integers"),
         ("algorithm.n_step=choice()", "at least one value"),
+        ("env.kwargs=choice(&a {size: 5}, *a)", "the alias *a is refused"),
+        ("algorithm.n_step=randint(1," + "9" * 5000 + ")", "cannot read the values"),
     ],
 )
 def test_a_bad_param_spec_is_one_line(text: str, message: str) -> None:
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")) as raised:
+    with pytest.raises(UserError, match=re.escape(message)) as raised:
         parse_param(text)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("network.hidden_sizes=[&a 64, *a]", "the alias *a is refused"),
+        ("algorithm.n_step=" + "9" * 5000, "cannot read the value"),
+    ],
+)
+def test_a_bad_start_is_one_line(text: str, message: str) -> None:
+    assert parse_start("network.hidden_sizes=&a [64]") == {"network.hidden_sizes": (64,)}  # an anchor alone is fine
+    with pytest.raises(UserError, match=re.escape(message)) as raised:
+        parse_start(text)
     assert "\n" not in str(raised.value)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from distdqn.config import Config, short_repr, suggest_field
+from distdqn.config import Config, YamlRefused, load_yaml, short_repr, suggest_field
 from distdqn.errors import UserError
 
 Kind = Literal["uniform", "loguniform", "randint", "choice", "grid"]
@@ -91,8 +91,10 @@ def parse_param(text: str) -> ParamSpec:
     if kind not in KINDS:
         raise UserError(f"--param {key}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     try:
-        values = [_number_or_text(value) for value in yaml.safe_load(f"[{inner}]")]
-    except yaml.YAMLError:
+        values = [_number_or_text(value) for value in load_yaml(f"[{inner}]")]
+    except YamlRefused as error:
+        raise UserError(f"--param {key}: {error}") from None
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of more digits than Python converts
         raise UserError(f"--param {key}: cannot read the values {short_repr(inner)}") from None
     if kind in ("choice", "grid"):
         if not values:
@@ -119,8 +121,10 @@ def parse_start(text: str) -> dict[str, Any]:
             raise UserError(f"--start expects KEY=VALUE[;KEY=VALUE...], got {short_repr(text)}")
         _check_field("--start", key.strip())
         try:
-            start[key.strip()] = _hashable(_number_or_text(yaml.safe_load(raw)))
-        except yaml.YAMLError:
+            start[key.strip()] = _hashable(_number_or_text(load_yaml(raw)))
+        except YamlRefused as error:
+            raise UserError(f"--start {key.strip()}: {error}") from None
+        except (yaml.YAMLError, ValueError):
             raise UserError(f"--start {key.strip()}: cannot read the value {short_repr(raw)}") from None
     return start
 
