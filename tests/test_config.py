@@ -9,10 +9,13 @@ from distdqn.config import (
     Config,
     PlacementConfig,
     config_to_toml,
+    field_paths,
     load_config_toml,
     override_config,
     preset_for,
+    reachable_replay_size,
     resolve_config,
+    shard_lanes,
 )
 from distdqn.errors import ConfigError
 
@@ -172,6 +175,61 @@ def test_learning_starts_the_replay_can_never_hold_is_refused():
     assert "algorithm.learning_starts=1000" in message and "replay.capacity=1000" in message
     assert "at most 988 sampleable" in message and "\n" not in message
     assert resolve_config("CartPole-v1", overrides=["replay.capacity=1000", "algorithm.learning_starts=988"])
+
+
+def _integer_fields() -> list[str]:
+    def annotation(path: str):
+        model, *sections, name = [Config, *path.split(".")]
+        for section in sections:
+            model = model.model_fields[section].annotation
+        return model.model_fields[name].annotation
+
+    return [path for path in field_paths() if "int" in str(annotation(path)) and "Literal" not in str(annotation(path))]
+
+
+@pytest.mark.parametrize("path", _integer_fields())
+def test_every_integer_field_stays_within_int64(path: str):
+    """NumPy, torch and TOML hold 64 bits: a batch_size of 10**23 ended in an OverflowError traceback."""
+    value = f"[{2**63}]" if path == "network.hidden_sizes" else str(2**63)
+    with pytest.raises(ConfigError) as raised:
+        resolve_config("CartPole-v1", overrides=[f"{path}={value}"])
+    assert f"config: {path}: " in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_batch_larger_than_the_replay_is_refused():
+    with pytest.raises(ConfigError, match=r"algorithm.batch_size=1001 is more than replay.capacity=1000"):
+        resolve_config(
+            "CartPole-v1",
+            overrides=["replay.capacity=1000", "algorithm.learning_starts=0", "algorithm.batch_size=1001"],
+        )
+    assert resolve_config(
+        "CartPole-v1", overrides=["replay.capacity=1000", "algorithm.learning_starts=0", "algorithm.batch_size=1000"]
+    )
+
+
+def test_a_shard_no_actor_environment_feeds_is_refused():
+    """It was a ReplayShard's ValueError traceback once the run had started."""
+    with pytest.raises(
+        ConfigError,
+        match=r"num_shards=7 is more than the 6 actor environments \(placement.num_actors=2 x env.num_envs=3\)",
+    ):
+        resolve_config(overrides=["placement.num_shards=7", "placement.num_actors=2", "env.num_envs=3"])
+    assert resolve_config(overrides=["placement.num_shards=6", "placement.num_actors=2", "env.num_envs=3"])
+
+
+@pytest.mark.parametrize(
+    ("actors", "envs", "num_shards"), [(1, 1, 1), (2, 3, 1), (2, 3, 4), (3, 5, 2), (3, 5, 4), (1, 7, 3), (2, 2, 4)]
+)
+def test_shard_lanes_and_the_reachable_size_are_counted_over_every_shard(actors: int, envs: int, num_shards: int):
+    """In closed form (a loop over 2**62 shards would never end; len(range()) overflowed)."""
+    config = resolve_config(
+        overrides=[f"placement.num_actors={actors}", f"env.num_envs={envs}", f"placement.num_shards={num_shards}"]
+    )
+    counted = [len(range(j, actors * envs, num_shards)) for j in range(num_shards)]
+    assert [shard_lanes(config, j) for j in range(num_shards)] == counted
+    unsampleable = config.algorithm.n_step + config.env.frame_stack - 1
+    by_shard = [n * (config.replay.capacity // num_shards // n - unsampleable) for n in counted]
+    assert reachable_replay_size(config) == sum(by_shard)
 
 
 def _billion_laughs(levels: int) -> str:

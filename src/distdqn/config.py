@@ -44,11 +44,26 @@ else:  # pragma: no cover
 
 
 _NUMBERS = {int, float, int | None, float | None}
+INT64_MAX = 2**63 - 1
+"""The largest integer any field takes: NumPy, torch and TOML hold 64 bits, and a count past it
+overflows where it is used (a batch_size of 10**23 ended in NumPy's OverflowError)."""
+MAX_LAYER_WEIGHTS = 2**34
+"""Weights of one layer of `network.hidden_sizes` past which no machine trains it: 64 GiB in
+float32, which the learner holds four times over (weights, target, Adam's two moments)."""
 
 
 class _Section(BaseModel):
     # numbers are finite: inf or nan is no learning rate, and a run of them trains to NaN
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _integers_fit_int64(cls, value: Any) -> Any:
+        """Every integer field, and every item of a tuple of them, lies within int64."""
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, int) and not isinstance(item, bool) and abs(item) > INT64_MAX:
+                raise ValueError(f"must lie within int64 (at most 2**63 - 1 = {INT64_MAX})")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -124,9 +139,27 @@ class NetworkConfig(_Section):
     """`auto`: the Nature DQN convolutions for (channels, height, width) observations, else an MLP;
     `minatar_cnn`: MinAtar's one 3x3 convolution for (10, 10, channels) observations."""
     hidden_sizes: tuple[Annotated[int, Field(ge=1)], ...] = (128, 128)
-    """Widths of the fully connected layers (after the convolutions, if any)."""
+    """Widths of the fully connected layers (after the convolutions, if any); two adjacent widths
+    multiply to at most 2**34 weights."""
     dueling: bool = False
     """Split the head into state value and action advantages (Wang et al. 2016)."""
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _layers_fit(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        """A layer of w units has at least w weights in and w out (one input, one action), and
+        w * v to a next layer of v: past MAX_LAYER_WEIGHTS (2**34) none fits (a width of 2**62
+        ended in torch's overflow traceback)."""
+        for width in sizes:
+            if width > MAX_LAYER_WEIGHTS:
+                raise ValueError(f"a layer of {width} units is wider than 2**34: its weights fit in no machine")
+        for width, after in zip(sizes, sizes[1:], strict=False):
+            if width * after > MAX_LAYER_WEIGHTS:
+                raise ValueError(
+                    f"layers of {width} and {after} units need {width * after:.3g} weights between them; "
+                    "past 2**34 (64 GiB in float32, which the learner holds four times) they fit in no machine"
+                )
+        return sizes
 
 
 class AlgorithmConfig(_Section):
@@ -148,7 +181,7 @@ class AlgorithmConfig(_Section):
     adam_eps: float = Field(1e-8, gt=0.0)
     """Adam epsilon (1.5e-4 in Rainbow/Ape-X for Atari)."""
     batch_size: int = Field(128, ge=1)
-    """Transitions per gradient update."""
+    """Transitions per gradient update (at most replay.capacity)."""
     max_grad_norm: float = Field(10.0, ge=0.0)
     """Clip the global gradient norm to this; 0 disables clipping."""
     replay_ratio: float = Field(0.25, gt=0.0)
@@ -208,7 +241,8 @@ class PlacementConfig(_Section):
     num_actors: int = Field(1, ge=1)
     """Actors, each with `env.num_envs` environments."""
     num_shards: int = Field(1, ge=1)
-    """Replay shards; each actor environment feeds one shard."""
+    """Replay shards; each actor environment feeds one shard, so there are at most
+    `num_actors * env.num_envs`."""
     num_learners: int = Field(1, ge=1)
     """Learner processes (more than 1 needs the ray runtime): `num_learners / head_shards`
     data-parallel replicas that all-reduce gradients, each of `head_shards` learners."""
@@ -228,8 +262,9 @@ class PlacementConfig(_Section):
     """Vector-env steps an actor takes per collect call (more = fewer, larger messages)."""
     weight_refresh_steps: int = Field(1, ge=1)
     """Actor collect calls between pulls of the learner's latest weights."""
-    torch_threads: int = Field(1, ge=1)
-    """Threads torch may use in each process that runs a network."""
+    torch_threads: int = Field(1, ge=1, le=1024)
+    """Threads torch may use in each process that runs a network (at most 1024, more than any
+    machine's cores)."""
     rate_limit: Literal["ratio", "unlimited"] = "ratio"
     """`ratio` holds algorithm.replay_ratio by pausing actors when the learner falls behind;
     `unlimited` lets actors and learner run free (Ape-X), which needs the ray runtime: in one
@@ -337,6 +372,19 @@ class Config(_Section):
     """Stop early at the first evaluation whose mean return reaches this."""
 
     @model_validator(mode="after")
+    def _every_shard_gets_lanes(self) -> Config:
+        """Lane l lives on shard l % num_shards: a shard past the last lane would hold nothing (a
+        ReplayShard refused it with a traceback once the run had started)."""
+        lanes = self.placement.num_actors * self.env.num_envs
+        if self.placement.num_shards > lanes:
+            raise ValueError(
+                f"placement.num_shards={self.placement.num_shards} is more than the {lanes} actor environments "
+                f"(placement.num_actors={self.placement.num_actors} x env.num_envs={self.env.num_envs}) "
+                "that feed them: a shard without one holds nothing"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _capacity_fits_lanes(self) -> Config:
         """Shard 0 holds the most lanes (lane l is on shard l % num_shards), so its lanes are the
         shortest. A lane needs room for a write of `actor_steps_per_call` steps and the n-step
@@ -363,11 +411,22 @@ class Config(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _batch_fits_replay(self) -> Config:
+        """A batch is drawn from the replay; one larger than the replay's capacity is more draws
+        than it ever holds transitions (and 10**23 of them ended in NumPy's OverflowError)."""
+        if self.algorithm.batch_size > self.replay.capacity:
+            raise ValueError(
+                f"algorithm.batch_size={self.algorithm.batch_size} is more than replay.capacity="
+                f"{self.replay.capacity}, the most transitions a batch can be drawn from"
+            )
+        return self
+
 
 def shard_lanes(config: Config, shard: int) -> int:
     """Actor environments (lanes) stored on `shard`: lane l lives on shard l % num_shards."""
-    total = config.placement.num_actors * config.env.num_envs
-    return len(range(shard, total, config.placement.num_shards))
+    total, shards = config.placement.num_actors * config.env.num_envs, config.placement.num_shards
+    return total // shards + (shard < total % shards)  # arithmetic: len(range()) overflows past 2**63
 
 
 def lane_capacity(config: Config, shard: int) -> int:
@@ -385,10 +444,13 @@ def reachable_replay_size(config: Config) -> int:
     reach into overwritten frames. Final observations of episodes lower it further.
     """
     unsampleable = config.algorithm.n_step + config.env.frame_stack - 1
+    shards = config.placement.num_shards
+    # shards 0..r-1 hold q + 1 lanes each and the others q: two terms, not a loop over the shards
+    q, r = divmod(config.placement.num_actors * config.env.num_envs, shards)
     return sum(
-        shard_lanes(config, j) * (lane_capacity(config, j) - unsampleable)
-        for j in range(config.placement.num_shards)
-        if shard_lanes(config, j)
+        count * lanes * (config.replay.capacity // shards // lanes - unsampleable)
+        for lanes, count in ((q + 1, r), (q, shards - r))
+        if lanes and count
     )
 
 
