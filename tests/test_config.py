@@ -1,5 +1,7 @@
 """Config: presets by env id, files, overrides, validation errors that name field and value."""
 
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from distdqn.config import (
     reachable_replay_size,
     resolve_config,
     shard_lanes,
+    short_repr,
 )
 from distdqn.errors import ConfigError
 
@@ -254,3 +257,35 @@ def test_an_anchor_without_an_alias_and_an_undefined_alias_read_as_before(tmp_pa
     path.write_text("algorithm: &algo\n  lr: 0.01\n")
     assert resolve_config(None, path).algorithm.lr == 0.01
     assert resolve_config(None, None, ["env.id=*nothing"]).env.id == "*nothing"  # not YAML, so read as text
+
+
+def test_short_repr_builds_only_what_it_shows():
+    """An error quoting 4.3 MB of expanded env.kwargs built the whole repr, then cut it."""
+    shared: list = ["lol"] * 10
+    for _ in range(7):
+        shared = [shared] * 10  # 10**8 strings when written out, a few hundred objects in memory
+    tracemalloc.start()
+    try:
+        text = short_repr({"kwargs": shared})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text == ("{'kwargs': " + "[" * 8 + ", ".join(["'lol'"] * 10))[:77] + "..."
+    assert peak < 1 << 20, peak
+    looped: list = []
+    looped.append(looped)
+    assert short_repr(looped) == "[[...]]"
+
+
+def test_a_long_unknown_key_is_answered_at_once():
+    """A key of 10**5 characters took 22 s of close-spelling search; past twice the longest field
+    name nothing can be close."""
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="unknown field") as raised:
+        resolve_config(overrides=["a" * 50_000 + "=1"])
+    assert time.monotonic() - started < 3 and len(str(raised.value)) < 300
+
+
+def test_an_env_id_no_file_could_be_named_gets_no_preset():
+    """`--env` of 5,000 characters ended in OSError (file name too long) looking for its preset."""
+    assert resolve_config("a" * 5000).algorithm == Config().algorithm

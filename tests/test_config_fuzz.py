@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from distdqn.config import Config, resolve_config
+from distdqn.config import Config, resolve_config, short_repr
 from distdqn.errors import ConfigError
 
 
@@ -143,3 +143,30 @@ def test_a_key_holding_a_newline_is_quoted_in_the_one_line_error(tmp_path: Path)
         assert "\n" not in str(error) and "env.'\\n'" in str(error), str(error)
     else:
         raise AssertionError("an unknown key was accepted")
+
+
+REPR_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(alphabet=st.sampled_from("ab'\"\\\n\x00é"), max_size=120),
+        st.binary(max_size=120),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=30),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(st.one_of(st.text(max_size=40), st.integers()), children, max_size=8),
+    ),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=REPR_VALUES, limit=st.integers(4, 120))
+def test_short_repr_is_the_cut_repr_without_building_it_whole(value, limit: int):
+    """short_repr walks only as far as it shows (a 4.3 MB error line was the whole repr of
+    env.kwargs), and shows what `repr` would, cut to `limit`."""
+    text = repr(value)
+    assert short_repr(value, limit) == (text if len(text) <= limit else text[: limit - 3] + "...")

@@ -69,13 +69,16 @@ def test_a_perturbed_value_is_held_in_its_range_and_typed() -> None:
         ("env.kwargs=choice(&a {size: 5}, *a)", "the alias *a is refused"),
         ("algorithm.target_update_interval=randint(1,99999999999999999999999)", "needs ends within int64"),
         ("algorithm.gamma=uniform(-1e308,1e308)", "spans more than a float holds"),
+        ("algorithm.lr=uniform(0," + "9" * 400 + ")", "spans more than a float holds, got '0,99999"),
+        ("algorithm.lr=loguniform(1e-4," + "9" * 4000 + ")", "spans more than a float holds"),
+        ("algorithm.lr=" + "x" * 5000 + "(0,1)", "unknown kind 'xxxxx"),
         ("algorithm.n_step=randint(1," + "9" * 5000 + ")", "cannot read the values"),
     ],
 )
 def test_a_bad_param_spec_is_one_line(text: str, message: str) -> None:
     with pytest.raises(UserError, match=re.escape(message)) as raised:
         parse_param(text)
-    assert "\n" not in str(raised.value)
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 300
 
 
 @pytest.mark.parametrize(

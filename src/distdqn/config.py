@@ -455,9 +455,49 @@ def reachable_replay_size(config: Config) -> int:
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
-    """`repr(value)` cut to `limit` characters: an error line must stay one short line."""
-    text = repr(value)
+    """`repr(value)` cut to `limit` characters: an error line must stay one short line. Only the
+    part shown is built: the repr of 4.3 MB of env.kwargs was built whole, then cut."""
+    text = _repr_head(value, limit + 1)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _repr_head(value: Any, budget: int, within: frozenset[int] = frozenset()) -> str:
+    """`repr(value)` whole, or a text whose first `budget` characters are the repr's (past them
+    it may differ; `short_repr` cuts there). Lists, tuples and dicts stop at the budget, strings
+    and bytes are cut first, and a container met again inside itself is `[...]`, as in repr."""
+    kind, budget = type(value), max(budget, 0)
+    if kind in (str, bytes) and len(value) > budget:
+        # the same quotes in the cut value as in the whole, so repr picks the same delimiters
+        quotes = [quote for quote in ("'", '"') if (quote if kind is str else quote.encode()) in value]
+        tail = "".join(quotes) if kind is str else "".join(quotes).encode()
+        return repr(value[:budget] + tail)
+    if kind is int:
+        try:
+            return repr(value)
+        except ValueError:  # more digits than Python converts
+            return f"<an integer of {value.bit_length()} bits>"
+    if kind not in (list, tuple, dict):
+        return repr(value)
+    brackets = "[]" if kind is list else "{}" if kind is dict else "()"
+    if id(value) in within:
+        return brackets[0] + "..." + brackets[1]
+    within |= {id(value)}
+    items = (
+        ((_repr_head(key, budget - 1, within), item) for key, item in value.items())
+        if kind is dict
+        else ((None, item) for item in value)
+    )
+    parts: list[str] = []
+    used = 1
+    for key, item in items:
+        if used > budget:
+            break
+        head = "" if key is None else key + ": "
+        part = head + _repr_head(item, budget - used - len(head), within)
+        parts.append(part)
+        used += len(part) + 2
+    single = "," if kind is tuple and len(value) == 1 else ""
+    return brackets[0] + ", ".join(parts) + single + brackets[1]
 
 
 # -- unknown keys: what they were probably meant to be --------------------------------------------
@@ -511,12 +551,21 @@ def field_paths() -> tuple[str, ...]:
     return tuple(walk(Config, ""))
 
 
+@functools.cache
+def _longest_name() -> int:
+    """The longest last part of a field or a common name: a name over twice as long has a
+    similarity ratio below 0.75 to each of them."""
+    return max(len(name.rpartition(".")[2]) for name in (*field_paths(), *COMMON_NAMES))
+
+
 def _close_fields(key: str) -> tuple[list[str], str]:
     """The fields `key` was probably meant to be, and a note on how a foreign name's meaning differs.
     Names are compared by their last part, so that `algorithm.gama` is not `algorithm.tau` for the
     `algorithm.` they share; a field in the key's own section wins a tie."""
     key = key.strip().lower().replace("-", "_")
     section, _, name = key.rpartition(".")
+    if len(name) > 2 * _longest_name():  # too long to be close to any (a name of 10**5 took 22 s)
+        return [], ""
     if name in COMMON_NAMES and COMMON_NAMES[name][0] != key:
         return [COMMON_NAMES[name][0]], COMMON_NAMES[name][1]
     scores: dict[str, float] = {}
@@ -565,7 +614,7 @@ def _format_validation_error(error: ValidationError, origin: str) -> str:
     where = f"{origin}: {field}" if field else origin
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown field{suggest_field('.'.join(map(str, first['loc'])))}"
-    message = " ".join(first["msg"].removeprefix("Value error, ").splitlines())
+    message = short_text(" ".join(first["msg"].removeprefix("Value error, ").splitlines()), 300)
     # a whole-section check names its values itself; echoing the section would bury the message
     if "input" in first and first["type"] != "model_type" and not isinstance(first["input"], dict):
         return f"{where}: {message} (got {short_repr(first['input'])})"
@@ -718,10 +767,16 @@ def preset_for(env_id: str) -> dict[str, Any]:
         name = "minatar.toml"
     else:
         name = _preset_name(env_id)
-    resource = importlib.resources.files("distdqn.presets").joinpath(name)
-    if not resource.is_file():
+    if name not in _preset_names():  # looked up, not opened: an id of 5,000 characters is no file name
         return {}
-    return tomllib.loads(resource.read_text())
+    return tomllib.loads(importlib.resources.files("distdqn.presets").joinpath(name).read_text())
+
+
+@functools.cache
+def _preset_names() -> frozenset[str]:
+    return frozenset(
+        item.name for item in importlib.resources.files("distdqn.presets").iterdir() if item.name.endswith(".toml")
+    )
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:

@@ -409,7 +409,9 @@ def tune(base: Config, options: TuneOptions) -> TuneSummary:
 def _summarize(base: Config, options: TuneOptions, results: Any, run_dir: Path, exploits: int) -> TuneSummary:
     """The best trial by its last evaluation (for PBT: the lineage that ended best, with the
     hyperparameters it ended with), written as DIR/best.toml."""
-    errors = [f"{Path(result.path).name}: {_first_line(result.error)}" for result in results if result.error]
+    errors = [
+        f"{Path(result.path).name}: {short_text(_first_line(result.error), 300)}" for result in results if result.error
+    ]
     scored = [
         result
         for result in results
