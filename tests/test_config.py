@@ -1,5 +1,7 @@
 """Config: presets by env id, files, overrides, validation errors that name field and value."""
 
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -9,10 +11,14 @@ from distdqn.config import (
     Config,
     PlacementConfig,
     config_to_toml,
+    field_paths,
     load_config_toml,
     override_config,
     preset_for,
+    reachable_replay_size,
     resolve_config,
+    shard_lanes,
+    short_repr,
 )
 from distdqn.errors import ConfigError
 
@@ -172,3 +178,114 @@ def test_learning_starts_the_replay_can_never_hold_is_refused():
     assert "algorithm.learning_starts=1000" in message and "replay.capacity=1000" in message
     assert "at most 988 sampleable" in message and "\n" not in message
     assert resolve_config("CartPole-v1", overrides=["replay.capacity=1000", "algorithm.learning_starts=988"])
+
+
+def _integer_fields() -> list[str]:
+    def annotation(path: str):
+        model, *sections, name = [Config, *path.split(".")]
+        for section in sections:
+            model = model.model_fields[section].annotation
+        return model.model_fields[name].annotation
+
+    return [path for path in field_paths() if "int" in str(annotation(path)) and "Literal" not in str(annotation(path))]
+
+
+@pytest.mark.parametrize("path", _integer_fields())
+def test_every_integer_field_stays_within_int64(path: str):
+    """NumPy, torch and TOML hold 64 bits: a batch_size of 10**23 ended in an OverflowError traceback."""
+    value = f"[{2**63}]" if path == "network.hidden_sizes" else str(2**63)
+    with pytest.raises(ConfigError) as raised:
+        resolve_config("CartPole-v1", overrides=[f"{path}={value}"])
+    assert f"config: {path}: " in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_batch_larger_than_the_replay_is_refused():
+    with pytest.raises(ConfigError, match=r"algorithm.batch_size=1001 is more than replay.capacity=1000"):
+        resolve_config(
+            "CartPole-v1",
+            overrides=["replay.capacity=1000", "algorithm.learning_starts=0", "algorithm.batch_size=1001"],
+        )
+    assert resolve_config(
+        "CartPole-v1", overrides=["replay.capacity=1000", "algorithm.learning_starts=0", "algorithm.batch_size=1000"]
+    )
+
+
+def test_a_shard_no_actor_environment_feeds_is_refused():
+    """It was a ReplayShard's ValueError traceback once the run had started."""
+    with pytest.raises(
+        ConfigError,
+        match=r"num_shards=7 is more than the 6 actor environments \(placement.num_actors=2 x env.num_envs=3\)",
+    ):
+        resolve_config(overrides=["placement.num_shards=7", "placement.num_actors=2", "env.num_envs=3"])
+    assert resolve_config(overrides=["placement.num_shards=6", "placement.num_actors=2", "env.num_envs=3"])
+
+
+@pytest.mark.parametrize(
+    ("actors", "envs", "num_shards"), [(1, 1, 1), (2, 3, 1), (2, 3, 4), (3, 5, 2), (3, 5, 4), (1, 7, 3), (2, 2, 4)]
+)
+def test_shard_lanes_and_the_reachable_size_are_counted_over_every_shard(actors: int, envs: int, num_shards: int):
+    """In closed form (a loop over 2**62 shards would never end; len(range()) overflowed)."""
+    config = resolve_config(
+        overrides=[f"placement.num_actors={actors}", f"env.num_envs={envs}", f"placement.num_shards={num_shards}"]
+    )
+    counted = [len(range(j, actors * envs, num_shards)) for j in range(num_shards)]
+    assert [shard_lanes(config, j) for j in range(num_shards)] == counted
+    unsampleable = config.algorithm.n_step + config.env.frame_stack - 1
+    by_shard = [n * (config.replay.capacity // num_shards // n - unsampleable) for n in counted]
+    assert reachable_replay_size(config) == sum(by_shard)
+
+
+def _billion_laughs(levels: int) -> str:
+    """The 1 KB file of issue 18: each anchor a list of ten aliases of the one before."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(["env:", "  kwargs:", *(f"    {line}" for line in lines)]) + "\n"
+
+
+def test_a_billion_laughs_file_is_refused_at_its_first_alias(tmp_path: Path):
+    """10**9 strings once expanded (10.4 GB after 199 s, before the refusal); refused unexpanded."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_billion_laughs(9))
+    assert path.stat().st_size < 1024
+    with pytest.raises(ConfigError, match=r"bomb.yaml: line 4: the alias \*a0 is refused") as raised:
+        resolve_config("distdqn/Maze-v0", path)
+    assert "\n" not in str(raised.value)
+
+
+def test_an_anchor_without_an_alias_and_an_undefined_alias_read_as_before(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("algorithm: &algo\n  lr: 0.01\n")
+    assert resolve_config(None, path).algorithm.lr == 0.01
+    assert resolve_config(None, None, ["env.id=*nothing"]).env.id == "*nothing"  # not YAML, so read as text
+
+
+def test_short_repr_builds_only_what_it_shows():
+    """An error quoting 4.3 MB of expanded env.kwargs built the whole repr, then cut it."""
+    shared: list = ["lol"] * 10
+    for _ in range(7):
+        shared = [shared] * 10  # 10**8 strings when written out, a few hundred objects in memory
+    tracemalloc.start()
+    try:
+        text = short_repr({"kwargs": shared})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text == ("{'kwargs': " + "[" * 8 + ", ".join(["'lol'"] * 10))[:77] + "..."
+    assert peak < 1 << 20, peak
+    looped: list = []
+    looped.append(looped)
+    assert short_repr(looped) == "[[...]]"
+
+
+def test_a_long_unknown_key_is_answered_at_once():
+    """A key of 10**5 characters took 22 s of close-spelling search; past twice the longest field
+    name nothing can be close."""
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="unknown field") as raised:
+        resolve_config(overrides=["a" * 50_000 + "=1"])
+    assert time.monotonic() - started < 3 and len(str(raised.value)) < 300
+
+
+def test_an_env_id_no_file_could_be_named_gets_no_preset():
+    """`--env` of 5,000 characters ended in OSError (file name too long) looking for its preset."""
+    assert resolve_config("a" * 5000).algorithm == Config().algorithm

@@ -1,13 +1,15 @@
-"""Random `--set` overrides and random config files (with random `[distdqn]` tables): the
-validator answers with a Config or a one-line ConfigError, never a traceback from deep inside.
-Random links in a run directory: a resume runs or is refused in one line, and never writes
-outside the directory."""
+"""Random `--set` overrides and random config files (with random `[distdqn]` tables, and YAML
+with anchors and aliases): the validator answers with a Config or a one-line ConfigError, never a
+traceback from deep inside, and within bounds of time and memory. Random links in a run directory:
+a resume runs or is refused in one line, and never writes outside the directory."""
 
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from distdqn.cli import main
-from distdqn.config import Config, resolve_config
+from distdqn.config import Config, resolve_config, short_repr
 from distdqn.errors import ConfigError
 
 
@@ -252,3 +254,92 @@ def test_links_in_a_run_directory_never_lead_to_a_write_outside_it(
         assert err.startswith("distdqn: error: ") and "\n" not in err, err
     assert _contents(outside) == before
     shutil.rmtree(root)
+
+
+REPR_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(alphabet=st.sampled_from("ab'\"\\\n\x00é"), max_size=120),
+        st.binary(max_size=120),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=30),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(st.one_of(st.text(max_size=40), st.integers()), children, max_size=8),
+    ),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=REPR_VALUES, limit=st.integers(4, 120))
+def test_short_repr_is_the_cut_repr_without_building_it_whole(value, limit: int):
+    """short_repr walks only as far as it shows (a 4.3 MB error line was the whole repr of
+    env.kwargs), and shows what `repr` would, cut to `limit`."""
+    text = repr(value)
+    assert short_repr(value, limit) == (text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+ANCHORS = ("a", "b", "c")
+YAML_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), st.text(max_size=6)
+)
+
+
+@st.composite
+def yaml_nodes(draw: st.DrawFn, depth: int = 0) -> str:
+    """One YAML node in flow style: a scalar, an alias (of an anchor defined before it, after it,
+    or never), or a list or mapping, which may carry an anchor and a merge key (`<<: *a`)."""
+    kind = draw(st.sampled_from(["scalar", "alias", "list", "map"] if depth < 4 else ["scalar", "alias"]))
+    if kind == "alias":
+        return f"*{draw(st.sampled_from(ANCHORS))}"
+    anchor = draw(st.sampled_from([None, None, *ANCHORS]))
+    prefix = f"&{anchor} " if anchor else ""
+    if kind == "scalar":
+        return prefix + json.dumps(draw(YAML_SCALARS))
+    children = draw(st.lists(yaml_nodes(depth + 1), max_size=4))
+    if kind == "list":
+        return prefix + "[" + ", ".join(children) + "]"
+    keys = draw(st.lists(st.sampled_from(["<<", "k", "size", "x"]), min_size=len(children), max_size=len(children)))
+    return prefix + "{" + ", ".join(f"{key}: {child}" for key, child in zip(keys, children, strict=True)) + "}"
+
+
+@st.composite
+def yaml_documents(draw: st.DrawFn) -> str:
+    """A config file of sections whose fields (real ones and not) hold random nodes."""
+    sections = draw(st.lists(st.sampled_from([*Config.model_fields, "x"]), min_size=1, max_size=4, unique=True))
+    lines = []
+    for section in sections:
+        fields = draw(st.lists(st.sampled_from([path.rpartition(".")[2] for path in FIELDS]), max_size=3))
+        nodes = [draw(yaml_nodes()) for _ in fields]
+        lines.append(f"{section}: {{{', '.join(f'{f}: {n}' for f, n in zip(fields, nodes, strict=True))}}}")
+    return "\n".join(lines) + "\n"
+
+
+@st.composite
+def billion_laughs(draw: st.DrawFn) -> str:
+    """Nested anchors, each a list of `width` aliases of the one before: width**levels values."""
+    levels, width = draw(st.integers(1, 9)), draw(st.integers(1, 10))
+    lines = ["env:", "  kwargs:", f"    l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"    l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(yaml_documents(), billion_laughs()))
+def test_yaml_with_anchors_and_aliases_loads_within_bounds_or_is_refused_in_one_line(tmp_path: Path, text: str):
+    """A 1 KB file of nested aliases grew to 10.4 GB in 199 s: whatever a file's anchors and
+    aliases, it loads, or is refused in one line, in well under a second and a few MB."""
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        _validated(config_file=path)
+        elapsed, peak = time.monotonic() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 5 and peak < 32 << 20, (elapsed, peak, text)

@@ -214,6 +214,8 @@ SPECIAL = {
     "placement.actor_steps_per_call": st.integers(1, 4),
     "replay.capacity": st.integers(10_000, 10**9),
     "algorithm.learning_starts": st.integers(0, 5_000),
+    "algorithm.batch_size": st.integers(1, 10_000),  # at most replay.capacity
+    "network.hidden_sizes": st.lists(st.integers(1, 2**17), max_size=3).map(tuple),  # layers that fit a machine
 }
 
 
@@ -275,6 +277,7 @@ def _tree(model: type[BaseModel], prefix: str = "") -> st.SearchStrategy[dict[st
 def configs(draw: st.DrawFn) -> Config:
     data = draw(_tree(Config))
     env, placement = data["env"], data["placement"]
+    placement["num_shards"] = min(placement["num_shards"], placement["num_actors"] * env["num_envs"])  # each is fed
     if env["backend"] == "envpool":
         env.update(preprocessing="atari", noop_max=max(1, env["noop_max"]))
     if placement["runtime"] == "ray":

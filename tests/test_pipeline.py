@@ -67,12 +67,8 @@ def test_every_step_lands_on_its_shard(counter_id):
     # 3 lanes over 2 shards: lanes 0 and 2 on shard 0, lane 1 on shard 1
     assert [shard.inserted for shard in shards] == [40, 20]
     assert sum(shard.size() for shard in shards) > 0
-    with pytest.raises(ValueError):
-        ReplayShard(
-            build_config({"env": {"id": counter_id, "num_envs": 1}, "placement": {"num_shards": 2}}),
-            1,
-            env_spaces(config.env)[0],
-        )
+    with pytest.raises(ConfigError, match="a shard without one holds nothing"):
+        build_config({"env": {"id": counter_id, "num_envs": 1}, "placement": {"num_shards": 2}})
 
 
 def test_autoreset_steps_are_not_counted_as_agent_steps(counter_id):
@@ -115,7 +111,7 @@ def test_replay_fills_to_exactly_the_size_the_config_check_allows(frames_id, ste
     data = {
         "env": {"id": frames_id, "num_envs": 3, "frame_stack": 4, "kwargs": {"length": 250}},
         "network": {"torso": "mlp", "hidden_sizes": [8]},
-        "algorithm": {"n_step": 3, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 102},
+        "algorithm": {"n_step": 3, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 102, "batch_size": 64},
         "replay": {"capacity": 120},
         "placement": {"num_shards": 2, "actor_steps_per_call": steps_per_call},
     }

@@ -20,7 +20,14 @@ def _config(frames_id, lane_capacity_steps=40, **env):
         {
             "env": {"id": frames_id, "num_envs": 2, "frame_stack": 4, **env},
             "network": {"torso": "mlp", "hidden_sizes": [8]},
-            "algorithm": {"n_step": 2, "gamma": 0.5, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 32},
+            "algorithm": {
+                "n_step": 2,
+                "gamma": 0.5,
+                "eps_start": 0.0,
+                "eps_end": 0.0,
+                "learning_starts": 32,
+                "batch_size": 32,
+            },
             "replay": {"capacity": 2 * lane_capacity_steps},
         }
     )

@@ -4,8 +4,10 @@ over a grid)."""
 
 import json
 import os
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from distdqn.cli import main
@@ -50,6 +52,9 @@ def test_a_perturbed_value_is_held_in_its_range_and_typed() -> None:
     assert lr.fit(3e-3 * 1.2) == 3e-3 and lr.fit(1e-4 * 0.8) == 1e-4 and lr.fit(1e-3) == 1e-3
     n_step = parse_param("algorithm.n_step=randint(1,5)")
     assert n_step.fit(3.6) == 4 and isinstance(n_step.fit(3.6), int) and n_step.fit(6.0) == 5
+    widest = parse_param(f"algorithm.target_update_interval=randint(1,{2**63 - 1})")
+    assert widest.fit((2**63 - 1) * 1.2) == 2**63 - 1  # not float(2**63 - 1), which is 2**63
+    assert widest.fit(np.int64(2**62 + 1)) == 2**62 + 1
 
 
 @pytest.mark.parametrize(
@@ -63,11 +68,32 @@ def test_a_perturbed_value_is_held_in_its_range_and_typed() -> None:
         ("algorithm.lr=loguniform(0,1)", "needs low > 0"),
         ("algorithm.n_step=randint(1,2.5)", "two integers"),
         ("algorithm.n_step=choice()", "at least one value"),
+        ("env.kwargs=choice(&a {size: 5}, *a)", "the alias *a is refused"),
+        ("algorithm.target_update_interval=randint(1,99999999999999999999999)", "needs ends within int64"),
+        ("algorithm.gamma=uniform(-1e308,1e308)", "spans more than a float holds"),
+        ("algorithm.lr=uniform(0," + "9" * 400 + ")", "spans more than a float holds, got '0,99999"),
+        ("algorithm.lr=loguniform(1e-4," + "9" * 4000 + ")", "spans more than a float holds"),
+        ("algorithm.lr=" + "x" * 5000 + "(0,1)", "unknown kind 'xxxxx"),
+        ("algorithm.n_step=randint(1," + "9" * 5000 + ")", "cannot read the values"),
     ],
 )
 def test_a_bad_param_spec_is_one_line(text: str, message: str) -> None:
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")) as raised:
+    with pytest.raises(UserError, match=re.escape(message)) as raised:
         parse_param(text)
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("network.hidden_sizes=[&a 64, *a]", "the alias *a is refused"),
+        ("algorithm.n_step=" + "9" * 5000, "cannot read the value"),
+    ],
+)
+def test_a_bad_start_is_one_line(text: str, message: str) -> None:
+    assert parse_start("network.hidden_sizes=&a [64]") == {"network.hidden_sizes": (64,)}  # an anchor alone is fine
+    with pytest.raises(UserError, match=re.escape(message)) as raised:
+        parse_start(text)
     assert "\n" not in str(raised.value)
 
 
@@ -94,6 +120,25 @@ def test_pbt_refuses_what_a_trial_could_not_run_or_an_exploit_could_not_load(par
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        (
+            "env.kwargs=choice({layout_seed: 1, size: 5},{layout_seed: 1, size: -1})",
+            "--param env.kwargs={'layout_seed': 1, 'size': -1}: env 'distdqn/Maze-v0' rejected",
+        ),
+        ("env.kwargs=choice({size: 5},{sise: 5})", "unexpected keyword argument 'sise'"),
+        ("env.id=choice(distdqn/Maze-v0,distdqn/Nope-v0)", "--param env.id='distdqn/Nope-v0': cannot make env"),
+    ],
+)
+def test_an_env_value_the_env_rejects_is_refused_before_any_trial(param: str, message: str) -> None:
+    """Each trial that drew it failed, after Ray had started: four ran before the first said so."""
+    maze = resolve_config("distdqn/Maze-v0", None, [*QUIET_RUN, "total_steps=3000"])
+    with pytest.raises(UserError, match=re.escape(message)) as raised:
+        check_specs(maze, _options(param, scheduler="random"))
+    assert "\n" not in str(raised.value)
+
+
 def test_random_search_may_vary_the_network_and_pb2_only_searches_ranges() -> None:
     check_specs(_config(), _options("network.hidden_sizes=choice([64],[128])", scheduler="random"))
     with pytest.raises(UserError, match="pb2 searches ranges only"):
@@ -104,6 +149,17 @@ def test_the_cli_refuses_a_shape_changing_mutation_in_one_line(tmp_path: Path, c
     code = main(["tune", "--param", "network.hidden_sizes=choice([64,64],[256,256])", "--run-dir", str(tmp_path / "t")])
     error = capsys.readouterr().err
     assert code == 2 and error.count("\n") == 1 and "network.hidden_sizes" in error and "random or asha" in error
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize(
+    "param", ["env.kwargs=choice({observation: onehot},{observation: pixels})", f"algorithm.n_step=randint(1,{2**64})"]
+)
+def test_the_cli_refuses_what_no_trial_could_run_before_ray_starts(tmp_path: Path, capsys, param: str) -> None:
+    argv = ["tune", "--env", "distdqn/Maze-v0", "--scheduler", "random", "--param", param]
+    code = main([*argv, "--run-dir", str(tmp_path / "t")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.startswith("distdqn: error: --param ") and error.count("\n") == 1, error
     assert not (tmp_path / "t").exists()
 
 

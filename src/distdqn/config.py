@@ -44,11 +44,26 @@ else:  # pragma: no cover
 
 
 _NUMBERS = {int, float, int | None, float | None}
+INT64_MAX = 2**63 - 1
+"""The largest integer any field takes: NumPy, torch and TOML hold 64 bits, and a count past it
+overflows where it is used (a batch_size of 10**23 ended in NumPy's OverflowError)."""
+MAX_LAYER_WEIGHTS = 2**34
+"""Weights of one layer of `network.hidden_sizes` past which no machine trains it: 64 GiB in
+float32, which the learner holds four times over (weights, target, Adam's two moments)."""
 
 
 class _Section(BaseModel):
     # numbers are finite: inf or nan is no learning rate, and a run of them trains to NaN
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _integers_fit_int64(cls, value: Any) -> Any:
+        """Every integer field, and every item of a tuple of them, lies within int64."""
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, int) and not isinstance(item, bool) and abs(item) > INT64_MAX:
+                raise ValueError(f"must lie within int64 (at most 2**63 - 1 = {INT64_MAX})")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -124,9 +139,27 @@ class NetworkConfig(_Section):
     """`auto`: the Nature DQN convolutions for (channels, height, width) observations, else an MLP;
     `minatar_cnn`: MinAtar's one 3x3 convolution for (10, 10, channels) observations."""
     hidden_sizes: tuple[Annotated[int, Field(ge=1)], ...] = (128, 128)
-    """Widths of the fully connected layers (after the convolutions, if any)."""
+    """Widths of the fully connected layers (after the convolutions, if any); two adjacent widths
+    multiply to at most 2**34 weights."""
     dueling: bool = False
     """Split the head into state value and action advantages (Wang et al. 2016)."""
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _layers_fit(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        """A layer of w units has at least w weights in and w out (one input, one action), and
+        w * v to a next layer of v: past MAX_LAYER_WEIGHTS (2**34) none fits (a width of 2**62
+        ended in torch's overflow traceback)."""
+        for width in sizes:
+            if width > MAX_LAYER_WEIGHTS:
+                raise ValueError(f"a layer of {width} units is wider than 2**34: its weights fit in no machine")
+        for width, after in zip(sizes, sizes[1:], strict=False):
+            if width * after > MAX_LAYER_WEIGHTS:
+                raise ValueError(
+                    f"layers of {width} and {after} units need {width * after:.3g} weights between them; "
+                    "past 2**34 (64 GiB in float32, which the learner holds four times) they fit in no machine"
+                )
+        return sizes
 
 
 class AlgorithmConfig(_Section):
@@ -148,7 +181,7 @@ class AlgorithmConfig(_Section):
     adam_eps: float = Field(1e-8, gt=0.0)
     """Adam epsilon (1.5e-4 in Rainbow/Ape-X for Atari)."""
     batch_size: int = Field(128, ge=1)
-    """Transitions per gradient update."""
+    """Transitions per gradient update (at most replay.capacity)."""
     max_grad_norm: float = Field(10.0, ge=0.0)
     """Clip the global gradient norm to this; 0 disables clipping."""
     replay_ratio: float = Field(0.25, gt=0.0)
@@ -208,7 +241,8 @@ class PlacementConfig(_Section):
     num_actors: int = Field(1, ge=1)
     """Actors, each with `env.num_envs` environments."""
     num_shards: int = Field(1, ge=1)
-    """Replay shards; each actor environment feeds one shard."""
+    """Replay shards; each actor environment feeds one shard, so there are at most
+    `num_actors * env.num_envs`."""
     num_learners: int = Field(1, ge=1)
     """Learner processes (more than 1 needs the ray runtime): `num_learners / head_shards`
     data-parallel replicas that all-reduce gradients, each of `head_shards` learners."""
@@ -228,8 +262,9 @@ class PlacementConfig(_Section):
     """Vector-env steps an actor takes per collect call (more = fewer, larger messages)."""
     weight_refresh_steps: int = Field(1, ge=1)
     """Actor collect calls between pulls of the learner's latest weights."""
-    torch_threads: int = Field(1, ge=1)
-    """Threads torch may use in each process that runs a network."""
+    torch_threads: int = Field(1, ge=1, le=1024)
+    """Threads torch may use in each process that runs a network (at most 1024, more than any
+    machine's cores)."""
     rate_limit: Literal["ratio", "unlimited"] = "ratio"
     """`ratio` holds algorithm.replay_ratio by pausing actors when the learner falls behind;
     `unlimited` lets actors and learner run free (Ape-X), which needs the ray runtime: in one
@@ -337,6 +372,19 @@ class Config(_Section):
     """Stop early at the first evaluation whose mean return reaches this."""
 
     @model_validator(mode="after")
+    def _every_shard_gets_lanes(self) -> Config:
+        """Lane l lives on shard l % num_shards: a shard past the last lane would hold nothing (a
+        ReplayShard refused it with a traceback once the run had started)."""
+        lanes = self.placement.num_actors * self.env.num_envs
+        if self.placement.num_shards > lanes:
+            raise ValueError(
+                f"placement.num_shards={self.placement.num_shards} is more than the {lanes} actor environments "
+                f"(placement.num_actors={self.placement.num_actors} x env.num_envs={self.env.num_envs}) "
+                "that feed them: a shard without one holds nothing"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _capacity_fits_lanes(self) -> Config:
         """Shard 0 holds the most lanes (lane l is on shard l % num_shards), so its lanes are the
         shortest. A lane needs room for a write of `actor_steps_per_call` steps and the n-step
@@ -363,11 +411,22 @@ class Config(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _batch_fits_replay(self) -> Config:
+        """A batch is drawn from the replay; one larger than the replay's capacity is more draws
+        than it ever holds transitions (and 10**23 of them ended in NumPy's OverflowError)."""
+        if self.algorithm.batch_size > self.replay.capacity:
+            raise ValueError(
+                f"algorithm.batch_size={self.algorithm.batch_size} is more than replay.capacity="
+                f"{self.replay.capacity}, the most transitions a batch can be drawn from"
+            )
+        return self
+
 
 def shard_lanes(config: Config, shard: int) -> int:
     """Actor environments (lanes) stored on `shard`: lane l lives on shard l % num_shards."""
-    total = config.placement.num_actors * config.env.num_envs
-    return len(range(shard, total, config.placement.num_shards))
+    total, shards = config.placement.num_actors * config.env.num_envs, config.placement.num_shards
+    return total // shards + (shard < total % shards)  # arithmetic: len(range()) overflows past 2**63
 
 
 def lane_capacity(config: Config, shard: int) -> int:
@@ -385,17 +444,60 @@ def reachable_replay_size(config: Config) -> int:
     reach into overwritten frames. Final observations of episodes lower it further.
     """
     unsampleable = config.algorithm.n_step + config.env.frame_stack - 1
+    shards = config.placement.num_shards
+    # shards 0..r-1 hold q + 1 lanes each and the others q: two terms, not a loop over the shards
+    q, r = divmod(config.placement.num_actors * config.env.num_envs, shards)
     return sum(
-        shard_lanes(config, j) * (lane_capacity(config, j) - unsampleable)
-        for j in range(config.placement.num_shards)
-        if shard_lanes(config, j)
+        count * lanes * (config.replay.capacity // shards // lanes - unsampleable)
+        for lanes, count in ((q + 1, r), (q, shards - r))
+        if lanes and count
     )
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
-    """`repr(value)` cut to `limit` characters: an error line must stay one short line."""
-    text = repr(value)
+    """`repr(value)` cut to `limit` characters: an error line must stay one short line. Only the
+    part shown is built: the repr of 4.3 MB of env.kwargs was built whole, then cut."""
+    text = _repr_head(value, limit + 1)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _repr_head(value: Any, budget: int, within: frozenset[int] = frozenset()) -> str:
+    """`repr(value)` whole, or a text whose first `budget` characters are the repr's (past them
+    it may differ; `short_repr` cuts there). Lists, tuples and dicts stop at the budget, strings
+    and bytes are cut first, and a container met again inside itself is `[...]`, as in repr."""
+    kind, budget = type(value), max(budget, 0)
+    if kind in (str, bytes) and len(value) > budget:
+        # the same quotes in the cut value as in the whole, so repr picks the same delimiters
+        quotes = [quote for quote in ("'", '"') if (quote if kind is str else quote.encode()) in value]
+        tail = "".join(quotes) if kind is str else "".join(quotes).encode()
+        return repr(value[:budget] + tail)
+    if kind is int:
+        try:
+            return repr(value)
+        except ValueError:  # more digits than Python converts
+            return f"<an integer of {value.bit_length()} bits>"
+    if kind not in (list, tuple, dict):
+        return repr(value)
+    brackets = "[]" if kind is list else "{}" if kind is dict else "()"
+    if id(value) in within:
+        return brackets[0] + "..." + brackets[1]
+    within |= {id(value)}
+    items = (
+        ((_repr_head(key, budget - 1, within), item) for key, item in value.items())
+        if kind is dict
+        else ((None, item) for item in value)
+    )
+    parts: list[str] = []
+    used = 1
+    for key, item in items:
+        if used > budget:
+            break
+        head = "" if key is None else key + ": "
+        part = head + _repr_head(item, budget - used - len(head), within)
+        parts.append(part)
+        used += len(part) + 2
+    single = "," if kind is tuple and len(value) == 1 else ""
+    return brackets[0] + ", ".join(parts) + single + brackets[1]
 
 
 # -- unknown keys: what they were probably meant to be --------------------------------------------
@@ -449,12 +551,21 @@ def field_paths() -> tuple[str, ...]:
     return tuple(walk(Config, ""))
 
 
+@functools.cache
+def _longest_name() -> int:
+    """The longest last part of a field or a common name: a name over twice as long has a
+    similarity ratio below 0.75 to each of them."""
+    return max(len(name.rpartition(".")[2]) for name in (*field_paths(), *COMMON_NAMES))
+
+
 def _close_fields(key: str) -> tuple[list[str], str]:
     """The fields `key` was probably meant to be, and a note on how a foreign name's meaning differs.
     Names are compared by their last part, so that `algorithm.gama` is not `algorithm.tau` for the
     `algorithm.` they share; a field in the key's own section wins a tie."""
     key = key.strip().lower().replace("-", "_")
     section, _, name = key.rpartition(".")
+    if len(name) > 2 * _longest_name():  # too long to be close to any (a name of 10**5 took 22 s)
+        return [], ""
     if name in COMMON_NAMES and COMMON_NAMES[name][0] != key:
         return [COMMON_NAMES[name][0]], COMMON_NAMES[name][1]
     scores: dict[str, float] = {}
@@ -503,7 +614,7 @@ def _format_validation_error(error: ValidationError, origin: str) -> str:
     where = f"{origin}: {field}" if field else origin
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown field{suggest_field('.'.join(map(str, first['loc'])))}"
-    message = " ".join(first["msg"].removeprefix("Value error, ").splitlines())
+    message = short_text(" ".join(first["msg"].removeprefix("Value error, ").splitlines()), 300)
     # a whole-section check names its values itself; echoing the section would bury the message
     if "input" in first and first["type"] != "model_type" and not isinstance(first["input"], dict):
         return f"{where}: {message} (got {short_repr(first['input'])})"
@@ -522,27 +633,114 @@ def build_config(data: dict[str, Any], origin: str = "config") -> Config:
         raise ConfigError(_format_validation_error(error, origin)) from None
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file is a few hundred lines at most; past 1 MiB it is refused unread."""
+MAX_NESTING = 32
+"""Levels of tables and lists a config value may nest (the tree is three, env.kwargs a few more):
+the parsers and the validators recurse, and thousands of `[` ended in a RecursionError."""
+
+
+class YamlRefused(yaml.YAMLError):
+    """YAML that `load_yaml` refuses to read: an alias, or nesting past MAX_NESTING."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+        """Where, counted from 1."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader without aliases and with a bound on nesting.
+
+    Every alias (`*a`) repeats the node its anchor (`&a`) names, so nested anchors expand
+    exponentially: a 1 KB "billion laughs" file grew to 10.4 GB as the config was checked and
+    copied. A config tree has no need of them, so an alias is refused where it stands (an
+    anchor alone is harmless, and an undefined alias stays PyYAML's own error)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self.anchors:
+                name = event.anchor if len(event.anchor) <= 40 else event.anchor[:37] + "..."
+                raise YamlRefused(
+                    f"the alias *{name} is refused: an alias repeats a value, and nested ones grow a "
+                    "kilobyte into gigabytes; write the value out",
+                    event.start_mark.line + 1,
+                )
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                line = self.peek_event().start_mark.line + 1
+                raise YamlRefused(f"values nest deeper than {MAX_NESTING} levels", line)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as `yaml.safe_load` reads it, less aliases and deep nesting (`YamlRefused`): the
+    loader of config files, `--set` values and `tune`'s `--param` and `--start` values."""
+    return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: no Python objects
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether tables and lists in `value` nest deeper than `limit` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def short_text(text: str, limit: int = 200) -> str:
+    """A message quoted from a parser or a library, cut to its first line and `limit` characters."""
+    lines = str(text).strip().splitlines()
+    line = lines[0] if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Read a TOML or YAML file into a dict (not yet validated)."""
+    """Read a TOML or YAML file into a dict (not yet validated). Files past MAX_CONFIG_BYTES, YAML
+    aliases, and values nested past MAX_NESTING are refused in one line."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config file must end in .toml, .yaml or .yml: {path}")
     try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        size = f"{MAX_CONFIG_BYTES >> 20} MiB"
+        raise ConfigError(f"config file {path} is larger than {size}; a config is a few hundred lines")
     try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ConfigError(f"config file must end in .toml, .yaml or .yml: {path}")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else load_yaml(text) or {}
+    except YamlRefused as error:
+        raise ConfigError(f"{path}: line {error.line}: {error}") from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot parse config file {path}: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse config file {path}: {short_text(str(error))}") from None
+    except ValueError as error:  # an integer of more digits than Python converts
+        raise ConfigError(f"cannot parse config file {path}: {short_text(str(error).split(';')[0])}") from None
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise ConfigError(f"cannot parse config file {path}: values nest deeper than {MAX_NESTING} levels") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of sections")
+    if _nests_deeper(data, MAX_NESTING):
+        raise ConfigError(f"config file {path}: values nest deeper than {MAX_NESTING} levels")
     for name, field in Config.model_fields.items():
         is_section = _is_section(field.annotation)
         if is_section and name in data and not isinstance(data[name], dict):
@@ -569,10 +767,16 @@ def preset_for(env_id: str) -> dict[str, Any]:
         name = "minatar.toml"
     else:
         name = _preset_name(env_id)
-    resource = importlib.resources.files("distdqn.presets").joinpath(name)
-    if not resource.is_file():
+    if name not in _preset_names():  # looked up, not opened: an id of 5,000 characters is no file name
         return {}
-    return tomllib.loads(resource.read_text())
+    return tomllib.loads(importlib.resources.files("distdqn.presets").joinpath(name).read_text())
+
+
+@functools.cache
+def _preset_names() -> frozenset[str]:
+    return frozenset(
+        item.name for item in importlib.resources.files("distdqn.presets").iterdir() if item.name.endswith(".toml")
+    )
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -600,7 +804,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(part, {})
         fields = annotation.model_fields
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
+    except YamlRefused as error:
+        raise ConfigError(f"--set {short_repr(key)}: {error}") from None
     except (yaml.YAMLError, ValueError):  # ValueError: an integer of more digits than Python converts
         value = raw
     node[parts[-1]] = value

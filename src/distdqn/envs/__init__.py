@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.envs.registration import parse_env_id
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from distdqn.config import EnvConfig, is_atari_id, short_repr
+from distdqn.config import EnvConfig, is_atari_id, short_repr, short_text
 from distdqn.envs.observations import SUPPORTED_SPACES, EncodedBox, EncodeObservations
 from distdqn.errors import EnvError
 
@@ -93,19 +93,10 @@ def _register_optional(env_id: str) -> None:
         gym.register_envs(highway_env)
 
 
-ERROR_LINE_CHARS = 300
-"""Characters of an env's own error message (or of a space) that an error line quotes: gymnasium
-repeats the kwargs in its messages, which a YAML alias can expand to megabytes."""
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= ERROR_LINE_CHARS else text[: ERROR_LINE_CHARS - 3] + "..."
-
-
 def _line(error: Exception) -> str:
-    """An env's error as one line of bounded length: its first line, cut."""
-    text = str(error)
-    return _cut(text.splitlines()[0]) if text.strip() else type(error).__name__
+    """An env's error as one short line: gymnasium repeats the kwargs in its messages, which a
+    YAML alias could expand to megabytes."""
+    return short_text(str(error)) or type(error).__name__
 
 
 def make_env(config: EnvConfig) -> gym.Env:
@@ -151,7 +142,8 @@ def make_env(config: EnvConfig) -> gym.Env:
     if not isinstance(env.action_space, gym.spaces.Discrete):
         env.close()
         raise EnvError(
-            f"env {short_repr(config.id)} has action space {_cut(str(env.action_space))}; DQN needs Discrete actions"
+            f"env {short_repr(config.id)} has action space {short_text(str(env.action_space))};"
+            " DQN needs Discrete actions"
         )
     if isinstance(env.observation_space, gym.spaces.Box):
         return env

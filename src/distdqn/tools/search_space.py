@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from distdqn.config import Config, short_repr, suggest_field
+from distdqn.config import INT64_MAX, Config, YamlRefused, load_yaml, short_repr, suggest_field
 from distdqn.errors import UserError
 
 Kind = Literal["uniform", "loguniform", "randint", "choice", "grid"]
@@ -75,8 +75,9 @@ class ParamSpec:
         if not self.is_range:
             return value
         low, high = self.values
-        value = min(max(float(value), low), high)
-        return int(round(value)) if self.kind == "randint" else value
+        if self.kind == "randint":  # clamped as an integer: float(2**63 - 1) is 2**63, past int64
+            return min(max(int(round(value)), low), high)
+        return min(max(float(value), low), high)
 
 
 def parse_param(text: str) -> ParamSpec:
@@ -89,10 +90,12 @@ def parse_param(text: str) -> ParamSpec:
     _check_field("--param", key)
     kind, inner = match.group(1), match.group(2)
     if kind not in KINDS:
-        raise UserError(f"--param {key}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+        raise UserError(f"--param {key}: unknown kind {short_repr(kind)}; use one of {', '.join(KINDS)}")
     try:
-        values = [_number_or_text(value) for value in yaml.safe_load(f"[{inner}]")]
-    except yaml.YAMLError:
+        values = [_number_or_text(value) for value in load_yaml(f"[{inner}]")]
+    except YamlRefused as error:
+        raise UserError(f"--param {key}: {error}") from None
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of more digits than Python converts
         raise UserError(f"--param {key}: cannot read the values {short_repr(inner)}") from None
     if kind in ("choice", "grid"):
         if not values:
@@ -101,12 +104,18 @@ def parse_param(text: str) -> ParamSpec:
     if len(values) != 2 or not all(_is_number(value) for value in values):
         raise UserError(f"--param {key}: {kind}(low,high) needs two numbers, got {short_repr(inner)}")
     low, high = values
+    got = f"got {short_repr(inner)}"
     if kind == "randint" and not all(isinstance(value, int) for value in values):
-        raise UserError(f"--param {key}: randint(low,high) needs two integers, got {short_repr(inner)}")
+        raise UserError(f"--param {key}: randint(low,high) needs two integers, {got}")
+    if kind == "randint" and not -INT64_MAX - 1 <= low <= high <= INT64_MAX:
+        # Ray draws with NumPy's int64 (65 lines of Ray's error, after 26 s)
+        raise UserError(f"--param {key}: randint(low,high) needs ends within int64, {got}")
+    if kind != "randint" and not (_fits_float(low) and _fits_float(high) and math.isfinite(float(high) - float(low))):
+        raise UserError(f"--param {key}: {kind}(low,high) spans more than a float holds, {got}")
     if not low < high:
-        raise UserError(f"--param {key}: {kind}({low},{high}) needs low < high")
+        raise UserError(f"--param {key}: {kind}(low,high) needs low < high, {got}")
     if kind == "loguniform" and low <= 0:
-        raise UserError(f"--param {key}: loguniform({low},{high}) needs low > 0")
+        raise UserError(f"--param {key}: loguniform(low,high) needs low > 0, {got}")
     return ParamSpec(key, kind, (low, high))
 
 
@@ -119,8 +128,10 @@ def parse_start(text: str) -> dict[str, Any]:
             raise UserError(f"--start expects KEY=VALUE[;KEY=VALUE...], got {short_repr(text)}")
         _check_field("--start", key.strip())
         try:
-            start[key.strip()] = _hashable(_number_or_text(yaml.safe_load(raw)))
-        except yaml.YAMLError:
+            start[key.strip()] = _hashable(_number_or_text(load_yaml(raw)))
+        except YamlRefused as error:
+            raise UserError(f"--start {key.strip()}: {error}") from None
+        except (yaml.YAMLError, ValueError):
             raise UserError(f"--start {key.strip()}: cannot read the value {short_repr(raw)}") from None
     return start
 
@@ -145,7 +156,18 @@ def _number_or_text(value: Any) -> Any:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # an int is finite, and math.isfinite cannot take one past a float's range
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _fits_float(value: float) -> bool:
+    try:
+        float(value)
+    except OverflowError:  # an integer past 1.8e308
+        return False
+    return True
 
 
 def _hashable(value: Any) -> Any:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from distdqn.config import Config, config_to_toml, override_config
+from distdqn.config import Config, config_to_toml, override_config, short_repr, short_text
 from distdqn.config_changes import follow_lr, replay_discarded_by
 from distdqn.envs import env_spaces, policy_space
 from distdqn.errors import ConfigError, UserError
@@ -84,8 +84,10 @@ class TuneSummary:
 # -- checking the search space, before anything starts ---------------------------------------
 def check_specs(base: Config, options: TuneOptions) -> None:
     """Refuse in one line what would fail later inside a trial: unknown fields, fields that are
-    not hyperparameters, values the config rejects, spaces the scheduler cannot search, and
-    (PBT/PB2) fields whose change would alter the network's shapes, which no exploit survives."""
+    not hyperparameters, values the config rejects, env values the env rejects, spaces the
+    scheduler cannot search, and (PBT/PB2) fields whose change would alter the network's shapes,
+    which no exploit survives."""
+    env_spaces(base.env)  # an env that cannot be made fails every trial, after Ray has started
     seen: set[str] = set()
     for spec in options.specs:
         if spec.key in seen:
@@ -102,7 +104,10 @@ def check_specs(base: Config, options: TuneOptions) -> None:
             raise UserError(f"--param {spec.key}: pb2 searches ranges only (uniform, loguniform, randint)")
         shapes = network_shapes(base) if options.scheduler in ("pbt", "pb2") else None
         for value in spec.candidates():
-            config = _with(base, {spec.key: value}, origin=f"--param {spec.key}={plain(value)!r}")
+            origin = f"--param {spec.key}={short_repr(plain(value))}"
+            config = _with(base, {spec.key: value}, origin=origin)
+            if config.env != base.env:
+                _check_env(config, origin)
             if shapes is None:
                 continue
             if network_shapes(config) != shapes:
@@ -112,7 +117,7 @@ def check_specs(base: Config, options: TuneOptions) -> None:
             else:
                 continue
             raise UserError(
-                f"--param {spec.key}: {options.scheduler} cannot mutate it: {spec.key}={plain(value)!r} "
+                f"--param {spec.key}: {options.scheduler} cannot mutate it: {spec.key}={short_repr(plain(value))} "
                 f"{why}; search it with --scheduler random or asha"
             )
     specs = {spec.key: spec for spec in options.specs}
@@ -122,10 +127,22 @@ def check_specs(base: Config, options: TuneOptions) -> None:
             raise UserError(f"--start {unknown[0]}: not one of the --param fields")
         for key, value in start.items():
             if not specs[key].contains(value):
-                raise UserError(f"--start {key}={plain(value)!r} lies outside --param {key}'s {specs[key].kind}")
+                raise UserError(
+                    f"--start {key}={short_repr(plain(value))} lies outside --param {key}'s {specs[key].kind}"
+                )
         _with(base, start, origin="--start")
     if not options.specs:
         raise UserError("give at least one --param KEY=KIND(ARGS) to search")
+
+
+def _check_env(config: Config, origin: str) -> None:
+    """Build the env of a candidate's config: a value the env rejects (a kwarg it does not take, a
+    size it refuses) otherwise fails each trial that draws it, after Ray has started; four trials
+    ran before the first said so."""
+    try:
+        env_spaces(config.env)
+    except UserError as error:
+        raise UserError(f"{origin}: {short_text(str(error), 300)}") from None
 
 
 def network_shapes(config: Config) -> dict[str, tuple[int, ...]]:
@@ -393,7 +410,9 @@ def tune(base: Config, options: TuneOptions) -> TuneSummary:
 def _summarize(base: Config, options: TuneOptions, results: Any, run_dir: Path, exploits: int) -> TuneSummary:
     """The best trial by its last evaluation (for PBT: the lineage that ended best, with the
     hyperparameters it ended with), written as DIR/best.toml."""
-    errors = [f"{Path(result.path).name}: {_first_line(result.error)}" for result in results if result.error]
+    errors = [
+        f"{Path(result.path).name}: {short_text(_first_line(result.error), 300)}" for result in results if result.error
+    ]
     scored = [
         result
         for result in results
