@@ -18,7 +18,8 @@ README = Path(__file__).parents[1] / "README.md"
 INTRO = """## Config reference
 
 Every field, its default (before presets) and its meaning. The source of truth is
-`src/distdqn/config.py`, where each field has its docstring.
+`src/distdqn/config/` (the sections in `sections.py`, `Config` in `tree.py`), where each field
+has its docstring.
 """
 
 

@@ -1,0 +1,150 @@
+"""A config from its layers: defaults, the env's preset, a file, `--set` overrides, then
+validation into one `Config` that names the bad field and value on failure."""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from distdqn.config.files import YamlRefused, load_yaml, read_config_file
+from distdqn.config.messages import format_validation_error, short_repr, suggest_field
+from distdqn.config.sections import EnvConfig, is_section
+from distdqn.config.tree import Config
+from distdqn.config.written import take_written_table
+from distdqn.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _preset_name(env_id: str) -> str:
+    return env_id.replace("/", "_") + ".toml"
+
+
+def is_atari_id(env_id: str) -> bool:
+    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
+
+
+def preset_for(env_id: str) -> dict[str, Any]:
+    """The packaged preset for an env id (all Atari games share one, as do MinAtar's), or {}."""
+    if is_atari_id(env_id):
+        name = "atari.toml"
+    elif env_id.startswith("MinAtar/"):
+        name = "minatar.toml"
+    else:
+        name = _preset_name(env_id)
+    if name not in _preset_names():  # looked up, not opened: an id of 5,000 characters is no file name
+        return {}
+    return tomllib.loads(importlib.resources.files("distdqn.presets").joinpath(name).read_text())
+
+
+@functools.cache
+def _preset_names() -> frozenset[str]:
+    return frozenset(
+        item.name for item in importlib.resources.files("distdqn.presets").iterdir() if item.name.endswith(".toml")
+    )
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (1e-3, true, [64, 64])."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key.path=value, got {short_repr(assignment)}")
+    parts = key.strip().split(".")
+    fields: dict[str, Any] = Config.model_fields
+    node = data
+    for depth, part in enumerate(parts):
+        if part not in fields:
+            raise ConfigError(
+                f"--set {short_repr(key)}: unknown field {short_repr('.'.join(parts[: depth + 1]))}"
+                + suggest_field(key)
+            )
+        annotation = fields[part].annotation
+        section = is_section(annotation)
+        if depth == len(parts) - 1:
+            if section:
+                raise ConfigError(f"--set {short_repr(key)}: {short_repr(key)} is a section; set one of its fields")
+            break
+        if not section:
+            raise ConfigError(f"--set {short_repr(key)}: {short_repr('.'.join(parts[: depth + 1]))} has no fields")
+        node = node.setdefault(part, {})
+        fields = annotation.model_fields
+    try:
+        value = load_yaml(raw) if raw.strip() else ""
+    except YamlRefused as error:
+        raise ConfigError(f"--set {short_repr(key)}: {error}") from None
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of more digits than Python converts
+        value = raw
+    node[parts[-1]] = value
+
+
+def _defaults() -> dict[str, Any]:
+    """Every default spelled out, so that a partial section keeps its siblings' defaults
+    (placement.evaluator's num_cpus is not RoleResources' own default)."""
+    return Config().model_dump(mode="json")
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("kwargs", "resources"):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_config(
+    env_id: str | None = None,
+    config_file: Path | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+) -> Config:
+    """Defaults, then the env's preset, then the file, then `--set` overrides, then validation.
+
+    The preset is chosen by the env id from the command line, else the file's `env.id`. A
+    resolved file (one `config_to_toml` wrote) gets no preset under it; see `distdqn.config.written`.
+    """
+    origin = str(config_file) if config_file else "config"
+    file_data, resolved = take_written_table(read_config_file(config_file) if config_file else {}, origin)
+    chosen_id = env_id or file_data.get("env", {}).get("id") or EnvConfig().id
+    # a resolved file (a run's config.toml) holds every field: no preset goes under it
+    data = _defaults() if resolved else _merge(_defaults(), preset_for(chosen_id))
+    data = _merge(data, file_data)
+    data = _merge(data, {"env": {"id": chosen_id}})
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return build_config(data, origin=origin)
+
+
+def override_config(config: Config, overrides: tuple[str, ...] | list[str], origin: str) -> Config:
+    """A copy of `config` with `--set` style overrides applied and validated."""
+    data = config.model_dump(mode="json")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return build_config(data, origin=origin)
+
+
+def build_config(data: dict[str, Any], origin: str = "config") -> Config:
+    """Validate a nested dict into a Config, naming the bad field and value on failure. A dict
+    read from a written config (with its `[distdqn]` table) gives back the config written."""
+    data, resolved = take_written_table(data, origin)
+    if resolved:
+        data = _merge(_defaults(), data)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, origin)) from None
+
+
+def load_config_toml(path: Path) -> Config:
+    """Load a resolved config written by `config_to_toml` (a run's or a checkpoint's); a file
+    written before the `[distdqn]` table is read as it was then, without a preset."""
+    return build_config(read_config_file(path), origin=str(path))
