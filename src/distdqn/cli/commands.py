@@ -283,7 +283,8 @@ def _without_ale_banner(config: Config) -> None:
 
 
 def command_k8s(args: argparse.Namespace) -> int:
-    from distdqn.tools.k8s import K8sOptions, render, resolve_k8s_config
+    from distdqn.tools.k8s import K8sOptions, resolve_k8s_config
+    from distdqn.tools.k8s_yaml import render
 
     if args.runtime not in (None, "ray"):
         raise UserError(
