@@ -1,6 +1,6 @@
 """Regenerate the KubeRay examples in `deploy/` with `distdqn k8s`.
 
-Run `python scripts/k8s_examples.py` after changing `distdqn.tools.k8s` or a preset; `tests/test_k8s.py`
+Run `python scripts/k8s_examples.py` after changing `distdqn.tools.k8s*` or a preset; `tests/test_k8s.py`
 fails while a file in `deploy/` differs from what the command prints now.
 """
 

@@ -6,6 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from distdqn import memory
+
 COUNTER_ID = "distdqn_tests/Counter-v0"
 
 
@@ -75,3 +77,10 @@ def counter_id() -> str:
 @pytest.fixture
 def frames_id() -> str:
     return FRAMES_ID
+
+
+@pytest.fixture
+def eight_gib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine has 8 GiB of memory, so that a message saying what it has reads the same on
+    every machine the tests run on."""
+    monkeypatch.setattr(memory, "machine_memory", lambda: 8 * memory.GiB)

@@ -23,11 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distdqn.cli import main as distdqn
-from distdqn.config import Config, build_config, load_config_toml, resolve_config
+from distdqn.config import Config, build_config, load_config_toml, resolve_config, short_repr
 from distdqn.errors import UserError
+from distdqn.memory import GiB
 from distdqn.runtime.plan import assign, role_demands
-from distdqn.tools import k8s, k8s_values
-from distdqn.tools.k8s import GiB, K8sOptions, MiB
+from distdqn.tools import k8s, k8s_pods, k8s_values, k8s_yaml
+from distdqn.tools.k8s import K8sOptions
+from distdqn.tools.k8s_pods import MiB
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -208,7 +210,7 @@ def test_plan_fits_the_generated_cluster_and_resources_add_up(placement: str):
     # what the cluster runs fits, each role on its own group's pods; the user's placement too
     placed = assign(role_demands(run.placement), nodes)
     for role, node in placed.items():
-        assert node.startswith(k8s.GROUP_NAMES[role.split("-")[0]]), (role, node)
+        assert node.startswith(k8s_pods.GROUP_NAMES[role.split("-")[0]]), (role, node)
     assign(role_demands(config.placement), nodes)
 
     roles = role_demands(run.placement)
@@ -220,8 +222,8 @@ def test_plan_fits_the_generated_cluster_and_resources_add_up(placement: str):
     workers = len(nodes) - 1
     assert offered.get("GPU", 0.0) == needed.get("GPU", 0.0)  # whole GPUs asked, whole GPUs given
     assert needed["CPU"] <= offered["CPU"] <= needed["CPU"] + workers  # at most a rounding per pod
-    for role in k8s.ROLE_KINDS:
-        pin = k8s.pin_resource(role)
+    for role in k8s_values.ROLE_KINDS:
+        pin = k8s_pods.pin_resource(role)
         assert offered[pin] == needed[pin]  # every pod full: pins offered = role instances
 
     # the pods' Kubernetes requests are what Ray is told they have (the head: its services)
@@ -229,18 +231,19 @@ def test_plan_fits_the_generated_cluster_and_resources_add_up(placement: str):
         container = _container(group)
         limits = container["resources"]["limits"]
         assert container["resources"]["requests"] == limits
-        assert int(limits["cpu"]) == (k8s.HEAD_CPUS if name == "head" else max(1, int(group["resources"]["CPU"])))
+        assert int(limits["cpu"]) == (k8s_pods.HEAD_CPUS if name == "head" else max(1, int(group["resources"]["CPU"])))
         assert limits.get("nvidia.com/gpu", "0") == group["resources"].get("GPU", "0")
 
     # memory: every shard pod holds its replay and the headroom, and the total is not far above
-    _, total_replay, _ = k8s.replay_sizes(run)
+    _, total_replay, _ = k8s_pods.replay_sizes(run)
     memory = {name: _bytes(_container(group)["resources"]["limits"]["memory"]) for name, _, group in _pod_groups(spec)}
     replicas = {name: count for name, count, _ in _pod_groups(spec)}
     shard_share = total_replay / run.placement.num_shards
-    assert memory["shards"] >= shard_share + k8s.RAY_NODE_BYTES + k8s.OBJECT_STORE_BYTES + k8s.PROCESS_BYTES
+    pod_floor = k8s_pods.RAY_NODE_BYTES + k8s_pods.OBJECT_STORE_BYTES + k8s_pods.PROCESS_BYTES
+    assert memory["shards"] >= shard_share + pod_floor
     processes = len(roles) + 1  # and the driver
     total = sum(memory[name] * replicas[name] for name in memory)
-    overhead = processes * (k8s.PROCESS_BYTES + k8s.GPU_PROCESS_BYTES) + len(nodes) * 2 * GiB
+    overhead = processes * (k8s_pods.PROCESS_BYTES + k8s_pods.GPU_PROCESS_BYTES) + len(nodes) * 2 * GiB
     assert total_replay < total <= 2 * total_replay + overhead
 
 
@@ -274,8 +277,8 @@ def test_a_snapshot_of_the_replay_is_counted_on_its_shard_and_on_the_head():
 def test_snapshot_rule_agrees_with_training(placement: str):
     from distdqn.run.snapshot import snapshots_replay
 
-    run = k8s.run_config(_config(placement))
-    assert k8s.snapshots_replay(run, k8s.replay_sizes(run)[2]) == snapshots_replay(run)
+    run = k8s_pods.run_config(_config(placement))
+    assert k8s_pods.snapshots_replay(run, k8s_pods.replay_sizes(run)[2]) == snapshots_replay(run)
 
 
 def test_actors_pack_into_pods_and_split_over_groups():
@@ -288,8 +291,8 @@ def test_actors_pack_into_pods_and_split_over_groups():
     assert groups["actors-1"][1]["template"]["spec"]["nodeSelector"] == {"pool": "spot"}
     assert "nodeSelector" not in groups["actors-0"][1]["template"]["spec"]
 
-    odd = k8s.pod_groups(
-        k8s.run_config(resolve_config("CartPole-v1", None, ["placement.num_actors=35"])), K8sOptions(IMAGE)
+    odd = k8s_pods.pod_groups(
+        k8s_pods.run_config(resolve_config("CartPole-v1", None, ["placement.num_actors=35"])), K8sOptions(IMAGE)
     )
     (actors,) = [g for g in odd if g.name == "actors"]
     assert (actors.replicas, actors.per_pod, actors.ray_cpus) == (3, 12, 12)  # evenly, not 16 + 16 + 3
@@ -311,7 +314,7 @@ def test_config_map_holds_the_config_the_driver_runs(tmp_path: Path):
     path = tmp_path / "run.toml"
     path.write_text(objects["ConfigMap"]["data"]["run.toml"])
     in_pod = resolve_config(None, path)  # what `distdqn train --config /config/run.toml` resolves
-    assert in_pod == load_config_toml(path) == k8s.run_config(config)
+    assert in_pod == load_config_toml(path) == k8s_pods.run_config(config)
     assert in_pod.placement.runtime == "ray" and in_pod.placement.address == "auto"
     assert in_pod.placement.learner.resources == {"distdqn_learner": 1.0}
     assert in_pod.model_dump(exclude={"placement"}) == config.model_dump(exclude={"placement"})
@@ -583,7 +586,7 @@ def test_a_storage_uri_cannot_add_a_document(capsys: pytest.CaptureFixture[str])
     storage = "s3://b/run\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {hostNetwork: true}"
     status, out, err = _run(["k8s", "--env", "CartPole-v1", "--image", IMAGE, "--storage", storage], capsys)
     assert (status, out) == (2, "")
-    assert err == f"distdqn: error: --storage {k8s.short_repr(storage)} holds the unprintable character '\\n'; " + (
+    assert err == f"distdqn: error: --storage {short_repr(storage)} holds the unprintable character '\\n'; " + (
         "a manifest takes none\n"
     )
 
@@ -626,7 +629,7 @@ def _run_toml(objects: list[dict[str, Any]]) -> dict[str, Any]:
 def test_the_header_never_lets_a_value_end_its_comment():
     """Every value in the header is checked printable first; should one slip through, it is escaped."""
     assert (
-        k8s._comment("Run files: s3://b\n---\nkind: Pod\u2028x\x85")
+        k8s_yaml._comment("Run files: s3://b\n---\nkind: Pod\u2028x\x85")
         == "# Run files: s3://b\\n---\\nkind: Pod\\u2028x\\x85"
     )
 
@@ -708,12 +711,12 @@ def test_any_value_of_a_field_is_refused_in_one_line_or_carried_intact(
     """Random strings (newlines, `---`, `#`, quotes, YAML tags, unicode line separators...) in
     each field that reaches a manifest: a one-line UserError, or the same three documents
     (a comment header first), parsing back to exactly the objects made, the value in its place."""
-    monkeypatch.setattr(k8s, "replay_sizes", lambda config: (1 << 20, 1 << 20, 1 << 20))  # no env to make
+    monkeypatch.setattr(k8s_pods, "replay_sizes", lambda config: (1 << 20, 1 << 20, 1 << 20))  # no env to make
     place, holds = MANIFEST_FIELDS[field]
     config, changes = place(_config("cpu-4-actors"), value)
     options = K8sOptions(**{"image": IMAGE, **changes})
     try:
-        text = k8s.render(config, options, token="0" * 64)
+        text = k8s_yaml.render(config, options, token="0" * 64)
     except UserError as error:
         assert str(error).isprintable() and len(str(error)) < 1000, str(error)
         return

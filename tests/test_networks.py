@@ -1,5 +1,3 @@
-import os
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -105,14 +103,6 @@ def test_the_cli_refuses_a_torso_for_cartpole_in_one_line_and_writes_nothing(tmp
     err = capsys.readouterr().err.strip()
     assert err.startswith("distdqn: error: network.torso = 'minatar_cnn' needs image observations") and "\n" not in err
     assert "shape (4,)" in err and not run_dir.exists()
-
-
-@pytest.fixture
-def eight_gib(monkeypatch):
-    """This machine's memory, as `os.sysconf` reports it, is 8 GiB."""
-    real = os.sysconf
-    monkeypatch.setattr(os, "sysconf", lambda name: 2**21 if name == "SC_PHYS_PAGES" else real(name))
-    assert os.sysconf("SC_PAGE_SIZE") == 4096
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,5 @@
 """The recommendation env `distdqn/Recommend-v0`, its baselines and its preset."""
 
-import os
 import re
 import tracemalloc
 from pathlib import Path
@@ -153,14 +152,6 @@ def test_myopic_beats_random_on_immediate_reward():
 def test_bad_kwargs_are_value_errors(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         RecommendEnv(**kwargs)
-
-
-@pytest.fixture
-def eight_gib(monkeypatch):
-    """This machine's memory, as `os.sysconf` reports it, is 8 GiB."""
-    real = os.sysconf
-    monkeypatch.setattr(os, "sysconf", lambda name: 2**21 if name == "SC_PHYS_PAGES" else real(name))
-    assert os.sysconf("SC_PAGE_SIZE") == 4096
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ per part of an encoded observation, with a plain or dueling head."""
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -15,6 +14,7 @@ from distdqn.config import NetworkConfig
 from distdqn.envs import num_actions
 from distdqn.envs.observations import EncodedBox, ObservationLayout, Part
 from distdqn.errors import ConfigError
+from distdqn.memory import gib, require_memory
 
 NATURE_CNN_MIN_SIDE = 36
 """The smallest image side the Nature CNN's three convolutions fit (8 stride 4, 4 stride 2, 3)."""
@@ -167,13 +167,12 @@ def check_weights_fit(width: int, hidden_sizes: tuple[int, ...], head_outputs: i
         layers.append((sizes[-1], head_outputs))
     parameters = sum((inputs + 1) * outputs for inputs, outputs in layers)
     needed = 4 * parameters
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if needed > available:
-        raise ConfigError(
-            f"a Q-network of {parameters:,} parameters ({width:,} input features, network.hidden_sizes="
-            f"{list(hidden_sizes)}, {head_outputs:,} head outputs) needs {needed / 2**30:,.1f} GiB for its "
-            f"float32 weights alone; this machine has {available / 2**30:,.1f} GiB"
-        )
+    require_memory(
+        needed,
+        f"a Q-network of {parameters:,} parameters ({width:,} input features, network.hidden_sizes="
+        f"{list(hidden_sizes)}, {head_outputs:,} head outputs) needs {gib(needed)} for its float32 weights alone",
+        ConfigError,
+    )
 
 
 class QTorso(nn.Module):

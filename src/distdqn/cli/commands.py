@@ -64,12 +64,25 @@ def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin
     )
 
 
-def _resolve(args: argparse.Namespace, overrides: list[str], resolve: Callable[..., Config] = resolve_config) -> Config:
-    """The command's config (defaults, preset, `--config`, overrides), its env id checked by
-    `_refuse_unrequested_imports` before anything can make the env."""
-    config = resolve(args.env, args.config, overrides)
-    _refuse_unrequested_imports(config, args, origin=args.config)
+def _checked(config: Config, args: argparse.Namespace, origin: Path | str | None, *, runs_here: bool) -> Config:
+    """`config` once every command's checks pass, before anything is made from it: its env id
+    imports no module the user did not allow (`_refuse_unrequested_imports`) and, when `runs_here`
+    (its learner trains on this machine), this machine has its devices (`check_devices`)."""
+    _refuse_unrequested_imports(config, args, origin)
+    if runs_here:
+        check_devices(config)
     return config
+
+
+def _resolve(
+    args: argparse.Namespace,
+    overrides: list[str],
+    resolve: Callable[..., Config] = resolve_config,
+    *,
+    runs_here: bool = True,
+) -> Config:
+    """The command's config (defaults, preset, `--config`, overrides), `_checked`."""
+    return _checked(resolve(args.env, args.config, overrides), args, args.config, runs_here=runs_here)
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -82,13 +95,10 @@ def command_train(args: argparse.Namespace) -> int:
                 "--runtime, --address and --quiet may change it"
             )
         saved, origin = resumable_config(args.resume)
-        config = override_config(saved, overrides(args), origin="--resume")
-        _refuse_unrequested_imports(config, args, origin=origin)
-        check_devices(config)
+        config = _checked(override_config(saved, overrides(args), origin="--resume"), args, origin, runs_here=True)
         result = resume(args.resume, config)
     else:
         config = _resolve(args, overrides(args))
-        check_devices(config)
         result = train(config, args.run_dir or _default_run_dir(config))
     counters = result.counters
     summary = (
@@ -143,8 +153,8 @@ def _load_online_weights(args: argparse.Namespace, source: Path | str) -> tuple[
     with local_checkpoint(source) as directory:
         checkpoint = load_checkpoint(directory)
     online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
-    _refuse_unrequested_imports(checkpoint.config, args, origin=source)
-    return checkpoint.config, Weights(0, online)
+    # evaluate and play run the network on the CPU, whatever placement.device says
+    return _checked(checkpoint.config, args, source, runs_here=False), Weights(0, online)
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
@@ -186,9 +196,8 @@ def command_tune(args: argparse.Namespace) -> int:
     for flag, key in ((args.seed, "seed"), (args.total_steps, "total_steps")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
-    base = _resolve(args, overrides)
-    if args.address is None and not os.environ.get("RAY_ADDRESS"):
-        check_devices(base)  # trials run on this machine's embedded cluster
+    # trials run on this machine's embedded cluster, unless given a cluster's address
+    base = _resolve(args, overrides, runs_here=args.address is None and not os.environ.get("RAY_ADDRESS"))
     for name, value, low in (
         ("--trials", args.trials, 1),
         ("--cpus", args.cpus, 1),
@@ -244,7 +253,6 @@ def command_plan(args: argparse.Namespace) -> int:
     from distdqn.runtime.plan import Node, assign, machine_cores, oversubscription, render, role_demands
 
     config = _resolve(args, args.overrides + placement_overrides(args))
-    check_devices(config)
     placement = config.placement
     roles = role_demands(placement)
     if placement.runtime != "ray":
@@ -283,14 +291,16 @@ def _without_ale_banner(config: Config) -> None:
 
 
 def command_k8s(args: argparse.Namespace) -> int:
-    from distdqn.tools.k8s import K8sOptions, render, resolve_k8s_config
+    from distdqn.tools.k8s import K8sOptions, resolve_k8s_config
+    from distdqn.tools.k8s_yaml import render
 
     if args.runtime not in (None, "ray"):
         raise UserError(
             f"--runtime {args.runtime}: a RayCluster runs every role as a Ray actor on its pods; "
             "k8s takes --runtime ray or none"
         )
-    config = _resolve(args, args.overrides + run_overrides(args), resolve=resolve_k8s_config)
+    # the roles run on the cluster's pods, whose devices manifests() checks against their GPUs
+    config = _resolve(args, args.overrides + run_overrides(args), resolve=resolve_k8s_config, runs_here=False)
     _without_ale_banner(config)
     options = K8sOptions(
         image=args.image,

@@ -35,13 +35,13 @@ fraction of the budget left.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
 from distdqn.config import short_repr
+from distdqn.memory import gib, require_memory
 
 CLICK_SHARPNESS = 4.0
 """Weight of the topic interest in the click logit: a liked topic (+1) is clicked ~98% of the
@@ -88,16 +88,15 @@ def _check(condition: bool, message: str) -> None:
 
 def _check_fits(num_items: int, num_topics: int, history_length: int) -> None:
     """Refuse, before anything is allocated, an env larger than this machine's memory (a
-    `num_items` of 10**10 ended in NumPy's allocation traceback), as the replay check does."""
+    `num_items` of 10**10 ended in NumPy's allocation traceback)."""
     obs_size = 2 * num_topics + history_length * (num_topics + 2) + 1
     needed = CATALOG_BYTES_PER_ITEM * num_items + OBSERVATION_BYTES_PER_VALUE * obs_size
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    _check(
-        needed <= available,
+    require_memory(
+        needed,
         f"num_items={num_items} and observations of {obs_size:,} values (num_topics={num_topics}, "
-        f"history_length={history_length}) need {needed / 2**30:,.1f} GiB ({CATALOG_BYTES_PER_ITEM} bytes "
-        f"an item while the catalog is drawn, {OBSERVATION_BYTES_PER_VALUE} an observation value); "
-        f"this machine has {available / 2**30:,.1f} GiB",
+        f"history_length={history_length}) need {gib(needed)} ({CATALOG_BYTES_PER_ITEM} bytes "
+        f"an item while the catalog is drawn, {OBSERVATION_BYTES_PER_VALUE} an observation value)",
+        ValueError,
     )
 
 

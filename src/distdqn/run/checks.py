@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from distdqn.config import Config
 from distdqn.envs import env_spaces, num_actions, policy_space
 from distdqn.errors import CheckpointError, UserError
+from distdqn.memory import gib, require_memory
 from distdqn.networks import build_q_network
 from distdqn.replay.buffer import replay_bytes
 from distdqn.run.counters import Counters
@@ -35,13 +35,12 @@ def check_replay_fits(config: Config, frames: gym.spaces.Box) -> None:
     if config.placement.runtime == "ray" and config.placement.address is not None:
         return
     needed = replay_bytes(config.replay.capacity, frames.shape, frames.dtype)
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if needed > available:
-        raise UserError(
-            f"replay.capacity={config.replay.capacity} needs {needed / 2**30:,.1f} GiB of replay "
-            f"memory ({needed // config.replay.capacity} bytes a transition); this machine has "
-            f"{available / 2**30:,.1f} GiB"
-        )
+    require_memory(
+        needed,
+        f"replay.capacity={config.replay.capacity} needs {gib(needed)} of replay memory "
+        f"({needed // config.replay.capacity} bytes a transition)",
+        UserError,
+    )
 
 
 def check_learner_tensors(directory: Path, tensors: dict[str, torch.Tensor], config: Config) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 import zstandard
 
 from distdqn.errors import CheckpointError
+from distdqn.memory import gib, require_memory
 
 CODECS = ("zstd", "lz4", "none")
 _SUFFIXES = {"zstd": ".npy.zst", "lz4": ".npy.lz4", "none": ".npy"}
@@ -171,7 +172,7 @@ def _read(path: Path, out: np.ndarray | None, max_bytes: int | None) -> np.ndarr
                     "bytes expected here"
                 )
             if out is None:
-                _check_memory(shape, dtype, declared)
+                require_memory(declared, f"holds {_describe(dtype, shape)} ({gib(declared)})", _Damaged)
             _check_content_size(file, codec, header_bytes + declared)
             if out is None:
                 out = _allocate(shape, dtype)
@@ -275,16 +276,6 @@ def _check_content_size(file: io.BufferedReader, codec: str, expected: int) -> N
         raise _Damaged(
             f"has {present - expected:,} bytes after its array: its .npy header declares {expected:,} bytes "
             f"with the data, {what} {present:,}"
-        )
-
-
-def _check_memory(shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> None:
-    """Refuse an array larger than this machine's memory (as `check_replay_fits` refuses a replay)."""
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if nbytes > available:
-        raise _Damaged(
-            f"holds {_describe(dtype, shape)} ({nbytes / 2**30:,.1f} GiB); this machine has "
-            f"{available / 2**30:,.1f} GiB"
         )
 
 

@@ -13,7 +13,8 @@ from distdqn.config import Config, short_repr
 from distdqn.errors import UserError
 
 if TYPE_CHECKING:
-    from distdqn.tools.k8s import K8sOptions, PodGroup
+    from distdqn.tools.k8s import K8sOptions
+    from distdqn.tools.k8s_pods import PodGroup
 
 ROLE_KINDS = ("learner", "shard", "actor", "evaluator")
 
