@@ -96,7 +96,7 @@ def _register_optional(env_id: str) -> None:
 def _line(error: Exception) -> str:
     """An env's error as one short line: gymnasium repeats the kwargs in its messages, which a
     YAML alias could expand to megabytes."""
-    return short_text(str(error)) or type(error).__name__
+    return short_text(str(error), limit=300) or type(error).__name__
 
 
 def make_env(config: EnvConfig) -> gym.Env:
