@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned first so that pip takes the CPU build; an unpinned torch pulls a CUDA build of GBs.
 TORCH := torch==2.13.0
 
-.PHONY: install train test clean
+.PHONY: install train test cluster-check clean
 
 $(BIN)/distdqn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: install
 	$(BIN)/ruff format --check
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q tests
+
+# A Ray cluster of containers on this machine through node loss, hangs, partitions and preemption
+# (scripts/cluster_check.py); needs root and Docker (installed and started when missing).
+cluster-check: install
+	$(BIN)/python scripts/cluster_check.py
 
 clean:
 	rm -rf $(VENV) runs

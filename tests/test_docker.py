@@ -114,7 +114,7 @@ def parse_dockerfile(path: Path) -> list[Stage]:
         keyword, rest = keyword.upper(), rest.strip()
         if keyword == "ARG" and not stages:
             name, _, default = rest.partition("=")
-            global_args[name] = default
+            global_args[name] = substitute(default, global_args)  # a default may name an earlier ARG
             continue
         if keyword == "FROM":
             _, words = split_flags(substitute(rest, global_args))
