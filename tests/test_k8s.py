@@ -1,5 +1,6 @@
 """`distdqn k8s`: KubeRay manifests valid against the CRDs, in agreement with `distdqn plan`,
-closed by default, and the examples in `deploy/` current."""
+closed by default (a NetworkPolicy valid against Kubernetes' schema), and the examples in
+`deploy/` current."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema.protocols import Validator
 
 from distdqn.cli import main as distdqn
 from distdqn.config import Config, build_config, load_config_toml, resolve_config, short_repr
@@ -38,6 +40,7 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).parents[1]
 SCHEMAS = Path(__file__).parent / "kuberay"
+K8S_SCHEMAS = Path(__file__).parent / "k8s_schemas"
 IMAGE = "ghcr.io/OWNER/distdqn:0.1.0"
 
 PLACEMENTS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
@@ -65,6 +68,13 @@ PLACEMENTS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     ),
 }
 KINDS = ["rayjob", "raycluster"]
+API_VERSIONS = {
+    "Secret": "v1",
+    "ConfigMap": "v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
+    "RayJob": "ray.io/v1",
+    "RayCluster": "ray.io/v1",
+}
 
 
 @cache
@@ -116,7 +126,11 @@ def _strict(schema: Any) -> Any:
 
 
 @cache
-def _validator(kind: str) -> jsonschema.Draft7Validator:
+def _validator(kind: str) -> Validator:
+    """The CRD's schema for RayJob and RayCluster, Kubernetes' own (strict already) for NetworkPolicy."""
+    if kind == "NetworkPolicy":
+        schema = json.loads((K8S_SCHEMAS / "networkpolicy-networking-v1.json").read_text())
+        return jsonschema.Draft202012Validator(schema)
     schema = json.loads(gzip.decompress((SCHEMAS / f"{kind.lower()}.v1.schema.json.gz").read_bytes()))
     return jsonschema.Draft7Validator(_strict(schema))
 
@@ -149,12 +163,104 @@ def _operator_errors(obj: dict[str, Any]) -> list[str]:
     return errors
 
 
+# -- the NetworkPolicy: Kubernetes' rules, and which pods it lets in -------------------------------
+def _policy_errors(policy: dict[str, Any]) -> list[str]:
+    """The API server's checks of a NetworkPolicy that its JSON schema leaves out and that apply here."""
+    spec, errors = policy["spec"], []
+    types = spec["policyTypes"]
+    if not set(types) <= {"Ingress", "Egress"} or len(set(types)) < len(types):
+        errors.append(f"policyTypes {types}")
+    for rule in spec.get("ingress", []):
+        for port in rule.get("ports", []):
+            if port.get("protocol", "TCP") not in ("TCP", "UDP", "SCTP") or not 0 < port.get("port", 1) < 65536:
+                errors.append(f"port {port}")
+        selectors = [spec["podSelector"]] + [selector for peer in rule["from"] for selector in peer.values()]
+        for key, value in (item for selector in selectors for item in selector.get("matchLabels", {}).items()):
+            try:
+                k8s_values.check_label("label", key, value)
+            except UserError as error:
+                errors.append(str(error))
+    return errors
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector  # what the policy uses; an empty selector selects all
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def _admits(policy: dict[str, Any], source: dict[str, str], port: int, namespace: str = "here") -> bool:
+    """Whether the policy lets TCP from a pod labelled `source` in `namespace` ("here": the policy's
+    own) in to `port` of the pods it selects, by the API's rules for the fields it uses."""
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress open
+
+    def peer_admits(peer: dict[str, Any]) -> bool:
+        if "namespaceSelector" in peer:
+            in_namespace = _selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace})
+        else:
+            in_namespace = namespace == "here"
+        return in_namespace and _selects(peer.get("podSelector", {}), source)
+
+    return any(
+        any(item.get("protocol", "TCP") == "TCP" and item.get("port", port) == port for item in rule["ports"])
+        and any(peer_admits(peer) for peer in rule["from"])
+        for rule in policy["spec"]["ingress"]
+    )
+
+
+def _kuberay_pod_labels(cluster: str, node_type: str, group: str, template: dict[str, str]) -> dict[str, str]:
+    """The labels KubeRay v1.7.0 gives a pod (`labelPod`, ray-operator/controllers/ray/common/pod.go):
+    its own, overridden by the template's except ray.io/cluster, ray.io/node-type and ray.io/group."""
+    own = {
+        "ray.io/is-ray-node": "yes",
+        "ray.io/cluster": cluster,
+        "ray.io/node-type": node_type,
+        "ray.io/group": group,
+        "ray.io/identifier": f"{cluster}-{node_type}",
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+    }
+    kept = {"ray.io/cluster", "ray.io/node-type", "ray.io/group"}
+    return own | {key: value for key, value in template.items() if key not in kept}
+
+
+def _cluster_pod_labels(main: dict[str, Any]) -> list[dict[str, str]]:
+    """The labels of every pod KubeRay makes for the RayJob or RayCluster (a RayJob's cluster is
+    named after it with a random suffix)."""
+    name = main["metadata"]["name"]
+    cluster = f"{name}-x7k2q" if main["kind"] == "RayJob" else name
+    return [
+        _kuberay_pod_labels(cluster, "head" if group_name == "head" else "worker", group_name, labels)
+        for group_name, _, group in _pod_groups(_cluster_spec(main))
+        for labels in [group["template"]["metadata"]["labels"]]
+    ]
+
+
+def _check_network_policy(policy: dict[str, Any], main: dict[str, Any]) -> None:
+    """Valid, selecting every pod of the cluster, and letting in its own pods on every TCP port and,
+    for a RayJob, the operator on the dashboard port only (it polls the job there); nothing else."""
+    assert _schema_errors(policy) == [] and _policy_errors(policy) == []
+    pods = _cluster_pod_labels(main)
+    ports = [6379, 8265, 10001, 10002, 19999, 52365, 45678]  # GCS, dashboard, client, workers, agent, an OS pick
+    for pod in pods:
+        assert _selects(policy["spec"]["podSelector"], pod)
+        assert all(_admits(policy, pod, port) for port in ports)
+        assert not _admits(policy, pod, 6379, namespace="elsewhere")
+    operator = {"app.kubernetes.io/name": "kuberay-operator", "app.kubernetes.io/component": "kuberay-operator"}
+    assert _admits(policy, operator, 8265, namespace="ray-system") is (main["kind"] == "RayJob")
+    assert not any(_admits(policy, operator, port, namespace="ray-system") for port in ports if port != 8265)
+    # another distdqn run in the same namespace, and a pod without labels
+    other = _kuberay_pod_labels(
+        "other", "head", "head", {"app.kubernetes.io/name": "distdqn", "app.kubernetes.io/instance": "other"}
+    )
+    assert not any(_admits(policy, source, port) for source in (other, {}) for port in ports)
+
+
 def _check_plain_objects(objects: list[dict[str, Any]] | tuple[dict[str, Any], ...], main: dict[str, Any]) -> None:
     """ConfigMap and Secret: the few fields they have, and the references to them."""
     spec = _cluster_spec(main)
     secret_name = spec["authOptions"]["secretName"]
     for obj in objects:
-        assert obj["apiVersion"] == ("ray.io/v1" if obj["kind"] in ("RayJob", "RayCluster") else "v1")
+        assert obj["apiVersion"] == API_VERSIONS[obj["kind"]]
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", obj["metadata"]["name"])
         assert obj["metadata"].get("namespace") == main["metadata"].get("namespace")
     plain = _by_kind(objects)
@@ -180,7 +286,8 @@ def _check_plain_objects(objects: list[dict[str, Any]] | tuple[dict[str, Any], .
 @pytest.mark.parametrize("placement", list(PLACEMENTS))
 def test_manifests_validate_against_the_kuberay_crds(placement: str, kind: str):
     objects = _objects(placement, kind)
-    assert [obj["kind"] for obj in objects] == ["Secret", "ConfigMap", {"rayjob": "RayJob"}.get(kind, "RayCluster")]
+    main_kind = {"rayjob": "RayJob"}.get(kind, "RayCluster")
+    assert [obj["kind"] for obj in objects] == ["Secret", "ConfigMap", "NetworkPolicy", main_kind]
     main = objects[-1]
     assert _schema_errors(main) == []
     assert _operator_errors(main) == []
@@ -338,7 +445,7 @@ def test_every_container_gets_the_token_from_the_secret():
         }
 
     external = k8s.manifests(config, K8sOptions(IMAGE, token="external"))
-    assert [obj["kind"] for obj in external] == ["ConfigMap", "RayJob"]
+    assert [obj["kind"] for obj in external] == ["ConfigMap", "NetworkPolicy", "RayJob"]
     assert _cluster_spec(external[-1])["authOptions"]["secretName"] == "distdqn-cartpole-v1-ray-token"
 
 
@@ -364,6 +471,46 @@ def test_dashboard_and_job_api_stay_closed_unless_asked():
     assert [port["containerPort"] for port in _container(job_head)["ports"]] == [6379, 8265]  # no client port
     with pytest.raises(UserError, match="--open-dashboard is for --kind raycluster"):
         k8s.manifests(config, K8sOptions(IMAGE, open_dashboard=True))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+def test_the_network_policy_admits_only_the_clusters_own_pods(placement: str, kind: str):
+    """Valid against Kubernetes' schema; its podSelector matches the labels KubeRay gives the pods of
+    the head and worker templates; in: those pods on every TCP port, a RayJob's operator on 8265."""
+    objects = _objects(placement, kind)
+    _check_network_policy(_by_kind(objects)["NetworkPolicy"], objects[-1])
+
+
+def test_the_network_policy_schema_catches_what_the_api_server_would_refuse():
+    """The schema is strict (a misspelt field is an error, not dropped) and `_policy_errors` holds
+    the rules it leaves out."""
+    policy = copy.deepcopy(_by_kind(_objects("cpu-4-actors", "rayjob"))["NetworkPolicy"])
+    policy["spec"]["podSelectors"] = policy["spec"].pop("podSelector")
+    policy["spec"]["ingress"][1]["ports"][0]["port"] = [8265]
+    errors = _schema_errors(policy)
+    assert any("'podSelectors' was unexpected" in error for error in errors), errors
+    assert any(error.startswith("spec.ingress.1.ports.0.port") for error in errors), errors
+    policy = copy.deepcopy(_by_kind(_objects("cpu-4-actors", "rayjob"))["NetworkPolicy"])
+    policy["spec"]["policyTypes"] = ["Ingres"]
+    policy["spec"]["ingress"][0]["ports"] = [{"protocol": "tcp"}, {"port": 70000}]
+    assert _schema_errors(policy) == [] and len(_policy_errors(policy)) == 3
+
+
+def test_the_network_policy_can_be_left_out(capsys: pytest.CaptureFixture[str]):
+    """`--no-network-policy`, for a cluster whose network plugin enforces none; the header says so."""
+    argv = ["k8s", "--env", "CartPole-v1", "--image", IMAGE, "--kind", "raycluster", "--token", "external"]
+    status, out, err = _run(argv, capsys)
+    assert status == 0, err
+    assert "# NetworkPolicy distdqn-cartpole-v1-ingress: the pods take TCP from the cluster's own pods only" in out
+    assert "from the KubeRay operator" not in out  # a RayCluster's dashboard is for port-forward only
+    status, out, err = _run([*argv, "--no-network-policy"], capsys)
+    assert status == 0, err
+    assert [obj["kind"] for obj in yaml.safe_load_all(out)] == ["ConfigMap", "RayCluster"]
+    assert "# No NetworkPolicy (--no-network-policy): Ray's ports are open to every pod, behind the token." in out
+    with pytest.raises(SystemExit):
+        distdqn(["k8s", "--help"])
+    assert "--no-network-policy" in capsys.readouterr().out
 
 
 # -- refusals ------------------------------------------------------------------------------------------
@@ -437,7 +584,8 @@ def test_quantities_are_plain_kubernetes_quantities():
     config = resolve_config(
         "CartPole-v1", None, ["placement.num_actors=3", "placement.actor.resources={fast: 0.123456789, big: 1000}"]
     )
-    objects = [*k8s.manifests(config, K8sOptions(IMAGE, pod_cpus=1024))]
+    made = k8s.manifests(config, K8sOptions(IMAGE, pod_cpus=1024))
+    objects = [*made]
     for placement in PLACEMENTS:
         objects += _objects(placement, "rayjob") + _objects(placement, "raycluster")
     quantity = re.compile(r"[0-9]+(\.[0-9]{1,4})?(Mi)?")
@@ -448,7 +596,7 @@ def test_quantities_are_plain_kubernetes_quantities():
                 values = [*group["resources"].values(), *resources["limits"].values(), *resources["requests"].values()]
                 values += list(group["rayStartParams"].values())
                 assert all(quantity.fullmatch(value) for value in values if value != "false"), (name, values)
-    (actors,) = [g for g in _cluster_spec(objects[2])["workerGroupSpecs"] if g["groupName"] == "actors"]
+    (actors,) = [g for g in _cluster_spec(made[-1])["workerGroupSpecs"] if g["groupName"] == "actors"]
     assert actors["resources"] == {"CPU": "3", "big": "3000", "fast": "0.3704", "distdqn_actor": "3"}
 
 
@@ -488,8 +636,10 @@ def test_command_prints_multi_document_yaml(capsys: pytest.CaptureFixture[str]):
     assert out.startswith("# RayCluster distdqn-cartpole-v1 for CartPole-v1")
     assert "kubectl exec -n rl -it" in out and "-- distdqn train --config /config/run.toml --run-dir /tmp/run" in out
     objects = list(yaml.safe_load_all(out))
-    assert [obj["kind"] for obj in objects] == ["Secret", "ConfigMap", "RayCluster"]
+    assert [obj["kind"] for obj in objects] == ["Secret", "ConfigMap", "NetworkPolicy", "RayCluster"]
     assert _schema_errors(objects[-1]) == [] and _operator_errors(objects[-1]) == []
+    _check_plain_objects(objects, objects[-1])
+    _check_network_policy(objects[2], objects[-1])
     assert {obj["metadata"]["namespace"] for obj in objects} == {"rl"}
     assert objects[-1]["spec"]["workerGroupSpecs"][0]["replicas"] == 2  # learners; runtime forced to ray
 
@@ -517,9 +667,11 @@ def test_examples_in_deploy_are_current_and_valid():
         with contextlib.redirect_stderr(io.StringIO()):
             assert script.generate(name) == committed, f"deploy/{name} is stale: run python scripts/k8s_examples.py"
         objects = list(yaml.safe_load_all(committed))
-        assert [obj["kind"] for obj in objects] == ["ConfigMap", "RayJob"]  # --token external: no secret inside
+        # --token external: no secret inside; the NetworkPolicy is
+        assert [obj["kind"] for obj in objects] == ["ConfigMap", "NetworkPolicy", "RayJob"]
         assert _schema_errors(objects[-1]) == [] and _operator_errors(objects[-1]) == []
         _check_plain_objects(objects, objects[-1])
+        _check_network_policy(objects[1], objects[-1])
 
 
 def test_ray_version_is_the_pin_of_the_ray_extra():
@@ -709,7 +861,7 @@ def test_any_value_of_a_field_is_refused_in_one_line_or_carried_intact(
     monkeypatch: pytest.MonkeyPatch, field: str, value: str
 ):
     """Random strings (newlines, `---`, `#`, quotes, YAML tags, unicode line separators...) in
-    each field that reaches a manifest: a one-line UserError, or the same three documents
+    each field that reaches a manifest: a one-line UserError, or the same four documents
     (a comment header first), parsing back to exactly the objects made, the value in its place."""
     monkeypatch.setattr(k8s_pods, "replay_sizes", lambda config: (1 << 20, 1 << 20, 1 << 20))  # no env to make
     place, holds = MANIFEST_FIELDS[field]
@@ -723,6 +875,6 @@ def test_any_value_of_a_field_is_refused_in_one_line_or_carried_intact(
     header, _, _ = text.partition("\n---\n")
     assert header and all(line.startswith("# ") and line.isprintable() for line in header.split("\n")), header
     objects = list(yaml.safe_load_all(text))
-    assert [obj["kind"] for obj in objects] == ["Secret", "ConfigMap", "RayJob"]
+    assert [obj["kind"] for obj in objects] == ["Secret", "ConfigMap", "NetworkPolicy", "RayJob"]
     assert objects == k8s.manifests(config, options, token="0" * 64)
     assert holds(objects, value), (field, value)

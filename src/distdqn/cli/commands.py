@@ -316,6 +316,7 @@ def command_k8s(args: argparse.Namespace) -> int:
         node_selectors=tuple(map(tuple, args.node_selector)),
         tolerations=tuple(map(tuple, args.toleration)),
         service_account=args.service_account,
+        network_policy=args.network_policy,
     )
     print(render(config, options), end="")
     return 0

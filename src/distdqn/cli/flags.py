@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="toleration of a group (repeatable)",
     )
     k8s.add_argument("--service-account", help="service account of every pod")
+    k8s.add_argument(
+        "--no-network-policy",
+        dest="network_policy",
+        action="store_false",
+        help="leave out the NetworkPolicy that admits only the cluster's own pods (and KubeRay's operator) "
+        "to the pods' ports: for a cluster whose network plugin enforces none",
+    )
     _add_allow_import(k8s)
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint's greedy policy")

@@ -31,8 +31,26 @@ here. A RayCluster needs no job API: its head runs `include-dashboard: false` an
 the GCS port, unless `open_dashboard` asks for the dashboard (still behind the token and
 ClusterIP: `kubectl port-forward`). Ray's client server
 (10001), left out of the Service, and every Ray port of every pod still listen on the pod's IP
-inside the cluster, behind the token: as the README's security note says, keep Ray inside a
-private network (a NetworkPolicy is not generated).
+inside the cluster, behind the token.
+
+**NetworkPolicy** (unless `network_policy=False`, for a cluster whose network plugin enforces
+none): every pod of the cluster takes TCP only from the cluster's own pods, on all ports: Ray's
+GCS, raylets, object managers and dashboard agents, the learners' torch.distributed store and
+group (on ports the OS picks), and Ray's workers, which listen on a wide range of ports
+(10002-19999 by default), so a list of ports would be those ranges anyway. The pods are
+selected by the labels their templates carry (`app.kubernetes.io/instance: NAME`), which
+KubeRay copies onto every pod; not by `ray.io/cluster`, because the cluster a RayJob makes is
+named NAME and a random suffix. A RayJob's head also takes the dashboard port from the KubeRay operator (pods labelled
+`app.kubernetes.io/component: kuberay-operator`, as both its Helm chart and its kustomize
+manifests label them, in any namespace, since where it runs is the installer's choice): the
+operator polls the job's status there. With `open_dashboard` a RayCluster's dashboard is
+reached by `kubectl port-forward`, which connects inside the pod and which no policy filters;
+it is open to the cluster's own pods only. Egress stays open: the pods reach the run's storage,
+DNS and the image's package index wherever they are. Anything else (Prometheus on Ray's
+metrics port) needs a policy of the user's. The policy is written before the
+RayJob/RayCluster, so `kubectl apply` makes it before any pod starts. KubeRay 1.7's own policies
+(`spec.networkPolicy`, behind the alpha feature gate RayClusterNetworkPolicy, off by default)
+admit the same: all ports from pods of the same cluster.
 
 **Input.** Every value that reaches the output is checked before anything is made, as
 Kubernetes would check it (names, label keys and values, the image reference) and for
@@ -72,6 +90,11 @@ CONFIG_KEY = "run.toml"
 LOCAL_RUN_DIR = "/tmp/run"
 TOKEN_KEY = "auth_token"
 """The Secret key KubeRay reads the token from."""
+GCS_PORT = 6379
+DASHBOARD_PORT = 8265
+"""The dashboard and job API, which KubeRay's operator polls a RayJob's status at."""
+OPERATOR_LABELS = {"app.kubernetes.io/component": "kuberay-operator"}
+"""The label KubeRay's Helm chart and its kustomize manifests both put on the operator's pod."""
 FINISHED_TTL_S = 300
 """Seconds a finished RayJob's cluster stays for a look at its logs (with storage only)."""
 
@@ -102,6 +125,8 @@ class K8sOptions:
     """(group, `KEY[=VALUE]:EFFECT`)."""
     service_account: str | None = None
     """Service account of every pod (for instance one allowed to write the storage bucket)."""
+    network_policy: bool = True
+    """Emit the NetworkPolicy that admits only the cluster's own pods (and a RayJob's operator)."""
 
 
 def resolve_k8s_config(env_id: str | None, config_file: Path | None, overrides: list[str]) -> Config:
@@ -148,9 +173,26 @@ def _ray_resources(group: PodGroup) -> dict[str, str]:
     return resources
 
 
+def network_policy(metadata: dict[str, Any], pod_labels: dict[str, str], kind: str) -> dict[str, Any]:
+    """Ingress to the cluster's pods from its own pods only, and to a RayJob's dashboard from the
+    operator too (see the module's docstring); egress open."""
+    own_pods = {"podSelector": {"matchLabels": dict(pod_labels)}}
+    ingress: list[dict[str, Any]] = [{"from": [own_pods], "ports": [{"protocol": "TCP"}]}]  # every TCP port
+    if kind == "rayjob":
+        operator = {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(OPERATOR_LABELS)}}
+        ingress.append({"from": [operator], "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata,
+        "spec": {"podSelector": {"matchLabels": dict(pod_labels)}, "policyTypes": ["Ingress"], "ingress": ingress},
+    }
+
+
 def manifests(config: Config, options: K8sOptions, token: str | None = None) -> list[dict[str, Any]]:
-    """The Secret (with `token="random"`), the ConfigMap and the RayJob or RayCluster for a
-    resolved config. `token` fixes the random token (tests); None draws one."""
+    """The Secret (with `token="random"`), the ConfigMap, the NetworkPolicy (unless left out) and
+    the RayJob or RayCluster for a resolved config. `token` fixes the random token (tests); None
+    draws one."""
     if options.kind not in MAX_NAME:
         raise UserError(f"--kind must be rayjob or raycluster, got {options.kind!r}")
     if options.open_dashboard and options.kind == "rayjob":
@@ -204,9 +246,9 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
             ]
         }
         if head:
-            ports = [{"name": "gcs-server", "containerPort": 6379}]
+            ports = [{"name": "gcs-server", "containerPort": GCS_PORT}]
             if options.kind == "rayjob" or options.open_dashboard:
-                ports.append({"name": "dashboard", "containerPort": 8265})
+                ports.append({"name": "dashboard", "containerPort": DASHBOARD_PORT})
             container["ports"] = ports
             container["volumeMounts"].append({"name": "run-config", "mountPath": CONFIG_DIR, "readOnly": True})
             spec["volumes"].append({"name": "run-config", "configMap": {"name": config_name}})
@@ -268,6 +310,8 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
             "data": {CONFIG_KEY: config_to_toml(run)},
         }
     )
+    if options.network_policy:
+        objects.append(network_policy(metadata(f"{name}-ingress"), labels, options.kind))
     if options.kind == "rayjob":
         job_spec: dict[str, Any] = {
             "entrypoint": train_command(config, options),

@@ -60,6 +60,16 @@ def _header(config: Config, options: K8sOptions, objects: list[dict[str, Any]]) 
             f"Token: the Secret {secret} below holds a fresh random token: keep this output out of "
             "version control (--token external emits none)."
         )
+    policies = [obj["metadata"]["name"] for obj in objects if obj["kind"] == "NetworkPolicy"]
+    if policies:
+        operator = ", and the dashboard port from the KubeRay operator" if kind == "RayJob" else ""
+        lines.append(
+            f"NetworkPolicy {policies[0]}: the pods take TCP from the cluster's own pods only, on every port "
+            f"(Ray's workers use a wide range){operator}; egress stays open (storage, DNS). "
+            "It needs a network plugin that enforces it (--no-network-policy leaves it out)."
+        )
+    else:
+        lines.append("No NetworkPolicy (--no-network-policy): Ray's ports are open to every pod, behind the token.")
     if options.storage is None:
         lines.append(f"Run files: {LOCAL_RUN_DIR} on the head pod, lost with it (--storage URI keeps them).")
     else:
