@@ -58,6 +58,9 @@ S3_ENV = {
 }
 OBJECT_STORE_BYTES = 300_000_000
 """Each Ray node's object store: well inside the 1 GiB /dev/shm every container gets."""
+SOLVE_BOUND_S = 1500.0
+"""The resumed run must solve CartPole within this."""
+LOG_EVERY = 500
 FAULT_BOUND_S = 240.0
 """A fault must be recovered from (the run's env steps moving again) within this."""
 
@@ -211,7 +214,7 @@ class Cluster:
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token or self.token, **S3_ENV}
 
     def start_s3(self) -> None:
-        self._run("s3", S3_IP, self.s3_image)
+        self._run("s3", S3_IP, self.s3_image, environment=S3_ENV)
         wait_until("the S3 server", lambda: self.exec_python("s3", _MAKE_BUCKET).returncode == 0, 60)
 
     def start_head(self) -> None:
@@ -322,13 +325,18 @@ TRAIN_SETTINGS = [
     "placement.shard.num_cpus=0.25", "placement.shard.resources={w2: 0.1}",
     "placement.learner.num_cpus=0.5", "placement.learner.resources={learner_slot: 1}",
     "placement.evaluator.num_cpus=0.5", "placement.evaluator.resources={head: 0.5}",
-    "checkpoint.every_steps=2000", "checkpoint.replay=true", "logging.every_steps=500",
+    "checkpoint.every_steps=2000", "checkpoint.replay=true", f"logging.every_steps={LOG_EVERY}",
     "logging.progress=lines", "logging.tensorboard=false",
 ]  # fmt: skip
 
 
+def _settings() -> list[str]:
+    """TRAIN_SETTINGS as `--set` flags, quoted for the driver's shell."""
+    return [part for setting in TRAIN_SETTINGS for part in ("--set", f"'{setting}'")]
+
+
 def _train_args(run_uri: str, *extra: str) -> list[str]:
-    settings = [part for setting in TRAIN_SETTINGS for part in ("--set", f"'{setting}'")]
+    settings = _settings()
     return [
         "--env", "CartPole-v1", "--runtime", "ray", "--address", f"{HEAD_IP}:{RAY_PORT}", "--run-dir", run_uri,
         "--seed", "3", *settings, *extra,
@@ -341,8 +349,10 @@ def _steps(cluster: Cluster) -> int:
 
 
 def _restarts(cluster: Cluster) -> dict[str, int]:
-    lines = [line for line in _staged_metrics(cluster) if "restarts" in line]
-    return dict(lines[-1]["restarts"]) if lines else {}
+    """Restarts by role kind (`restarts_actor`...), as the newest training line counts them."""
+    lines = [line for line in _staged_metrics(cluster) if "env_steps_per_s" in line]
+    last = lines[-1] if lines else {}
+    return {key.removeprefix("restarts_"): value for key, value in last.items() if key.startswith("restarts_")}
 
 
 def _driver_alive(cluster: Cluster) -> None:
@@ -374,16 +384,156 @@ def fault(
     return f"{name} {detected:.0f}/{total:.0f} s"
 
 
-def _ray_dead_nodes(cluster: Cluster) -> int:
-    code = "import ray; ray.init(address='auto', logging_level=40); print(sum(not n['Alive'] for n in ray.nodes()))"
+def _replace(cluster: Cluster, index: int) -> None:
+    """A new worker in the place of a dead one: a paused container is thawed first (its raylet,
+    told it is dead, then exits), and the old container goes before the new one takes its address."""
+    role = f"w{index + 1}"
+    run("docker", "unpause", cluster.name(role), check=False, quiet=True)
+    cluster.remove(role)
+    cluster.start_worker(index)
+
+
+def preempt_and_resume(cluster: Cluster, run_uri: str) -> str:
+    """`docker stop` of the driver (SIGTERM, 30 s, SIGKILL): `latest` with the replay must be on
+    the store when it exits; then a new cluster resumes the run from the store and solves it."""
+    steps = _steps(cluster)
+    started = time.monotonic()
+    run("docker", "stop", "--time", "30", cluster.name("driver"), timeout=120)
+    stopped = time.monotonic() - started
+    code = run("docker", "inspect", "-f", "{{.State.ExitCode}}", cluster.name("driver")).stdout.strip()
+    if code != "0":
+        raise CheckFailed(f"the driver exited {code} on SIGTERM after {stopped:.0f} s: {cluster.logs('driver')}")
+    latest = _latest_files(cluster, run_uri)
+    if not any(name.startswith("resume") for name in latest):
+        raise CheckFailed(f"`latest` on the store holds no replay snapshot: {sorted(latest)}")
+    log(f"driver stopped by SIGTERM at env step {steps} in {stopped:.0f} s; latest on the store: {sorted(latest)}")
+    for role in ("driver", "w1", "w2", "head"):
+        cluster.remove(role)
+    cluster.start_head()
+    for index in range(2):
+        cluster.start_worker(index)
+    address = f"{HEAD_IP}:{RAY_PORT}"
+    cluster.start_driver("--resume", run_uri, "--address", address, "--stop-return", "475", *_settings())
+    resumed = time.monotonic()
+    code = run("docker", "wait", cluster.name("driver"), timeout=SOLVE_BOUND_S).stdout.strip()
+    if code != "0":
+        raise CheckFailed(f"the resumed run exited {code}: {cluster.logs('driver')}")
+    lines = _read_metrics(cluster, run_uri)
+    _check_continuous(lines)
+    best = max((line["eval_return_mean"] for line in lines if "eval_return_mean" in line), default=float("nan"))
+    if not best >= 475:
+        raise CheckFailed(f"the resumed run ended without solving CartPole: best evaluation {best}")
+    solved = time.monotonic() - resumed
+    return f"SIGTERM: latest+replay on s3 in {stopped:.0f} s; resumed elsewhere, solved ({best:.0f}) in {solved:.0f} s"
+
+
+def _latest_files(cluster: Cluster, run_uri: str) -> list[str]:
+    """The files of the version `latest` names on the store."""
+    code = (
+        "import json, s3fs; fs = s3fs.S3FileSystem(); "
+        f"v = json.loads(fs.cat('{run_uri}/checkpoints/latest'))['version']; "
+        f"files = fs.find('{run_uri}/checkpoints/versions/' + v, withdirs=True); "
+        "print('\\n'.join(p.rsplit('/', 1)[-1] for p in files))"
+    )
     result = cluster.exec_python("head", code)
-    return int(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 and result.stdout.strip() else 0
+    if result.returncode != 0:
+        raise CheckFailed(f"cannot read `latest` on the store: {result.stderr.strip()[-500:]}")
+    return result.stdout.split()
+
+
+def _check_continuous(lines: list[dict]) -> None:
+    """Training lines' env steps only grow, across the stop and the resume: none repeated, none lost
+    (a line every logging.every_steps, so no gap of more than two intervals)."""
+    steps = [line["env_steps"] for line in lines if "env_steps_per_s" in line]
+    gaps = [later - earlier for earlier, later in zip(steps, steps[1:], strict=False)]
+    if not steps or min(gaps, default=1) <= 0 or max(gaps, default=0) > 4 * LOG_EVERY:
+        raise CheckFailed(f"metrics.jsonl is not continuous: env steps {steps}")
+
+
+def _ray_dead_nodes(cluster: Cluster) -> int:
+    """Nodes the cluster's GCS counts as dead (Ray prints warnings of its own on stdout too)."""
+    code = (
+        "import ray; ray.init(address='auto', logging_level=40); "
+        "print('DEAD', sum(not n['Alive'] for n in ray.nodes()))"
+    )
+    result = cluster.exec_python("head", code)
+    counts = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("DEAD ")]
+    return int(counts[-1]) if result.returncode == 0 and counts else 0
+
+
+MEASURE_STEPS = 20_000
+MEASURE_SETTINGS = [
+    "placement.num_actors=2", "placement.num_shards=1", "placement.num_learners=1",
+    "placement.actor.num_cpus=0.5", "placement.shard.num_cpus=0.25", "placement.learner.num_cpus=0.5",
+    "placement.evaluator.num_cpus=0.5", "evaluation.every_steps=100000", "logging.tensorboard=false",
+]  # fmt: skip
+"""One placement for the three runtimes compared (inline has one learner), evaluation out of the way."""
+
+
+def _final_rate(output: str) -> float:
+    """Env steps per second over a whole run, from the last training line of its metrics.jsonl."""
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    last = [line for line in lines if "env_steps_per_s" in line][-1]
+    return last["env_steps"] / last["wall_s"]
+
+
+def _network_bytes(cluster: Cluster, roles: list[str]) -> int:
+    """Bytes the containers sent on their network interface so far (the kernel's counters)."""
+    total = 0
+    for role in roles:
+        result = run("docker", "exec", cluster.name(role), "cat", "/sys/class/net/eth0/statistics/tx_bytes")
+        total += int(result.stdout)
+    return total
+
+
+def measure(cluster: Cluster) -> str:
+    """Env steps/s of one placement inline and on an embedded cluster (both in one container of 2
+    CPUs), and on the cluster of containers, with the bytes its nodes sent per env step."""
+    settings = [part for setting in MEASURE_SETTINGS for part in ("--set", f"'{setting}'")]
+    common = ["--env", "CartPole-v1", "--total-steps", str(MEASURE_STEPS), "--quiet", "--seed", "1", *settings]
+    rates = {}
+    for runtime in ("inline", "ray"):
+        command = f"distdqn train --runtime {runtime} --run-dir /tmp/r {' '.join(common)} && cat /tmp/r/metrics.jsonl"
+        result = run("docker", "run", "--rm", "--cpus=2", "--shm-size=1g", "--entrypoint", "sh", cluster.image,
+                     "-c", command, timeout=1800)  # fmt: skip
+        rates[runtime] = _final_rate(result.stdout)
+    roles = ["head", "w1", "w2"]
+    sent = _network_bytes(cluster, roles)
+    settings_cluster = [*settings, "--set", "'placement.actor.resources={w1: 0.1}'"]
+    settings_cluster += [
+        "--set",
+        "'placement.shard.resources={w2: 0.1}'",
+        "--set",
+        "'placement.learner.resources={w2: 0.1}'",
+    ]
+    command = (
+        f"distdqn train --runtime ray --address {HEAD_IP}:{RAY_PORT} --run-dir /tmp/r "
+        f"{' '.join([*common[: -len(settings)], *settings_cluster])} && cat /tmp/r/metrics.jsonl"
+    )
+    join = (
+        f"ray start --address={HEAD_IP}:{RAY_PORT} --num-cpus=0 --object-store-memory={OBJECT_STORE_BYTES} > /dev/null"
+    )
+    result = run("docker", "run", "--rm", "--network", cluster.network, "--ip", DRIVER_IP, "--shm-size=1g",
+                 *[f"--env={k}={v}" for k, v in cluster.ray_environment().items()], "--entrypoint", "sh",
+                 cluster.image, "-c", f"{join} && {command}", timeout=1800)  # fmt: skip
+    rates["containers"] = _final_rate(result.stdout)
+    per_step = (_network_bytes(cluster, roles) - sent) / MEASURE_STEPS
+    line = (
+        f"env steps/s: inline {rates['inline']:.0f}, embedded Ray {rates['ray']:.0f}, "
+        f"3 containers {rates['containers']:.0f} ({rates['containers'] / rates['inline']:.2f}x inline); "
+        f"{per_step / 1024:.1f} KiB sent between nodes per env step"
+    )
+    log(line)
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the containers and network for a look")
     parser.add_argument("--tag", default="cluster-check", help="tag of the images built")
+    parser.add_argument(
+        "--measure", action="store_true", help="measure throughput and network bytes instead of the fault steps"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     ensure_docker()
@@ -397,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(2):
             cluster.start_worker(index)
         summary.append(check_token(cluster))
+        if args.measure:
+            summary.append(measure(cluster))
+            return _passed(started, summary)
         run_uri = f"s3://{BUCKET}/run-{cluster.check_id}"
         cluster.start_driver(*_train_args(run_uri, "--total-steps", "200000"))
         wait_until("the run to start updating", lambda: _steps(cluster) >= 3000 or not cluster.alive("driver"), 300)
@@ -404,10 +557,18 @@ def main(argv: list[str] | None = None) -> int:
         summary.append(f"trains on s3:// at {_steps(cluster)} steps")
         summary.append(
             fault(cluster, "kill w1", lambda: run("docker", "kill", cluster.name("w1")),
-                  lambda: (cluster.remove("w1"), cluster.start_worker(0)), ["actor", "learner"])
+                  lambda: _replace(cluster, 0), ["actor", "learner"])
         )  # fmt: skip
-        # ... pause, partition, stop: added as they are built
-    except CheckFailed as failure:
+        summary.append(
+            fault(cluster, "pause w2", lambda: run("docker", "pause", cluster.name("w2")),
+                  lambda: _replace(cluster, 1), ["shard", "learner"])
+        )  # fmt: skip
+        summary.append(
+            fault(cluster, "partition w1", lambda: run("docker", "network", "disconnect", cluster.network,
+                  cluster.name("w1")), lambda: _replace(cluster, 0), ["actor", "learner"])
+        )  # fmt: skip
+        summary.append(preempt_and_resume(cluster, run_uri))
+    except (CheckFailed, subprocess.TimeoutExpired, OSError, ValueError) as failure:
         log(f"FAILED: {failure}")
         for role in ("driver", "head"):
             log(f"{role} log tail:\n{cluster.logs(role)}")
@@ -416,6 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             cluster.close()
+    return _passed(started, summary)
+
+
+def _passed(started: float, summary: list[str]) -> int:
     print(f"cluster-check: passed in {time.monotonic() - started:.0f} s: " + "; ".join(summary))
     return 0
 

@@ -1,6 +1,6 @@
 """The supervisor: where every role instance runs, and what a role's death means for the run.
 
-A runtime restarts a dead role (Ray's max_restarts); the supervisor notices it by process id,
+A runtime restarts a dead role (Ray's max_restarts); the supervisor notices it by node and process id,
 counts each death once however many calls it failed, keeps where roles run in
 RUN_DIR/placement.json, and re-forms the learners' torch.distributed group after a learner died.
 """
@@ -51,10 +51,11 @@ class Supervisor:
     def reconcile(self) -> None:
         """A call failed because a role died. Count each death once, however many calls it
         failed: wait for the runtime to bring every role back and compare process ids (the failed
-        call may name the role whose result it only consumed)."""
+        call may name the role whose result it only consumed). A process is its node and its
+        pid: a role restarted in a replacement container often gets the pid it had before."""
         for name in self.handles:
             where = self._where_when_up(name)
-            if where["pid"] == self.where[name]["pid"]:
+            if (where["node_id"], where["pid"]) == (self.where[name]["node_id"], self.where[name]["pid"]):
                 continue
             self.where[name] = where
             kind = name.partition("-")[0]
