@@ -113,18 +113,19 @@ class Supervisor:
 
     def form_learner_group(self, learners: list[Any]) -> None:
         """The learners' torch.distributed group. Learners that all run on one node meet at a file
-        there and talk over loopback, so nothing listens on the network; otherwise learner 0's
-        host is the meeting point (an unauthenticated TCP store: see README, Security)."""
+        there and talk over loopback, so nothing listens on the network; otherwise at a TCP store
+        on learner 0, listening on its node's cluster address only (unauthenticated: see README,
+        Security)."""
         runtime = self.runtime
         places = [runtime.get(runtime.where(learner)) for learner in learners]
         if len({place["node_id"] for place in places}) == 1:
-            init_method = "file://" + runtime.get(runtime.call(learners[0], "meeting_file"))
+            meeting = "file://" + runtime.get(runtime.call(learners[0], "meeting_file"))
         else:
-            port = runtime.get(runtime.call(learners[0], "free_port"))
-            init_method = f"tcp://{places[0]['node_ip']}:{port}"
+            address = places[0]["node_ip"]
+            port = runtime.get(runtime.call(learners[0], "listen", address, len(learners)))
+            meeting = f"tcp://{address}:{port}"
         joins = [
-            runtime.call(learner, "join_group", init_method, rank, len(learners))
-            for rank, learner in enumerate(learners)
+            runtime.call(learner, "join_group", meeting, rank, len(learners)) for rank, learner in enumerate(learners)
         ]
         for join in joins:
             runtime.get(join)
