@@ -253,9 +253,9 @@ class TrainingRun:
     def _launch_collect(self, index: int) -> None:
         """Relaunch actor `index` unless it is lost; it pulls the latest weights every
         `weight_refresh_steps` collects."""
-        if f"actor-{index}" in self.supervisor.lost:
+        actor = self.supervisor.live(self.actors)[index]
+        if actor is None:
             return
-        actor = self.actors[index]
         if self.collects_launched[index] % self.config.placement.weight_refresh_steps == 0:
             self._fire(actor, "set_weights", self._weights)
         self.collects_launched[index] += 1

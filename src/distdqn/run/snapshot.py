@@ -59,8 +59,7 @@ def take(run: TrainingRun) -> dict[str, Any]:
     run.finish_updates()
     run.contents.read()
     shards = [runtime.call(shard, "snapshot") for shard in run.shards]
-    lost = run.supervisor.lost
-    actors = [None if f"actor-{i}" in lost else runtime.call(actor, "snapshot") for i, actor in enumerate(run.actors)]
+    actors = [None if actor is None else runtime.call(actor, "snapshot") for actor in run.supervisor.live(run.actors)]
     pending = [
         {"actor": index, "steps": runtime.get(steps), "batches": [runtime.get(batch)._asdict() for batch in batches]}
         for steps, (index, batches) in run.collects.items()

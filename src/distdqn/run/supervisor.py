@@ -55,6 +55,10 @@ class Supervisor:
         futures = {name: runtime.where(handle) for name, handle in handles.items()}
         self.where = {name: runtime.get(future) for name, future in futures.items()}
 
+    def live(self, actors: list[Any]) -> list[Any]:
+        """`actors` (by index) with None in place of a lost one."""
+        return [None if f"actor-{i}" in self.lost else actor for i, actor in enumerate(actors)]
+
     def write_placement(self) -> None:
         """Where every role instance actually runs, to RUN_DIR/placement.json."""
         replace_file(self.run_dir / "placement.json", json.dumps(self.where, indent=1, sort_keys=True).encode())

@@ -39,7 +39,7 @@ class Telemetry:
     def log_training(self, metrics: MetricsLog, replay_size: Callable[[], int]) -> None:
         """Write one training line: what happened since the last one."""
         counters = self.counters
-        for actor in self._live_actors():
+        for actor in self.supervisor.live(self.actors):
             if actor is None:
                 continue
             try:
@@ -78,7 +78,7 @@ class Telemetry:
     def _role_metrics(self, elapsed: float) -> dict[str, float]:
         """Per-role throughput and weight lag; in one process only the epsilon is new (roles
         there move in lockstep)."""
-        actor_stats = self._stats(self._live_actors())
+        actor_stats = self._stats(self.supervisor.live(self.actors))
         record: dict[str, float] = {}
         if actor_stats[0] is not None:
             record["epsilon"] = round(actor_stats[0]["epsilon"], 5)
@@ -99,10 +99,6 @@ class Telemetry:
         if learner_stats[0] is not None and versions:
             record["weight_lag_max"] = learner_stats[0]["updates"] - min(versions)
         return record
-
-    def _live_actors(self) -> list[Any]:
-        """The actors, None in place of a lost one (see `Supervisor.lost`)."""
-        return [None if f"actor-{i}" in self.supervisor.lost else actor for i, actor in enumerate(self.actors)]
 
     def _stats(self, handles: list[Any]) -> list[dict[str, float] | None]:
         """Each role's `stats`; None for a handle that is None or a role that failed."""
