@@ -1,5 +1,9 @@
 """The learner's update paths: a group of batches, compiled, and in bfloat16."""
 
+import socket
+from datetime import timedelta
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -7,6 +11,7 @@ import torch
 
 from distdqn.config import resolve_config
 from distdqn.roles import Learner
+from distdqn.roles.learner import listening_store
 from distdqn.types import SampleBatch
 
 SPACE = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
@@ -136,3 +141,39 @@ def test_compiled_cnn_learner_after_an_mlp_one_in_the_same_process():
     np.testing.assert_allclose(
         results[1].priority_update.priorities, results[0].priority_update.priorities, rtol=1e-4, atol=1e-5
     )
+
+
+def _another_local_address() -> str | None:
+    """An address of this machine other than 127.0.0.1 (the one its default route leaves from)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET: nothing is sent, only a route looked up
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address == "127.0.0.1" else address
+
+
+def _listening_on(port: int) -> set[str]:
+    """IPv4 addresses a TCP socket of this machine listens on at `port`, from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
+def test_the_learners_tcp_store_listens_on_the_address_it_is_given_only():
+    """Learners on several nodes meet at learner 0's store; torch alone binds it to every
+    interface, unauthenticated. Bound to 127.0.0.1, it answers there and nowhere else."""
+    store = listening_store("127.0.0.1", 2)
+    client = torch.distributed.TCPStore("127.0.0.1", store.port, 2, False, timedelta(seconds=10))
+    client.set("met", "yes")
+    assert store.get("met") == b"yes"
+    assert _listening_on(store.port) == {"127.0.0.1"}
+    other = _another_local_address()
+    if other is not None:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((other, store.port), timeout=5).close()

@@ -17,7 +17,7 @@ from ray_cluster import TwoNodeCluster, ray_environment
 
 from distdqn.config import resolve_config
 from distdqn.run.train import train
-from distdqn.runtime.ray import RayRuntime, ray  # first: it sets Ray's environment before Ray loads
+from distdqn.runtime.ray import RayRuntime, RoleHost, ray  # first: it sets Ray's environment before Ray loads
 from distdqn.storage.checkpoint import load_checkpoint, load_resume_state
 
 QUIET = ["logging.progress=false", "logging.tensorboard=false"]
@@ -126,6 +126,76 @@ def test_plan_reads_the_cluster_and_refuses_what_it_cannot_hold(cluster, tmp_pat
     too_big = plan("{gpu_node: 1}")
     assert too_big.returncode == 2
     assert "cannot hold actor-" in too_big.stderr and len(too_big.stderr.strip().splitlines()) == 1
+
+
+def _pinned_placement(cluster) -> object:
+    """Two actors on node2 (and nothing else needs it), every other role on the head."""
+    return resolve_config(
+        "CartPole-v1",
+        overrides=RAY
+        + [
+            f"placement.address={cluster.address}",
+            "placement.num_actors=2",
+            "placement.actor.resources={node2: 1}",
+            "placement.evaluator.num_cpus=0",  # reserves nothing: pinned without a bundle
+        ],
+    ).placement
+
+
+def test_every_role_starts_on_the_node_the_plan_picked(cluster):
+    from distdqn.runtime.plan import role_demands
+
+    placement = _pinned_placement(cluster)
+    ray.init(address=cluster.address)  # the runtime keeps this connection: the group can be read after
+    try:
+        runtime = RayRuntime(placement)
+        try:
+            names = [role.name for role in role_demands(placement)]
+            handles = {name: runtime.spawn(dict, name=name) for name in names}  # a role as small as can be
+            where = {name: ray.get(runtime.where(handle)) for name, handle in handles.items()}
+            group = runtime._group
+        finally:
+            runtime.shutdown()
+        nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+        assert ray.util.placement_group_table(group)["state"] == "REMOVED"  # shutdown gave it back
+    finally:
+        ray.shutdown()
+    assert {name: place["node_id"] for name, place in where.items()} == runtime.plan
+    reserving = [name for name in names if name != "evaluator"]  # it needs nothing: any node fits it
+    assert all(("node2" in nodes[where[name]["node_id"]]) == name.startswith("actor") for name in reserving)
+
+
+def test_roles_the_cluster_has_no_room_for_now_stop_the_run_in_one_line(cluster, monkeypatch):
+    """The plan counts each node's total; another job holds node2's `node2` resource, so the
+    actors pinned there cannot be reserved: the first spawn says so within PLACEMENT_WAIT_S
+    (no silent wait for an actor that stays pending) and gives back what it had asked for."""
+    from distdqn.errors import UserError
+    from distdqn.runtime import ray as ray_runtime
+
+    monkeypatch.setattr(ray_runtime, "PLACEMENT_WAIT_S", 2.0)
+    ray.init(address=cluster.address)
+    blocker = ray.remote(RoleHost).options(num_cpus=0, resources={"node2": 7.5}).remote(dict, ())
+    try:
+        ray.get(blocker.where.remote())
+        runtime = RayRuntime(_pinned_placement(cluster))  # the plan fits: node2 has 8 in all
+        started = time.monotonic()
+        try:
+            with pytest.raises(UserError) as refused:
+                runtime.spawn(dict, name="learner-0")
+            waited = time.monotonic() - started
+        finally:
+            runtime.shutdown()
+        message = str(refused.value)
+        assert "\n" not in message
+        assert "actor-0 (CPU=1, node2=1 on " in message and "actor-1 (" in message
+        assert "learner-0" not in message.split("within")[0]  # the head had room for the rest
+        assert "within 2 s" in message and "node2=0.5" in message  # what is free now
+        assert waited < 10, waited
+        groups = ray.util.placement_group_table().values()
+        assert all(group["state"] == "REMOVED" for group in groups)
+    finally:
+        ray.kill(blocker)
+        ray.shutdown()
 
 
 def test_two_learners_stay_bit_identical(tmp_path: Path):

@@ -29,3 +29,9 @@ class TrainingDiverged(UserError):
 class DiskFull(UserError):
     """A write in the run directory found the disk (or the user's quota) full; the run stops and
     keeps its last complete checkpoint."""
+
+
+class RoleLost(UserError):
+    """A role the run cannot go on without (a learner, a shard, the evaluator, the last actor)
+    cannot come back: its node is gone, or it stayed down past the restart bound. The run stops
+    and keeps its last complete checkpoint, which `--resume` continues on the cluster as it is then."""

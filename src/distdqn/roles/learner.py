@@ -57,6 +57,15 @@ def loopback_interface() -> str:
     return names[0] if names else "lo"
 
 
+def listening_store(address: str, world_size: int, port: int = 0) -> dist.TCPStore:
+    """torch.distributed's TCP store listening on `address` only (at `port`, 0: a free one):
+    torch alone would bind every interface, so the listening socket is made here and handed over."""
+    host = address.strip("[]")
+    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    port = listener.getsockname()[1]
+    return dist.TCPStore(host, port, world_size, True, wait_for_workers=False, master_listen_fd=listener.detach())
+
+
 def merge_shard_rows(parts: tuple[SampleBatch, ...]) -> SampleBatch:
     """One training batch from every shard's rows of it. Importance weights are divided by the
     batch's largest only here, where all its rows are together, so that they only ever scale
@@ -117,6 +126,7 @@ class Learner:
         self._in_group = placement.num_learners == 1
         self._data_group: Any = None  # the learners that hold the same rows as this one
         self._meeting_dir: tempfile.TemporaryDirectory | None = None
+        self._store: Any = None  # learner 0's TCP store, for learners on several nodes (`listen`)
         self.restore_dir = restore_dir
         self.reload()
 
@@ -137,12 +147,11 @@ class Learner:
             self._apply_hyperparameters(int(checkpoint.state.get("counters", {}).get("env_steps", 0)))
 
     # -- data-parallel group ----------------------------------------------------------------
-    @staticmethod
-    def free_port() -> int:
-        """A free TCP port on this learner's host, for the process group to meet at."""
-        with socket.socket() as probe:
-            probe.bind(("", 0))
-            return probe.getsockname()[1]
+    def listen(self, address: str, world_size: int) -> int:
+        """Open the group's TCP store here, listening on `address` (this node's cluster address)
+        only, for learners on several nodes to meet at; return its port."""
+        self._store = listening_store(address, world_size)
+        return int(self._store.port)
 
     def meeting_file(self) -> str:
         """A fresh path in a private directory of this learner's, for learners on one node to
@@ -151,16 +160,27 @@ class Learner:
             self._meeting_dir = tempfile.TemporaryDirectory(prefix="distdqn-learners-")
         return str(Path(self._meeting_dir.name) / f"group-{uuid.uuid4().hex}")
 
-    def join_group(self, init_method: str, rank: int, world_size: int) -> None:
-        """Join the learners' process group, and with a split head its sub-groups: each replica's
-        K shards, and the learners of all replicas that hold the same rows. All learners must call
-        this at the same time (every process creates every sub-group, in the same order)."""
+    def join_group(self, meeting: str, rank: int, world_size: int) -> None:
+        """Join the learners' process group, met at `meeting`: `file://PATH` (all on one node) or
+        `tcp://HOST:PORT`, the store learner 0 opened with `listen` (or opens there now, bound
+        to HOST only). With a split head also its
+        sub-groups: each replica's K shards, and the learners of all replicas that hold the same
+        rows. All learners must call this at the same time (every process creates every
+        sub-group, in the same order)."""
         if dist.is_initialized():
             dist.destroy_process_group()
         backend = "nccl" if self.device.type == "cuda" else "gloo"
-        if init_method.startswith("file://"):  # all on one node: gloo's connections on loopback too
+        if meeting.startswith("file://"):  # all on one node: gloo's connections on loopback too
             os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback_interface())
-        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
+            dist.init_process_group(backend, init_method=meeting, rank=rank, world_size=world_size)
+        else:
+            host, _, port = meeting.removeprefix("tcp://").rpartition(":")
+            if rank != 0:
+                store = dist.TCPStore(host.strip("[]"), int(port), world_size, False)
+            else:
+                store = self._store if self._store is not None else listening_store(host, world_size, int(port))
+            self._store = None  # the group holds it, and closes it when it is destroyed
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
         shards = self.head_shards
         self.replicas = world_size // shards
         if shards > 1:

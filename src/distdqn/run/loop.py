@@ -21,7 +21,7 @@ import numpy as np
 
 from distdqn.config import Config
 from distdqn.config_changes import Continued, beta_schedule
-from distdqn.errors import DiskFull, TrainingDiverged
+from distdqn.errors import DiskFull, RoleLost, TrainingDiverged
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.run import snapshot
 from distdqn.run.checkpoints import Checkpoints
@@ -87,7 +87,7 @@ class TrainingRun:
         roles = spawn_roles(config, runtime, latest, self._actor_progress(), resumed_at)
         self.learners, self.replicas, self.shards = roles.learners, roles.replicas, roles.shards
         self.actors, self.evaluator = roles.actors, roles.evaluator
-        self.supervisor = Supervisor(runtime, run_dir, roles.handles(), counters, self._restarted)
+        self.supervisor = Supervisor(runtime, run_dir, roles.handles(), counters, self._restarted, self._role_lost)
         if config.placement.num_learners > 1:
             self.supervisor.form_learner_group(self.learners)
         self.contents = ShardContents(runtime, self.shards, self.supervisor)
@@ -251,8 +251,11 @@ class TrainingRun:
                 self._launch_collect(index)
 
     def _launch_collect(self, index: int) -> None:
-        """Relaunch actor `index`; it pulls the latest weights every `weight_refresh_steps` collects."""
-        actor = self.actors[index]
+        """Relaunch actor `index` unless it is lost; it pulls the latest weights every
+        `weight_refresh_steps` collects."""
+        actor = self.supervisor.live(self.actors)[index]
+        if actor is None:
+            return
         if self.collects_launched[index] % self.config.placement.weight_refresh_steps == 0:
             self._fire(actor, "set_weights", self._weights)
         self.collects_launched[index] += 1
@@ -419,6 +422,14 @@ class TrainingRun:
             self.supervisor.reconcile()
             return
         self.checkpoints.submit(name, parts, self.counters, resume)
+
+    def _role_lost(self, name: str, reason: str) -> RoleLost:
+        """Stop the run: role `name`, which it cannot go on without, cannot come back."""
+        run = self.store.uri if self.store is not None else self.run_dir
+        return RoleLost(
+            f"{name} cannot come back ({reason}) at env step {self.counters.env_steps}; "
+            f"{self.checkpoints.kept()}: continue with `distdqn train --resume {run}` once the cluster can hold it"
+        )
 
     def _diverged(self, what: str) -> TrainingDiverged:
         return self.checkpoints.diverged(what, self.counters.env_steps)

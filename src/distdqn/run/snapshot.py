@@ -59,7 +59,7 @@ def take(run: TrainingRun) -> dict[str, Any]:
     run.finish_updates()
     run.contents.read()
     shards = [runtime.call(shard, "snapshot") for shard in run.shards]
-    actors = [runtime.call(actor, "snapshot") for actor in run.actors]
+    actors = [None if actor is None else runtime.call(actor, "snapshot") for actor in run.supervisor.live(run.actors)]
     pending = [
         {"actor": index, "steps": runtime.get(steps), "batches": [runtime.get(batch)._asdict() for batch in batches]}
         for steps, (index, batches) in run.collects.items()
@@ -79,7 +79,7 @@ def take(run: TrainingRun) -> dict[str, Any]:
         "layout": snapshot_layout(run.config),
         "loop": _loop_state(run),
         "shards": [runtime.get(future) for future in shards],
-        "actors": [runtime.get(future) for future in actors],
+        "actors": [None if future is None else runtime.get(future) for future in actors],  # None: lost
         "pending": pending,
         "evaluation": evaluation,
     }
@@ -130,6 +130,7 @@ def _restore_roles_and_loop(run: TrainingRun, state: dict[str, Any]) -> None:
     ] + [
         runtime.call(actor, "restore", part, new_episodes, own_streams)
         for actor, part in zip(run.actors, state["actors"], strict=True)
+        if part is not None  # an actor lost before the snapshot starts afresh
     ]
     for call in calls:
         runtime.get(call)

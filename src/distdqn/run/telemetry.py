@@ -39,7 +39,9 @@ class Telemetry:
     def log_training(self, metrics: MetricsLog, replay_size: Callable[[], int]) -> None:
         """Write one training line: what happened since the last one."""
         counters = self.counters
-        for actor in self.actors:
+        for actor in self.supervisor.live(self.actors):
+            if actor is None:
+                continue
             try:
                 stats = self.runtime.get(self.runtime.call(actor, "episode_stats"))
             except RoleFailed:
@@ -67,6 +69,8 @@ class Telemetry:
         record.update({f"restarts_{kind}": count for kind, count in sorted(counters.restarts.items())})
         if counters.restarts:
             record["replay_lost"] = counters.replay_lost
+        if self.supervisor.lost:
+            record["actors_lost"] = len(self.supervisor.lost)
         metrics.write(record)
         self.log_mark = (counters.env_steps, counters.updates, counters.wall_s)
         self.episode_returns, self.episode_lengths = [], []
@@ -74,7 +78,7 @@ class Telemetry:
     def _role_metrics(self, elapsed: float) -> dict[str, float]:
         """Per-role throughput and weight lag; in one process only the epsilon is new (roles
         there move in lockstep)."""
-        actor_stats = self._stats(self.actors)
+        actor_stats = self._stats(self.supervisor.live(self.actors))
         record: dict[str, float] = {}
         if actor_stats[0] is not None:
             record["epsilon"] = round(actor_stats[0]["epsilon"], 5)
@@ -97,9 +101,13 @@ class Telemetry:
         return record
 
     def _stats(self, handles: list[Any]) -> list[dict[str, float] | None]:
-        futures = [self.runtime.call(handle, "stats") for handle in handles]
+        """Each role's `stats`; None for a handle that is None or a role that failed."""
+        futures = [None if handle is None else self.runtime.call(handle, "stats") for handle in handles]
         stats: list[dict[str, float] | None] = []
         for future in futures:
+            if future is None:
+                stats.append(None)
+                continue
             try:
                 stats.append(self.runtime.get(future))
             except RoleFailed:

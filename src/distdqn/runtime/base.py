@@ -23,6 +23,7 @@ class RoleFailed(Exception):
     def __init__(self, role_name: str, reason: str, restarting: bool = False) -> None:
         super().__init__(f"{role_name} failed: {reason}")
         self.role_name = role_name
+        self.reason = reason
         self.restarting = restarting
 
 

@@ -1,8 +1,9 @@
 """`distdqn plan`: which role goes where, and whether the cluster can hold them all.
 
 The check packs roles onto nodes first-fit, largest demand first, against each node's total
-resources, the way Ray reserves them. Ray's own scheduler may pick other nodes; a plan that
-fits here fits there (resources are the only constraint we set).
+resources, the way Ray reserves them. The Ray runtime then reserves every role on the node this
+plan picked (one placement group, each bundle pinned to its node), so `plan` and `train` agree;
+when other work holds what the plan counted, `unplaced` names the roles left without room.
 """
 
 from __future__ import annotations
@@ -46,27 +47,46 @@ def assign(roles: list[RoleDemand], nodes: list[Node]) -> dict[str, str]:
     placed: dict[str, str] = {}
     for role in sorted(roles, key=lambda r: -sum(r.demand.values())):
         for node in nodes:
-            if all(free[node.name].get(key, 0.0) >= amount - 1e-9 for key, amount in role.demand.items()):
-                for key, amount in role.demand.items():
-                    free[node.name][key] -= amount
+            if _take(free[node.name], role.demand):
                 placed[role.name] = node.name
                 break
         else:
-            offered = "; ".join(f"{n.name}: {_format(free[n.name])}" for n in nodes)
             raise UserError(
-                f"the cluster cannot hold {role.name}, which needs {_format(role.demand)} (still free: {offered})"
+                f"the cluster cannot hold {role.name}, which needs {describe_resources(role.demand)} "
+                f"(still free: {describe_free(free)})"
             )
     return {role.name: placed[role.name] for role in roles}
 
 
-def _format(resources: dict[str, float]) -> str:
+def unplaced(roles: list[RoleDemand], placed: dict[str, str], free: dict[str, dict[str, float]]) -> list[RoleDemand]:
+    """The roles that cannot go where `placed` puts them, given `free`, what each alive node has
+    left now (a node missing from it is gone): other work took what the plan counted."""
+    left = {name: dict(resources) for name, resources in free.items()}
+    return [role for role in roles if not (placed[role.name] in left and _take(left[placed[role.name]], role.demand))]
+
+
+def _take(free: dict[str, float], demand: dict[str, float]) -> bool:
+    """Take `demand` out of `free` if it fits there; whether it did."""
+    if any(free.get(key, 0.0) < amount - 1e-9 for key, amount in demand.items()):
+        return False
+    for key, amount in demand.items():
+        free[key] -= amount
+    return True
+
+
+def describe_free(free: dict[str, dict[str, float]]) -> str:
+    """`node: CPU=1, w1=0.6; node2: nothing`: what each node has left."""
+    return "; ".join(f"{name}: {describe_resources(resources)}" for name, resources in free.items())
+
+
+def describe_resources(resources: dict[str, float]) -> str:
     shown = {k: v for k, v in resources.items() if not k.startswith(("node:", "memory", "object_store"))}
     return ", ".join(f"{k}={v:g}" for k, v in sorted(shown.items())) or "nothing"
 
 
 def render(roles: list[RoleDemand], placed: dict[str, str]) -> str:
     """The plan as a table: one row per role instance."""
-    rows = [("role", "needs", "node")] + [(r.name, _format(r.demand), placed[r.name]) for r in roles]
+    rows = [("role", "needs", "node")] + [(r.name, describe_resources(r.demand), placed[r.name]) for r in roles]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows

@@ -4,6 +4,14 @@ Without an address this starts an embedded local cluster with token authenticati
 dashboard off, every port on 127.0.0.1 (`loopback_only`) and a reaper that ends all of its
 processes at once when this driver dies, even by `kill -9` (`distdqn.runtime.reaper`). A cluster
 joined by address is only connected to: its ports are its own, and nothing here ever stops it.
+
+Roles start where `distdqn plan` says: the first spawn reserves every role at once in one
+placement group whose bundles are the plan's demands, each pinned to its node by Ray's node-id
+label. Ray cannot bring back a role pinned to a node that is gone, so this runtime does: it
+re-places the role on an alive node with room for it now (a replacement node, or any other),
+in a placement group of its own, and its failures say `restarting` meanwhile; the supervisor
+counts the restart, or, when no node makes room within its bound, decides what the run does
+without the role.
 """
 
 from __future__ import annotations
@@ -24,7 +32,15 @@ from typing import IO, Any
 from distdqn.config import PlacementConfig, RoleResources
 from distdqn.errors import UserError
 from distdqn.runtime.base import RoleFailed, RoleT
-from distdqn.runtime.plan import Node, assign, role_demands
+from distdqn.runtime.plan import (
+    Node,
+    RoleDemand,
+    assign,
+    describe_free,
+    describe_resources,
+    role_demands,
+    unplaced,
+)
 from distdqn.runtime.reaper import Reaper
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -37,6 +53,16 @@ os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
 import ray  # noqa: E402  (the environment above must be set before Ray reads it)
 from ray._private import ray_constants  # noqa: E402
 from ray.exceptions import ActorUnavailableError, RayActorError  # noqa: E402
+from ray.util.placement_group import (  # noqa: E402
+    NODE_ID_LABEL_KEY,
+    get_current_placement_group,
+    placement_group,
+    remove_placement_group,
+)
+from ray.util.scheduling_strategies import (  # noqa: E402
+    NodeAffinitySchedulingStrategy,
+    PlacementGroupSchedulingStrategy,
+)
 
 
 class RoleHost:
@@ -66,10 +92,14 @@ class RoleHost:
         return self.identity
 
 
-@dataclass(frozen=True)
+@dataclass
 class RayRole:
+    """A role's handle; `actor` changes when the role is re-placed after its node was lost."""
+
     name: str
     actor: Any  # ray.actor.ActorHandle
+    role: type
+    args: tuple
 
 
 def role_kind(name: str) -> str:
@@ -201,31 +231,97 @@ class RayConnection:
             self._reaper = None
 
 
+PLACEMENT_WAIT_S = 60.0
+"""How long the first spawn waits for the cluster to reserve every role where the plan puts it.
+The plan counted each node's total resources; when other work holds some of them the placement
+group stays pending, and after this bound the run stops naming the roles without room."""
+
+
+def _alive_nodes() -> list[tuple[Node, str]]:
+    """The alive nodes of the connected cluster with their total resources, and their Ray node ids."""
+    return [
+        (Node(f"{node['NodeManagerAddress']} ({node['NodeID'][:8]})", dict(node["Resources"])), node["NodeID"])
+        for node in ray.nodes()
+        if node["Alive"]
+    ]
+
+
 class RayRuntime:
     def __init__(self, placement: PlacementConfig) -> None:
         self.placement = placement
         self._roles: list[RayRole] = []
         self._names_by_actor_id: dict[str, str] = {}
+        self._groups: list[Any] = []  # the run's placement group (made by the first spawn), then re-placements
+        self._bundles: dict[str, int] | None = None  # role name -> its bundle, once reserved
+        self._pinned: dict[str, str] = {}  # role name -> the node id it is pinned to, once reserved
         self._connection = RayConnection(placement.address, embedded_cluster_cpus(placement))
         try:
-            assign(role_demands(placement), self.cluster_nodes())  # fail now, clearly, not hang later
+            nodes = _alive_nodes()
+            placed = assign(role_demands(placement), [node for node, _ in nodes])  # fail now, clearly
         except BaseException:
             self._connection.close()
             raise
+        self._node_names = {node_id: node.name for node, node_id in nodes}
+        ids = {node.name: node_id for node, node_id in nodes}
+        self.plan = {role: ids[node] for role, node in placed.items()}
+        """Role name -> the Ray node id `distdqn plan` puts it on."""
 
     @staticmethod
     def cluster_nodes() -> list[Node]:
         """The alive nodes of the connected cluster with their total resources."""
-        return [
-            Node(f"{node['NodeManagerAddress']} ({node['NodeID'][:8]})", dict(node["Resources"]))
-            for node in ray.nodes()
-            if node["Alive"]
-        ]
+        return [node for node, _ in _alive_nodes()]
+
+    def _strategy(self, name: str) -> Any:
+        """Where role `name` is created: its bundle of the run's placement group, reserved by
+        the first spawn. A role that reserves nothing has no bundle and is pinned to its node
+        directly. Inside a caller's placement group (a Tune trial's) the roles stay in that."""
+        if get_current_placement_group() is not None:
+            return None
+        if self._bundles is None:
+            self._reserve()
+        assert self._bundles is not None
+        index = self._bundles.get(name)
+        if index is None:
+            return NodeAffinitySchedulingStrategy(self.plan[name], soft=False)
+        return PlacementGroupSchedulingStrategy(self._groups[0], placement_group_bundle_index=index)
+
+    def _reserve(self) -> None:
+        """Reserve every role on its planned node at once, or stop within PLACEMENT_WAIT_S
+        naming the roles the cluster has no room for now and what each node has free."""
+        roles = [role for role in role_demands(self.placement) if role.demand]
+        if roles:
+            group = placement_group(
+                [role.demand for role in roles],
+                bundle_label_selector=[{NODE_ID_LABEL_KEY: self.plan[role.name]} for role in roles],
+            )
+            if not group.wait(PLACEMENT_WAIT_S):
+                remove_placement_group(group)
+                raise UserError(self._unplaceable(roles))
+            self._groups.append(group)
+        self._bundles = {role.name: index for index, role in enumerate(roles)}
+        self._pinned = dict(self.plan)
+
+    def _unplaceable(self, roles: list[RoleDemand]) -> str:
+        free_by_id = ray._private.state.available_resources_per_node()
+        free = {self._node_names.get(node_id, node_id[:8]): free_by_id[node_id] for node_id in free_by_id}
+        placed = {role.name: self._node_names[self.plan[role.name]] for role in roles}
+        missing = unplaced(roles, placed, free) or roles
+        names = ", ".join(f"{role.name} ({describe_resources(role.demand)} on {placed[role.name]})" for role in missing)
+        return (
+            f"the cluster could not reserve {names} where the plan puts {'it' if len(missing) == 1 else 'them'} "
+            f"within {PLACEMENT_WAIT_S:g} s: other work holds what the plan counted, or a node is gone "
+            f"(free now: {describe_free(free)})"
+        )
 
     def _resources(self, name: str) -> RoleResources:
         return getattr(self.placement, role_kind(name))
 
     def spawn(self, role: type[RoleT], *args: Any, name: str) -> RayRole:
+        handle = RayRole(name, self._create(name, role, args, self._strategy(name)), role, args)
+        self._roles.append(handle)
+        return handle
+
+    def _create(self, name: str, role: type, args: tuple, strategy: Any) -> Any:
         resources = self._resources(name)
         actor: Any = (
             ray.remote(RoleHost)
@@ -236,13 +332,36 @@ class RayRuntime:
                 max_restarts=resources.max_restarts,
                 max_task_retries=0,  # the loop sees each failure and decides what to redo
                 max_concurrency=1,
+                scheduling_strategy=strategy,
             )
             .remote(role, args)
         )
-        handle = RayRole(name, actor)
-        self._roles.append(handle)
         self._names_by_actor_id[actor._actor_id.hex()] = name
-        return handle
+        return actor
+
+    def _replace(self, name: str, failed_actor_id: str) -> str:
+        """Bring back role `name`, whose pinned node is gone, on an alive node with room for it
+        now, pinned there in a placement group of its own; why it is still down otherwise."""
+        handle = next(handle for handle in self._roles if handle.name == name)
+        if handle.actor._actor_id.hex() != failed_actor_id:
+            return "being re-placed"  # a failure of the actor this role had before
+        (demand,) = [role for role in role_demands(self.placement) if role.name == name]
+        free_by_id = ray._private.state.available_resources_per_node()
+        alive = {node_id for _, node_id in _alive_nodes()}
+        room = [node_id for node_id, free in free_by_id.items() if node_id in alive and not unplaced(
+            [demand], {name: node_id}, {node_id: free})]  # fmt: skip
+        if not room:
+            return f"its node is gone and no node has room for it now (free: {describe_free(free_by_id)})"
+        node = room[0]
+        strategy: Any = NodeAffinitySchedulingStrategy(node, soft=False)
+        if demand.demand:
+            group = placement_group([demand.demand], bundle_label_selector=[{NODE_ID_LABEL_KEY: node}])
+            self._groups.append(group)
+            strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
+        ray.kill(handle.actor, no_restart=True)
+        handle.actor = self._create(name, handle.role, handle.args, strategy)
+        self._pinned[name] = node
+        return f"its node is gone: re-placed on {node[:8]}"
 
     def call(self, handle: RayRole, method: str, *args: Any, num_returns: int = 1) -> Any:
         if num_returns == 1:
@@ -273,10 +392,17 @@ class RayRuntime:
             )
             name = self._names_by_actor_id.get(actor_id, "unknown role")
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise RoleFailed(name, reason, restarting=isinstance(error, ActorUnavailableError)) from error
+            restarting = isinstance(error, ActorUnavailableError)
+            node = self._pinned.get(name)
+            if restarting and node is not None and node not in {node_id for _, node_id in _alive_nodes()}:
+                reason = self._replace(name, actor_id)
+            raise RoleFailed(name, reason, restarting=restarting) from error
 
     def shutdown(self) -> None:
         for handle in self._roles:
             ray.kill(handle.actor, no_restart=True)
         self._roles.clear()
+        for group in self._groups:
+            remove_placement_group(group)
+        self._groups.clear()
         self._connection.close()
