@@ -121,7 +121,7 @@ def base_image() -> str:
     """The registry's Python image where a registry answers, else one made from Debian's packages."""
     if subprocess.run(["docker", "pull", "-q", REGISTRY_BASE], capture_output=True, timeout=300).returncode == 0:
         return REGISTRY_BASE
-    log(f"no image registry answers: making {LOCAL_BASE} with debootstrap")
+    log(f"no image registry answers: the base is {LOCAL_BASE}, from Debian's packages (scripts/base-image.sh)")
     if not shutil.which("debootstrap"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(
@@ -406,7 +406,7 @@ def preempt_and_resume(cluster: Cluster, run_uri: str) -> str:
     latest = _latest_files(cluster, run_uri)
     if not any(name.startswith("resume") for name in latest):
         raise CheckFailed(f"`latest` on the store holds no replay snapshot: {sorted(latest)}")
-    log(f"driver stopped by SIGTERM at env step {steps} in {stopped:.0f} s; latest on the store: {sorted(latest)}")
+    log(f"driver stopped by SIGTERM at env step {steps} in {stopped:.0f} s; latest on the store: {len(latest)} files")
     for role in ("driver", "w1", "w2", "head"):
         cluster.remove(role)
     cluster.start_head()
