@@ -153,7 +153,7 @@ def test_every_role_starts_on_the_node_the_plan_picked(cluster):
             names = [role.name for role in role_demands(placement)]
             handles = {name: runtime.spawn(dict, name=name) for name in names}  # a role as small as can be
             where = {name: ray.get(runtime.where(handle)) for name, handle in handles.items()}
-            group = runtime._group
+            (group,) = runtime._groups  # one group for the whole run
         finally:
             runtime.shutdown()
         nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
