@@ -60,15 +60,10 @@ def test_cartpole_solves_with_a_bfloat16_learner_and_on_threads(tmp_path: Path, 
     assert counters.solved_at_env_steps is not None and counters.solved_at_env_steps <= 50_000
 
 
-@pytest.mark.learning
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_cartpole_preset_solves_within_50k_steps(tmp_path: Path, seed: int):
-    config = resolve_config("CartPole-v1", overrides=QUIET + [f"seed={seed}", "stop_return=475"])
-    counters = train(config, tmp_path / "run").counters
-    assert counters.solved_at_env_steps is not None and counters.solved_at_env_steps <= 50_000
-
-    # the best checkpoint is the solving policy: it scores >= 475 on fresh episodes too
-    env, network = _greedy_network(tmp_path / "run" / "checkpoints" / "best")
+def _assert_best_scores_on_fresh_episodes(run_dir: Path) -> None:
+    """The best checkpoint is the solving policy: it scores on fresh episodes too (a mean of at
+    least 400 over five)."""
+    env, network = _greedy_network(run_dir / "checkpoints" / "best")
     returns = []
     for episode in range(5):
         observation, _ = env.reset(seed=10_000 + episode)
@@ -84,10 +79,25 @@ def test_cartpole_preset_solves_within_50k_steps(tmp_path: Path, seed: int):
 
 
 @pytest.mark.learning
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cartpole_preset_solves_within_50k_steps(tmp_path: Path, seed: int):
+    """Seeds 1 and 2 here; seed 0 is trained by test_cartpole_preset_stays_solved_to_50k_steps,
+    which asserts the same of it (solved within 50k, by 30k even, and `best` scoring on fresh
+    episodes): on the inline runtime stop_return only ends a run, so up to its first solve that
+    run is the one this test would make with seed 0. Three seeds of the preset in all."""
+    config = resolve_config("CartPole-v1", overrides=QUIET + [f"seed={seed}", "stop_return=475"])
+    counters = train(config, tmp_path / "run").counters
+    assert counters.solved_at_env_steps is not None and counters.solved_at_env_steps <= 50_000
+    _assert_best_scores_on_fresh_episodes(tmp_path / "run")
+
+
+@pytest.mark.learning
 def test_cartpole_preset_stays_solved_to_50k_steps(tmp_path: Path):
     """Issue 8 item 10: trained on past its first solve (no stop_return), the preset's greedy
     policy is still solved at the end, so the last weights are as good as `best`. Seed 0 solved
-    at 10k and held 500 in every evaluation from 22k on when measured (benchmarks/RESULTS.md)."""
+    at 10k and held 500 in every evaluation from 22k on when measured (benchmarks/RESULTS.md).
+    Also seed 0 of test_cartpole_preset_solves_within_50k_steps: solved by 30k, and `best` (the
+    first evaluation at the top score) scores on fresh episodes."""
     config = resolve_config("CartPole-v1", overrides=QUIET + ["seed=0", "total_steps=50000"])
     train(config, tmp_path / "run")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -96,3 +106,4 @@ def test_cartpole_preset_stays_solved_to_50k_steps(tmp_path: Path):
     assert first_solve <= 30_000
     last_steps, last_return = evals[-1]
     assert last_steps >= 50_000 and last_return >= 475
+    _assert_best_scores_on_fresh_episodes(tmp_path / "run")

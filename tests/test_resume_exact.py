@@ -1,6 +1,14 @@
 """Exact resume: a run killed with `kill -9` (or stopped by SIGTERM) at a random moment after its
 first checkpoint and resumed ends with the same metrics (apart from timings) and the same weights
-as a run that was never stopped, on the inline and the threads runtime alike."""
+as a run that was never stopped, on the inline and the threads runtime alike.
+
+The runs are 8000 env steps (learning from 1000, a checkpoint every 1000, the stop between 2000
+and 6000): long enough that the stop falls among checkpoints, evaluations and the epsilon and
+learning-rate schedules with updates made before and after it, which is all an exact resume has
+to carry; a longer run repeats the same code. Two stops cover both runtimes and both ways a run
+ends early: `kill -9` on threads (resumed from a periodic checkpoint) and SIGTERM inline (from the
+checkpoint the stop writes, through the same save and resume code as a periodic one). SIGTERM and
+resume from S3 on a real container cluster is `make cluster-check`'s (scripts/cluster_check.py)."""
 
 import json
 import os
@@ -17,7 +25,7 @@ import torch
 from distdqn.run.metrics import TIMING_KEYS
 from distdqn.storage.checkpoint import RESUME_FILE, load_checkpoint
 
-TOTAL_STEPS = 20_000
+TOTAL_STEPS = 8_000
 RUN = [
     "--env",
     "CartPole-v1",
@@ -26,11 +34,11 @@ RUN = [
     "--total-steps",
     str(TOTAL_STEPS),
     "--set",
-    "checkpoint.every_steps=2500",
+    "checkpoint.every_steps=1000",
     "--set",
-    "logging.every_steps=500",
+    "logging.every_steps=250",
     "--set",
-    "evaluation.every_steps=2500",
+    "evaluation.every_steps=2000",
     "--set",
     "logging.tensorboard=false",
     "--set",
@@ -74,7 +82,7 @@ def _interrupt(run_dir: Path, runtime: str, how: signal.Signals, seed: int) -> i
         text=True,
         env=QUIET,
     )
-    stop_after = random.Random(seed).randrange(3000, TOTAL_STEPS - 3000)
+    stop_after = random.Random(seed).randrange(2000, TOTAL_STEPS - 2000)
     try:
         deadline = time.monotonic() + 600
         while _logged_steps(run_dir) < stop_after or not (run_dir / "checkpoints" / "latest").exists():
@@ -96,7 +104,7 @@ def _interrupt(run_dir: Path, runtime: str, how: signal.Signals, seed: int) -> i
 
 @pytest.mark.parametrize(
     ("runtime", "how", "seed"),
-    [("inline", signal.SIGKILL, 0), ("threads", signal.SIGKILL, 1), ("inline", signal.SIGTERM, 2)],
+    [("threads", signal.SIGKILL, 1), ("inline", signal.SIGTERM, 2)],
 )
 def test_a_stopped_and_resumed_run_equals_one_never_stopped(
     uninterrupted: Path, tmp_path: Path, runtime: str, how: signal.Signals, seed: int
