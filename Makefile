@@ -11,7 +11,7 @@ $(BIN)/distdqn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev,ray,atari,minatar,envpool,render,driving]'
+	$(BIN)/pip install --quiet -e '.[dev,docs,ray,atari,minatar,envpool,render,driving]'
 	touch $@
 
 install: $(BIN)/distdqn
@@ -23,6 +23,7 @@ test: install
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # the docs site, into site/
 	$(BIN)/python -m pytest -q tests
 
 # A Ray cluster of containers on this machine through node loss, hangs, partitions and preemption
