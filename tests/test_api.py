@@ -61,6 +61,7 @@ def test_predict_is_the_argmax_of_the_latest_q_network_for_one_observation_or_a_
     expected = network(torch.as_tensor(observations)).detach().numpy().argmax(axis=1)
     actions, state = model.predict(observations)
     assert state is None and actions.tolist() == expected.tolist()
+    assert model.q_network(torch.as_tensor(observations)).argmax(dim=1).tolist() == expected.tolist()
     single, _ = model.predict(observations[5])
     assert isinstance(single, int) and single == expected[5]
     with pytest.raises(UserError, match=r"shape \(3,\)"):
@@ -100,7 +101,8 @@ def test_save_and_load_give_the_same_policy_and_a_loaded_checkpoint_learns_on_in
 def test_learn_again_continues_the_run_for_that_many_more_steps(tmp_path):
     model = DQN("CartPole-v1", seed=1, run_dir=tmp_path / "run", **FAST).learn(300)
     first = model.num_timesteps
-    model.learn(300)
+    model.learn(300, progress_bar=False)
+    assert model.config.logging.progress == "none"
     assert first >= 300 and model.num_timesteps >= first + 300 and model.config.total_steps == first + 300
     steps = [json.loads(line)["env_steps"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == model.num_timesteps

@@ -100,7 +100,7 @@ class DQN:
         self._policy: _Greedy | None = None
 
     # -- training --------------------------------------------------------------------------
-    def learn(self, total_steps: int, callback: CallbackLike = None) -> DQN:
+    def learn(self, total_steps: int, callback: CallbackLike = None, progress_bar: bool | None = None) -> DQN:
         """Train `total_steps` env steps more (all actors together), then return self.
 
         The first call trains a new run in `run_dir`; each later call continues it exactly where
@@ -108,10 +108,16 @@ class DQN:
         `distdqn.Callback`, a list of them, or a function of each metrics record; returning False
         stops training (the run ends as at its step budget, and `learn` continues it later).
         Ctrl-C stops the run cleanly, with `latest` written, then raises KeyboardInterrupt.
+        `progress_bar`: True redraws a progress line, False shows none; None keeps
+        `logging.progress` (by default a bar on a terminal, plain lines elsewhere).
         """
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise UserError(f"total_steps must be a positive integer, got {total_steps!r}")
         hooks = as_callback(callback)
+        if progress_bar is not None:
+            self.config = update_config(
+                self.config, {"logging": {"progress": "live" if progress_bar else "none"}}, "learn"
+            )
         with _signal_handlers_kept():
             if self._trained:
                 self.config = update_config(
@@ -168,6 +174,11 @@ class DQN:
             explore = policy.rng.random(len(actions)) < self.config.algorithm.eps_end
             actions = np.where(explore, policy.rng.integers(policy.actions, size=len(actions)), actions)
         return (int(actions[0]) if single else actions), None
+
+    @property
+    def q_network(self) -> torch.nn.Module:
+        """The Q-network `predict` runs (on the CPU, gradients off): observations in, one value per action out."""
+        return self._greedy().q_network
 
     def evaluate(self, episodes: int = 10, seed: int = EVAL_SEED) -> EvalResult:
         """Returns and lengths of `episodes` episodes of the greedy policy (evaluation.epsilon),
