@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_allow_import(parser: argparse.ArgumentParser) -> None:
-    """`--allow-import`, on every command that makes an env (see `_refuse_unrequested_imports`)."""
+    """`--allow-import`, on every command that makes an env (see `distdqn.config.trust`)."""
     parser.add_argument(
         "--allow-import",
         action="append",

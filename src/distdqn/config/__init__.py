@@ -23,9 +23,11 @@ from distdqn.config.resolve import (
     build_config,
     is_atari_id,
     load_config_toml,
+    merge_fields,
     override_config,
     preset_for,
     resolve_config,
+    update_config,
 )
 from distdqn.config.sections import (
     INT64_MAX,
@@ -65,6 +67,7 @@ __all__ = [
     "lane_capacity",
     "load_config_toml",
     "load_yaml",
+    "merge_fields",
     "override_config",
     "preset_for",
     "reachable_replay_size",
@@ -74,4 +77,5 @@ __all__ = [
     "short_repr",
     "short_text",
     "suggest_field",
+    "update_config",
 ]

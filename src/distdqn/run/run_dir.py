@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from distdqn.config import Config, config_to_toml
 from distdqn.errors import UserError
-from distdqn.run.metrics import MetricsLog, TensorBoardSink
+from distdqn.run.metrics import MetricsLog, MetricsSink, TensorBoardSink
 from distdqn.storage.run_files import (
     TEMPORARY_SUFFIX,
     refuse_links_inside,
@@ -24,6 +26,12 @@ from distdqn.storage.run_lock import LOCK_FILE
 RUN_FILES = ("config.toml", "metrics.jsonl", "placement.json", LOCK_FILE)
 """The files a run writes at its top level; each is replaced whole through `<name>.tmp`."""
 RUN_DIRECTORIES = ("tb", "checkpoints")
+
+
+def default_run_dir(config: Config) -> Path:
+    """runs/ENV-sSEED-TIME: where a run goes when no directory is named."""
+    name = config.env.id.replace("/", "_")
+    return Path("runs") / f"{name}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def check_run_files(run_dir: Path) -> None:
@@ -119,16 +127,22 @@ def _logged_at(line: str) -> int | None:
 
 
 def open_run_files(
-    run_dir: Path, config: Config, from_start: bool, env_steps: int, metrics_offset: int | None
+    run_dir: Path,
+    config: Config,
+    from_start: bool,
+    env_steps: int,
+    metrics_offset: int | None,
+    sinks: Sequence[MetricsSink] = (),
 ) -> MetricsLog:
     """Write the run's own files, none through a link (see distdqn.storage.run_files). A run from
     step 0 (a new one, or one that died before its first checkpoint and starts over) writes its
     config and begins metrics.jsonl and tb/ afresh, so that they hold one run; a resumed run cuts
-    metrics.jsonl back to its checkpoint (at `metrics_offset` where its snapshot recorded it)."""
+    metrics.jsonl back to its checkpoint (at `metrics_offset` where its snapshot recorded it).
+    Records go on to TensorBoard (with `logging.tensorboard`) and to the `sinks` given."""
     if from_start:
         for name in ("metrics.jsonl", "tb"):
             remove(run_dir / name)
         replace_file(run_dir / "config.toml", config_to_toml(config).encode())
     else:
         truncate_metrics(run_dir / "metrics.jsonl", env_steps, metrics_offset)
-    return MetricsLog(run_dir, [TensorBoardSink(run_dir)] if config.logging.tensorboard else [])
+    return MetricsLog(run_dir, [*([TensorBoardSink(run_dir)] if config.logging.tensorboard else []), *sinks])
