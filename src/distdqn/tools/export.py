@@ -167,24 +167,31 @@ def is_exported(path: Path) -> bool:
     return path.is_dir() and (path / MODEL_FILE).is_file() and (path / CONFIG_FILE).is_file()
 
 
+def exported_config(path: Path) -> Config:
+    """The config of the exported folder `path`, read without making its env or importing
+    anything (to check its env id, or register an env object under it, before `read_exported`)."""
+    if not (path / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{path} is no exported model: it holds no {CONFIG_FILE}")
+    try:
+        return load_config_toml(path / CONFIG_FILE)
+    except ConfigError as error:
+        raise CheckpointError(f"exported model {path}: {error}") from None
+
+
 def read_exported(
     path: Path, allow_import: Collection[str] = (), flag: str = "allow_import="
 ) -> tuple[Config, Weights]:
     """The config and online weights (version 0) of the exported folder `path`, or a one-line
-    `CheckpointError`. An env id `module:Name` would import `module` when its env is made, so it
-    is refused before then unless `module` is in `allow_import` (`flag` says how the caller allows
-    it: see distdqn.config.trust)."""
+    `CheckpointError` saying what does not fit. An env id `module:Name` would import `module`
+    when its env is made, so it is refused before then unless `module` is in `allow_import`
+    (`flag` says how the caller allows it: see distdqn.config.trust)."""
     from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
 
-    for name in (CONFIG_FILE, MODEL_FILE):
-        if not (path / name).is_file():
-            raise CheckpointError(f"{path} is no exported model: it holds no {name}")
-    try:
-        config = load_config_toml(path / CONFIG_FILE)
-    except ConfigError as error:
-        raise CheckpointError(f"exported model {path}: {error}") from None
+    config = exported_config(path)
     refuse_unrequested_imports(config, allow_import, (), path / CONFIG_FILE, flag)
+    if not (path / MODEL_FILE).is_file():
+        raise CheckpointError(f"{path} is no exported model: it holds no {MODEL_FILE}")
     expected = _network_tensors(config)
     model = path / MODEL_FILE
     limit = sum(int(np.prod(shape)) * 4 for shape in expected.values()) + MAX_HEADER_BYTES
