@@ -117,7 +117,10 @@ def test_missing_encoder_is_one_line(run_dir: Path, tmp_path: Path, monkeypatch,
     # export goes on without its video, and says why
     code, out, err = run(capsys, "export", run_dir, tmp_path / "no-video", "--episodes", "2")
     assert code == 0
-    assert "no replay.mp4: the replay.mp4 of an export needs the imageio-ffmpeg package" in out
+    assert err == (
+        "distdqn: no replay.mp4: the replay.mp4 of an export needs the imageio-ffmpeg package: "
+        "pip install 'distdqn[video]'\n"
+    )
     assert "replay.mp4" not in {p.name for p in (tmp_path / "no-video").iterdir()}
 
 

@@ -278,7 +278,10 @@ def _add_share_parsers(commands: Any) -> None:
         "--repo", required=True, metavar="ID", help="Hub model repository, NAMESPACE/NAME (made if missing)"
     )
     push.add_argument("--private", action="store_true", help="make the repository private (when push creates it)")
-    push.add_argument("--token", help="Hub token (default: HF_TOKEN, else the one `hf auth login` saved)")
+    push.add_argument(
+        "--token",
+        help="Hub token (default: HF_TOKEN, else `hf auth login`'s, which stay out of ps and shell history)",
+    )
     _add_export_flags(push)
 
 

@@ -5,6 +5,7 @@ folder uploaded to the Hugging Face Hub). Everything they use is imported when t
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def _export(args: argparse.Namespace, destination: Path) -> str:
         f"return {scores.mean_return:.2f} +/- {scores.std_return:.2f} over {len(scores.returns)} episodes"
     )
     if exported.video_note is not None:
-        print(f"distdqn: {exported.video_note}")
+        print(f"distdqn: {exported.video_note}", file=sys.stderr)
     return config.env.id
 
 
