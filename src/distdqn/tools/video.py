@@ -1,11 +1,12 @@
 """MP4 videos of rendered frames: `distdqn play --video` and the replay of an exported model.
 
 H.264 in yuv420p with the index at the front (`+faststart`), which browsers, the Hugging Face Hub's
-model cards and W&B play as they download. The encoder is the ffmpeg binary that the
-imageio-ffmpeg wheel ships (the `video` extra): nothing to install on the system, and only a pipe
-between us and it. (PyAV would encode in-process, but its wheels are five times the size and its
-API is a codec library's; we need one format.) Frames are streamed to the encoder as they come,
-so unlike a GIF, a video keeps no frame in memory and needs no frame cap.
+model cards and W&B play as they download. The encoder is the static ffmpeg binary that the
+imageio-ffmpeg wheel ships (the `video` extra; 165 MB installed): nothing to install on the
+system, one call to stream frames into it, and a separate process, so that the encoder's
+failures stay out of ours. (PyAV would encode in-process, with a codec library's API for what is
+here one format.) Frames are streamed to the encoder as they come, so unlike a GIF, a video
+keeps no frame in memory and needs no frame cap.
 """
 
 from __future__ import annotations
