@@ -1,4 +1,4 @@
-"""The `distdqn` command: train, resume and evaluate.
+"""The `distdqn` command: train, resume, evaluate and share.
 
 Any `UserError` (bad config value, unknown env, missing checkpoint...) becomes one line on
 stderr and exit code 2, before anything on disk is touched.
@@ -21,6 +21,7 @@ from distdqn.cli.commands import (
     command_upload,
 )
 from distdqn.cli.flags import EXIT_USAGE, build_parser
+from distdqn.cli.share_commands import command_export, command_push
 from distdqn.errors import UserError
 
 COMMANDS = {
@@ -33,6 +34,8 @@ COMMANDS = {
     "compare": command_compare,
     "tune": command_tune,
     "upload": command_upload,
+    "export": command_export,
+    "push": command_push,
 }
 
 

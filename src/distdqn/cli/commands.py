@@ -21,7 +21,7 @@ from distdqn.devices import check_devices
 from distdqn.errors import UserError
 from distdqn.run.greedy import MAX_EPISODES, read_policy, score
 from distdqn.run.run_dir import default_run_dir
-from distdqn.storage.object_store import run_checkpoint
+from distdqn.storage.object_store import is_remote, run_checkpoint
 from distdqn.types import Weights
 
 
@@ -94,20 +94,35 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exported(location: Path | str) -> Path | None:
+    """`location` when it is a folder `distdqn export` wrote (or a download of one)."""
+    from distdqn.tools.export import is_exported
+
+    return Path(location) if not is_remote(location) and is_exported(Path(location)) else None
+
+
 def _chosen_checkpoint(args: argparse.Namespace) -> Path | str:
-    """The checkpoint `evaluate` and `play` read: `args.checkpoint` itself, or for a run directory
-    its `checkpoints/best` (`checkpoints/latest` with `--latest`), as rl-zoo's `--load-best`."""
-    chosen = run_checkpoint(args.checkpoint, "latest" if args.latest else "best")
+    """The checkpoint `evaluate` and `play` read: `args.checkpoint` itself (a checkpoint or an
+    exported folder), or for a run directory its `checkpoints/best` (`checkpoints/latest` with
+    `--latest`), as rl-zoo's `--load-best`."""
+    exported = _exported(args.checkpoint) is not None
+    chosen = None if exported else run_checkpoint(args.checkpoint, "latest" if args.latest else "best")
     if chosen is not None:
         return chosen
     if args.latest:
-        raise UserError(f"--latest picks a run directory's checkpoints/latest; {args.checkpoint} is no run directory")
+        what = "an exported model" if exported else "no run directory"
+        raise UserError(f"--latest picks a run directory's checkpoints/latest; {args.checkpoint} is {what}")
     return args.checkpoint
 
 
 def _load_online_weights(args: argparse.Namespace, source: Path | str) -> tuple[Config, Weights]:
-    """The config and online network of the checkpoint at `source` (a path or URI), once its
-    env id is known not to import a module the user did not allow."""
+    """The config and online network of the checkpoint (or exported folder) at `source` (a path
+    or URI), once its env id is known not to import a module the user did not allow."""
+    exported = _exported(source)
+    if exported is not None:
+        from distdqn.tools.export import read_exported
+
+        return read_exported(exported, args.allow_import, "--allow-import")
     config, weights = read_policy(source)
     # evaluate and play run the network on the CPU, whatever placement.device says
     return _checked(config, args, source, runs_here=False), weights
@@ -192,7 +207,7 @@ def command_tune(args: argparse.Namespace) -> int:
 def command_play(args: argparse.Namespace) -> int:
     from distdqn.tools.play import PlayOptions, play
 
-    options = PlayOptions(args.episodes, args.seed, args.max_steps, args.gif, args.map, args.fps)
+    options = PlayOptions(args.episodes, args.seed, args.max_steps, args.gif, args.map, args.fps, args.video)
     source = _chosen_checkpoint(args)
     config, weights = _load_online_weights(args, source)
     play(config, weights, options, source=str(source))

@@ -11,7 +11,7 @@ import numpy as np
 from distdqn.config import Config
 from distdqn.errors import CheckpointError, UserError
 from distdqn.seeding import stream_seed
-from distdqn.storage.checkpoint import load_checkpoint
+from distdqn.storage.checkpoint import load_checkpoint, online_weights
 from distdqn.storage.object_store import local_checkpoint
 from distdqn.types import EvalResult, Weights
 
@@ -25,8 +25,7 @@ def read_policy(source: Path | str) -> tuple[Config, Weights]:
     decides whether the config's env id may import a module (see `refuse_unrequested_imports`)."""
     with local_checkpoint(source) as directory:
         checkpoint = load_checkpoint(directory)
-    online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
-    return checkpoint.config, Weights(0, online)
+    return checkpoint.config, online_weights(checkpoint)
 
 
 def score(config: Config, weights: Weights, episodes: int, seed: int, source: Path | str) -> EvalResult:

@@ -27,6 +27,17 @@ class MetricsSink(Protocol):
     def close(self) -> None: ...
 
 
+def scalars(record: dict[str, Any]) -> dict[str, int | float]:
+    """A record's numbers as the dashboards name them: `eval/...` for evaluation (`eval_return_mean`
+    is `eval/return_mean`), `train/...` for the rest; `env_steps`, their x axis, and anything
+    that is not a number (None, a string, a bool) are left out."""
+    return {
+        f"eval/{key.removeprefix('eval_')}" if key.startswith("eval_") else f"train/{key}": value
+        for key, value in record.items()
+        if key != "env_steps" and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
 class TensorBoardSink:
     """Numeric fields as TensorBoard scalars: `eval/...` for evaluation, `train/...` for the
     rest, all plotted against env steps. TensorBoard picks new file names in `tb/`, which must
@@ -41,12 +52,8 @@ class TensorBoardSink:
         self._writer = SummaryWriter(log_dir=str(tb))
 
     def write(self, record: dict[str, Any]) -> None:
-        step = record["env_steps"]
-        for key, value in record.items():
-            if key == "env_steps" or not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            group = "eval" if key.startswith("eval_") else "train"
-            self._writer.add_scalar(f"{group}/{key.removeprefix('eval_')}", value, step)
+        for tag, value in scalars(record).items():
+            self._writer.add_scalar(tag, value, record["env_steps"])
 
     def close(self) -> None:
         self._writer.close()

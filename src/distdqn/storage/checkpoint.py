@@ -40,6 +40,7 @@ from distdqn.errors import CheckpointError, ConfigError
 from distdqn.state_tree import join_arrays, split_arrays
 from distdqn.storage.array_files import array_file_name, read_array, write_array
 from distdqn.storage.run_files import create_file, refuse_unless_directory
+from distdqn.types import Weights
 
 FORMAT_VERSION = 2
 TENSORS_FILE = "tensors.safetensors"
@@ -55,6 +56,13 @@ class Checkpoint(NamedTuple):
     config: Config
     tensors: dict[str, torch.Tensor]
     state: dict[str, Any]
+
+
+def online_weights(checkpoint: Checkpoint) -> Weights:
+    """The checkpoint's online Q-network as roles pass weights (version 0): what evaluate, play
+    and export act with."""
+    tensors = checkpoint.tensors
+    return Weights(0, {k.removeprefix("online."): v.numpy() for k, v in tensors.items() if k.startswith("online.")})
 
 
 def _fsync(path: Path) -> None:
