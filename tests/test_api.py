@@ -188,3 +188,16 @@ def test_load_refuses_an_env_id_from_the_files_that_would_import_a_module(tmp_pa
         DQN.load(tmp_path / "checkpoints" / "latest")
     allowed = DQN.load(tmp_path / "checkpoints" / "latest", allow_import=["evil_module"])
     assert allowed.config.env.id == "evil_module:Env"
+
+
+def test_an_exported_model_loads_acts_and_evaluates_but_neither_learns_nor_saves(model: DQN, tmp_path, capsys):
+    main(["export", str(model.run_dir), str(tmp_path / "hub"), "--checkpoint", "latest", "--episodes", "2", "--no-video"])
+    capsys.readouterr()
+    exported = DQN.load(tmp_path / "hub")
+    observations = _observations(16)
+    assert exported.predict(observations)[0].tolist() == model.predict(observations)[0].tolist()
+    assert exported.evaluate(episodes=2, seed=5).returns.tolist() == model.evaluate(episodes=2, seed=5).returns.tolist()
+    with pytest.raises(UserError, match="exported model"):
+        exported.learn(100)
+    with pytest.raises(UserError, match="copy its folder"):
+        exported.save(tmp_path / "copy")

@@ -50,6 +50,7 @@ from distdqn.run.train import resume, train
 from distdqn.seeding import EVAL_SEED
 from distdqn.storage.checkpoint import adopt_checkpoint, copy_checkpoint, load_checkpoint
 from distdqn.storage.object_store import is_remote, local_checkpoint, run_checkpoint
+from distdqn.tools.export import exported_config, is_exported, read_exported
 from distdqn.types import EvalResult, Weights
 
 EnvLike = str | tuple[str, Mapping[str, Any]] | gym.Env | Callable[[], gym.Env] | None
@@ -98,6 +99,8 @@ class DQN:
         self._adopt: Path | str | None = None  # a checkpoint the first `learn` continues from
         self._acting: Path | str | None = None  # the checkpoint `predict` and `evaluate` use
         self._policy: _Greedy | None = None
+        self._exported: Path | None = None  # an exported model (`distdqn export`) this one acts as
+        self._allow_import: tuple[str, ...] = ()  # modules DQN.load was told to trust
 
     # -- training --------------------------------------------------------------------------
     def learn(self, total_steps: int, callback: CallbackLike = None, progress_bar: bool | None = None) -> DQN:
@@ -113,6 +116,12 @@ class DQN:
         """
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise UserError(f"total_steps must be a positive integer, got {total_steps!r}")
+        if self._exported is not None:
+            raise UserError(
+                f"{self._exported} is an exported model: its online network only, without the optimizer, target "
+                "and counters a run goes on from; train its run on, or train anew with "
+                f"DQN(config='{self._exported / 'config.toml'}')"
+            )
         hooks = as_callback(callback)
         if progress_bar is not None:
             self.config = update_config(
@@ -202,6 +211,8 @@ class DQN:
         """Write the model as a standalone checkpoint directory at `path` (replacing a checkpoint
         there, atomically): weights, optimizer, counters and config, with `replay` also every
         role's state, so that `DQN.load(path).learn(...)` goes on exactly. Returns the path."""
+        if self._exported is not None:
+            raise UserError(f"{self._exported} is an exported model, not a checkpoint: copy its folder instead")
         source = self._checkpoint()
         destination = Path(path)
         with local_checkpoint(source) as directory:
@@ -220,7 +231,8 @@ class DQN:
         """A model from a run directory (it acts with `checkpoint`, "latest" or "best", and
         `learn` continues the run in place), a checkpoint directory (`save`'s, or a run's
         checkpoints/best; `learn` continues it in a new `run_dir`), or an exported model
-        (`distdqn export`: it acts and is evaluated). Paths may be URIs (s3://...).
+        (`distdqn export`, or its download from the Hub: it acts and is evaluated). Run and
+        checkpoint paths may be URIs (s3://...).
 
         `env`: the function or instance a model trained on a Python env object was made with
         (registered again under the model's env id). An env id `module:Name` read from the
@@ -228,8 +240,12 @@ class DQN:
         """
         if checkpoint not in ("latest", "best"):
             raise UserError(f"checkpoint must be 'latest' or 'best', got {checkpoint!r}")
-        chosen = run_checkpoint(path, checkpoint)
-        config = read_policy(chosen if chosen is not None else path)[0]
+        exported = Path(path) if not is_remote(path) and is_exported(Path(path)) else None
+        chosen = None if exported is not None else run_checkpoint(path, checkpoint)
+        if exported is not None:
+            config = exported_config(exported)
+        else:
+            config = read_policy(chosen if chosen is not None else path)[0]
         refuse_unrequested_imports(config, allow_import, (), path, "allow_import=")
         if env is not None:
             register_env_object(env, config.env.id)
@@ -239,8 +255,11 @@ class DQN:
             )
         model = cls.__new__(cls)
         model.config = config
-        model._policy = None
-        if chosen is not None:
+        model._policy, model._exported, model._allow_import = None, exported, tuple(allow_import)
+        if exported is not None:
+            model.run_dir, model._trained, model._adopt, model._acting = exported, False, None, exported
+            model.counters = Counters()
+        elif chosen is not None:
             model.run_dir, model._trained, model._adopt, model._acting = path, True, None, chosen
             model.counters = _saved_counters(run_checkpoint(path, "latest") or chosen)
         else:
@@ -262,6 +281,9 @@ class DQN:
 
     def _weights(self) -> tuple[Config, Weights, Path | str]:
         source = self._checkpoint()
+        if self._exported is not None:
+            config, weights = read_exported(self._exported, self._allow_import)
+            return config, weights, source
         config, weights = read_policy(source)
         return self.config if self._trained else config, weights, source
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -135,7 +135,11 @@ class TrainingRun:
         """The run's own files (see `open_run_files`), and where its roles run."""
         from_start = self.continued is None and self.counters.env_steps == 0
         sinks = [self.callbacks] if self.callbacks is not None else []
-        metrics = open_run_files(self.run_dir, self.config, from_start, self.counters.env_steps, metrics_offset, sinks)
+        # a run on object storage trains in a staging directory: its W&B name is the URI's
+        name = PurePosixPath(self.store.uri.rstrip("/")).name if self.store is not None else None
+        metrics = open_run_files(
+            self.run_dir, self.config, from_start, self.counters.env_steps, metrics_offset, sinks, name=name
+        )
         try:
             self.supervisor.write_placement()
             if self.store is not None:

@@ -31,6 +31,7 @@ from distdqn.run.loop import TrainingRun
 from distdqn.run.run_dir import check_run_files, create_run_dir, prepare_run_dir, remove_own_lock, remove_unstarted_run
 from distdqn.run.snapshot import snapshot_layout
 from distdqn.run.stopping import StopSignals
+from distdqn.run.wandb_sink import require_wandb
 from distdqn.runtime import make_runtime
 from distdqn.storage.checkpoint import load_checkpoint, load_resume_state, point_link, resume_point
 from distdqn.storage.object_store import RemoteRun, download_run, is_remote, remote_run
@@ -53,7 +54,7 @@ def train(
     check_replay_fits(config, frame_box(frame_space))
     check_head_splits(config, action_space)
     check_q_network(config.network, policy_space(config.env, frame_space), action_space)
-    check_devices(config)
+    _check_machine(config)
     if is_remote(run_dir):
         with remote_run(str(run_dir), resume=False) as remote:
             return dataclasses.replace(train(config, remote.staging, remote, reporting, callback), run_dir=remote.uri)
@@ -73,6 +74,12 @@ def train(
             if not (run_dir / "checkpoints").exists():
                 remove_own_lock(run_dir, created_lock, created_dir)
             raise
+
+
+def _check_machine(config: Config) -> None:
+    """This machine can run `config`: it has the learner's devices and the packages its logging needs."""
+    check_devices(config)
+    require_wandb(config)
 
 
 def resumable_config(run_dir: Path | str) -> tuple[Config, Path | str]:
@@ -126,14 +133,14 @@ def resume(
         if start is None and (run_dir / "config.toml").is_file():
             # died before its first checkpoint: start over; a `best` it wrote stands as the bar
             config = config or resumable_config(run_dir)[0]
-            check_devices(config)
+            _check_machine(config)
             counters = Counters(best_eval_return=_best_so_far(checkpoints / "best", None))
             return _execute(config, run_dir, counters, store=store, reporting=reporting, callback=callback)
         start = start or checkpoints / "latest"
         checkpoint = load_checkpoint(start)
         continued = Continued(checkpoint.config, adopted)
         config = checkpoint.config if config is None else follow_lr(checkpoint.config, config)
-        check_devices(config)
+        _check_machine(config)
         counters = saved_counters(start, checkpoint.state)
         check_learner_tensors(start, checkpoint.tensors, config)
         counters.best_eval_return = _best_so_far(checkpoints / "best", counters.best_eval_return)
