@@ -4,7 +4,8 @@ every build, so that it cannot drift from the code.
 A page that holds the line `<!-- config-reference -->` gets, in its place, one table per section
 of `Config` (field, type, default before presets, and the field's docstring, which pydantic keeps
 as its description because the models set `use_attribute_docstrings`). Nested sections
-(`placement.actor`, ...) get a table of their own.
+(`placement.actor`, ...) get a table of their own. The line `<!-- presets -->` becomes the list of
+packaged presets (`distdqn config presets`), each with its file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- config-reference -->"
+PRESETS_MARKER = "<!-- presets -->"
 _BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
@@ -26,6 +28,22 @@ def _import_config() -> Any:
     from distdqn.config import Config
 
     return Config
+
+
+def presets() -> str:
+    """A table of the packaged presets, then each preset file as it ships, folded."""
+    _import_config()
+    from distdqn.config.presets import packaged_presets
+
+    found = packaged_presets()
+    lines = ["| preset | env ids | what it is |", "|---|---|---|"]
+    lines += [f"| `{p.name}` | `{p.env_ids}` | {_one_line(p.description)} |" for p in found]
+    for preset in found:
+        text = (ROOT / "src" / "distdqn" / "presets" / preset.name).read_text()
+        lines += ["", f'??? note "{preset.name}"', "    ```toml"]
+        lines += [f"    {line}".rstrip() for line in text.splitlines()]
+        lines += ["    ```"]
+    return "\n".join(lines)
 
 
 def _one_line(text: str | None) -> str:
@@ -122,6 +140,8 @@ def reference() -> str:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    if MARKER not in markdown:
-        return markdown
-    return markdown.replace(MARKER, reference())
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, reference())
+    if PRESETS_MARKER in markdown:
+        markdown = markdown.replace(PRESETS_MARKER, presets())
+    return markdown
