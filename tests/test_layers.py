@@ -7,7 +7,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "distdqn"
 LAYERS = [
     {"errors", "types", "config", "config_changes", "seeding", "schedules", "losses", "frames", "state_tree"}
-    | {"devices", "memory"},
+    | {"devices", "memory", "extras"},
     {"envs", "replay", "networks", "sharded_head", "storage"},
     {"roles"},
     {"runtime"},

@@ -19,6 +19,7 @@ from distdqn.cli.flags import overrides, placement_overrides, run_overrides
 from distdqn.config import Config, is_atari_id, override_config, resolve_config, short_repr
 from distdqn.devices import check_devices
 from distdqn.errors import CheckpointError, UserError
+from distdqn.run.metrics import tensorboard_enabled
 from distdqn.seeding import stream_seed
 from distdqn.storage.checkpoint import load_checkpoint
 from distdqn.storage.object_store import local_checkpoint, run_checkpoint
@@ -67,10 +68,12 @@ def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin
 def _checked(config: Config, args: argparse.Namespace, origin: Path | str | None, *, runs_here: bool) -> Config:
     """`config` once every command's checks pass, before anything is made from it: its env id
     imports no module the user did not allow (`_refuse_unrequested_imports`) and, when `runs_here`
-    (its learner trains on this machine), this machine has its devices (`check_devices`)."""
+    (its learner trains on this machine), this machine has its devices (`check_devices`) and the
+    TensorBoard it asks for (`tensorboard_enabled`)."""
     _refuse_unrequested_imports(config, args, origin)
     if runs_here:
         check_devices(config)
+        tensorboard_enabled(config.logging.tensorboard)
     return config
 
 

@@ -12,6 +12,7 @@ One job a module, each importing only those above it here:
 - `messages`: values quoted short, and unknown keys answered with "did you mean";
 - `files`: TOML and YAML read within bounds;
 - `written`: the `[distdqn]` table that makes a written config load back field for field;
+- `presets`: the packaged presets, which one an env id starts from and what each is for;
 - `resolve`: defaults, preset, file and overrides made into one validated `Config`.
 
 The names the rest of distdqn uses are imported here, so that it imports `distdqn.config`.
@@ -19,14 +20,8 @@ The names the rest of distdqn uses are imported here, so that it imports `distdq
 
 from distdqn.config.files import YamlRefused, load_yaml, read_config_file
 from distdqn.config.messages import COMMON_NAMES, field_paths, short_repr, short_text, suggest_field
-from distdqn.config.resolve import (
-    build_config,
-    is_atari_id,
-    load_config_toml,
-    override_config,
-    preset_for,
-    resolve_config,
-)
+from distdqn.config.presets import Preset, is_atari_id, packaged_presets, preset_for
+from distdqn.config.resolve import build_config, load_config_toml, override_config, resolve_config
 from distdqn.config.sections import (
     INT64_MAX,
     AlgorithmConfig,
@@ -54,6 +49,7 @@ __all__ = [
     "LoggingConfig",
     "NetworkConfig",
     "PlacementConfig",
+    "Preset",
     "ProgressMode",
     "ReplayConfig",
     "RoleResources",
@@ -66,6 +62,7 @@ __all__ = [
     "load_config_toml",
     "load_yaml",
     "override_config",
+    "packaged_presets",
     "preset_for",
     "reachable_replay_size",
     "read_config_file",

@@ -302,8 +302,9 @@ ProgressMode = Literal["auto", "live", "lines", "none"]
 class LoggingConfig(Section):
     every_steps: int = Field(1_000, ge=1)
     """Env steps between training lines in metrics.jsonl."""
-    tensorboard: bool = True
-    """Also write TensorBoard event files under `tb/`."""
+    tensorboard: bool | Literal["auto"] = "auto"
+    """Also write TensorBoard event files under `tb/`: `auto` does when TensorBoard is installed
+    (`pip install 'distdqn[tensorboard]'`), `true` refuses to start without it, `false` never does."""
     progress: ProgressMode = "auto"
     """Progress on stderr: `live` redraws one line (for a terminal); `lines` writes a plain line
     every progress_interval_s and one at the end (for logs and CI, where redraws pile up on one

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from distdqn.config import Config, config_to_toml
 from distdqn.errors import UserError
-from distdqn.run.metrics import MetricsLog
+from distdqn.run.metrics import MetricsLog, tensorboard_enabled
 from distdqn.storage.run_files import (
     TEMPORARY_SUFFIX,
     refuse_links_inside,
@@ -131,4 +131,4 @@ def open_run_files(
         replace_file(run_dir / "config.toml", config_to_toml(config).encode())
     else:
         truncate_metrics(run_dir / "metrics.jsonl", env_steps, metrics_offset)
-    return MetricsLog(run_dir, config.logging.tensorboard)
+    return MetricsLog(run_dir, tensorboard_enabled(config.logging.tensorboard))
