@@ -104,22 +104,25 @@ def test_a_module_an_extra_brings_is_one_line_naming_the_extra(tmp_path: Path, m
     )
 
 
-def test_tensorboard_is_written_when_installed_and_required_only_when_asked_for(monkeypatch, capsys):
+def test_tensorboard_is_written_when_installed_and_required_only_when_asked_for(tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setattr(metrics, "installed", lambda module: False)
     assert metrics.tensorboard_enabled("auto") is False
     assert metrics.tensorboard_enabled(False) is False
     needs = "logging.tensorboard = true needs the tensorboard extra: pip install 'distdqn[tensorboard]'"
     with pytest.raises(MissingExtra, match=re.escape(needs)):
         metrics.tensorboard_enabled(True)
-    assert main(["plan", "--set", "logging.tensorboard=true"]) == 2  # refused before anything runs
+    run_dir = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run_dir), "--set", "logging.tensorboard=true"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    assert not run_dir.exists()  # refused before anything was written
     monkeypatch.setattr(metrics, "installed", lambda module: True)
     assert metrics.tensorboard_enabled("auto") is True
 
 
-def test_help_imports_neither_torch_nor_ray_nor_gymnasium():
-    """`distdqn --help` took 2.7 s when the CLI imported torch to print it."""
-    heavy = ["torch", "ray", "gymnasium", "numpy", "pydantic"]
+def test_help_imports_neither_torch_nor_ray_nor_the_config():
+    """`distdqn --help` took 2.7 s when the CLI imported torch to print it. (`import distdqn`
+    registers distdqn's envs with gymnasium, so gymnasium and NumPy come with any command.)"""
+    heavy = ["torch", "ray", "pydantic", "safetensors", "yaml"]
     script = (
         "import sys\nfrom distdqn.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print('imported:', *sorted(name for name in {heavy!r} if name in sys.modules))"

@@ -269,9 +269,7 @@ def test_an_env_that_cannot_render_rgb_frames(tmp_path, capsys, counter_id):
     gif = tmp_path / "counter.gif"
     code, _, err = run(capsys, "play", str(checkpoint), "--gif", str(gif))
     assert code == 2
-    assert (
-        err == f"distdqn: error: env '{counter_id}' cannot render rgb_array frames for --gif (its render modes: none)\n"
-    )
+    assert err == f"distdqn: error: env '{counter_id}' cannot render rgb_array frames (its render modes: none)\n"
     assert not gif.exists()
     assert run(capsys, "play", str(checkpoint))[0] == 0  # without --gif nothing is rendered
 

@@ -21,6 +21,7 @@ EXTRA_OF_MODULE = {
     "sklearn": "ray",
     "pygame": "render",
     "PIL": "render",
+    "imageio_ffmpeg": "video",
     "minatar": "minatar",
     "highway_env": "driving",
     "envpool": "envpool",

@@ -97,6 +97,14 @@ class EvalResult(NamedTuple):
     returns: np.ndarray
     lengths: np.ndarray
 
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std_return(self) -> float:
+        return float(np.std(self.returns))
+
 
 class ReplayTerms(NamedTuple):
     """The settings that give stored replay its meaning: bootstrap discounts are gamma ** steps,

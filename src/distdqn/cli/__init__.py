@@ -1,4 +1,4 @@
-"""The `distdqn` command: train, resume and evaluate.
+"""The `distdqn` command: train, resume, evaluate and share.
 
 Any `UserError` (bad config value, unknown env, missing checkpoint...) becomes one line on
 stderr and exit code 2, before anything on disk is touched; so does a package that only an extra
@@ -27,6 +27,8 @@ COMMAND_MODULES = {
     "compare": "distdqn.cli.commands",
     "tune": "distdqn.cli.commands",
     "upload": "distdqn.cli.commands",
+    "export": "distdqn.cli.share_commands",
+    "push": "distdqn.cli.share_commands",
     "config": "distdqn.cli.config_commands",
 }
 """Where each command's `command_NAME` function is. A module is imported only once its command is

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -16,19 +15,14 @@ import numpy as np
 import yaml
 
 from distdqn.cli.flags import overrides, placement_overrides, run_overrides
-from distdqn.config import Config, is_atari_id, override_config, resolve_config, short_repr
+from distdqn.config import Config, is_atari_id, override_config, resolve_config
+from distdqn.config.trust import refuse_unrequested_imports
 from distdqn.devices import check_devices
-from distdqn.errors import CheckpointError, UserError
-from distdqn.run.metrics import tensorboard_enabled
-from distdqn.seeding import stream_seed
-from distdqn.storage.checkpoint import load_checkpoint
-from distdqn.storage.object_store import local_checkpoint, run_checkpoint
-from distdqn.types import EvalResult, Weights
-
-
-def _default_run_dir(config: Config) -> Path:
-    name = config.env.id.replace("/", "_")
-    return Path("runs") / f"{name}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+from distdqn.errors import UserError
+from distdqn.run.greedy import MAX_EPISODES, read_policy, score
+from distdqn.run.run_dir import default_run_dir
+from distdqn.storage.object_store import is_remote, run_checkpoint
+from distdqn.types import Weights
 
 
 def _typed_env_ids(args: argparse.Namespace) -> list[Any]:
@@ -47,33 +41,13 @@ def _typed_env_ids(args: argparse.Namespace) -> list[Any]:
     return typed
 
 
-def _refuse_unrequested_imports(config: Config, args: argparse.Namespace, origin: Path | str | None) -> None:
-    """The one rule of every command that makes an env (train, evaluate, play, plan, tune, k8s),
-    applied before any env is made: an env id `module:Name` makes gymnasium import `module`.
-    Typed on the command line (`--env`, `--set env.id=`) that is the user's choice; read from a
-    file (a shared config, a downloaded run or checkpoint) it would let the file's author run
-    code, so it needs `--allow-import module`."""
-    module, sep, _ = config.env.id.rpartition(":")
-    if not sep or module in args.allow_import or config.env.id in _typed_env_ids(args):
-        return
-    flag = shlex.quote(module) if module.isprintable() else short_repr(module)
-    where = str(origin or "the config")
-    where = where if where.isprintable() else short_repr(where)
-    raise UserError(
-        f"env.id {short_repr(config.env.id)} from {where} would import module {short_repr(module)}; "
-        f"pass --allow-import {flag} if you trust it"
-    )
-
-
 def _checked(config: Config, args: argparse.Namespace, origin: Path | str | None, *, runs_here: bool) -> Config:
     """`config` once every command's checks pass, before anything is made from it: its env id
-    imports no module the user did not allow (`_refuse_unrequested_imports`) and, when `runs_here`
-    (its learner trains on this machine), this machine has its devices (`check_devices`) and the
-    TensorBoard it asks for (`tensorboard_enabled`)."""
-    _refuse_unrequested_imports(config, args, origin)
+    imports no module the user did not allow (`refuse_unrequested_imports`) and, when `runs_here`
+    (its learner trains on this machine), this machine has its devices (`check_devices`)."""
+    refuse_unrequested_imports(config, args.allow_import, _typed_env_ids(args), origin, "--allow-import")
     if runs_here:
         check_devices(config)
-        tensorboard_enabled(config.logging.tensorboard)
     return config
 
 
@@ -102,7 +76,7 @@ def command_train(args: argparse.Namespace) -> int:
         result = resume(args.resume, config)
     else:
         config = _resolve(args, overrides(args))
-        result = train(config, args.run_dir or _default_run_dir(config))
+        result = train(config, args.run_dir or default_run_dir(config))
     counters = result.counters
     summary = (
         f"run {result.run_dir}: {counters.env_steps} env steps, {counters.updates} updates, {counters.wall_s:.1f} s"
@@ -120,66 +94,54 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-MAX_EVALUATE_EPISODES = 100_000
-EVALUATE_BATCH = 64
-"""Episodes played side by side, one env each: memory stays flat however many are asked for."""
+def _exported(location: Path | str) -> Path | None:
+    """`location` when it is a folder `distdqn export` wrote (or a download of one)."""
+    from distdqn.tools.export import is_exported
 
-
-def _evaluate_batch(config: Config, weights: Weights, episodes: int, seed: int, checkpoint: Path | str) -> EvalResult:
-    from distdqn.roles import Evaluator
-
-    evaluator = Evaluator(
-        config.env, config.network, episodes, config.evaluation.epsilon, config.evaluation.max_episode_steps
-    )
-    try:
-        return evaluator.evaluate(weights, seed)
-    except ValueError as error:
-        raise CheckpointError(f"checkpoint {checkpoint}: {error}") from None
-    finally:
-        evaluator.env.close()
+    return Path(location) if not is_remote(location) and is_exported(Path(location)) else None
 
 
 def _chosen_checkpoint(args: argparse.Namespace) -> Path | str:
-    """The checkpoint `evaluate` and `play` read: `args.checkpoint` itself, or for a run directory
-    its `checkpoints/best` (`checkpoints/latest` with `--latest`), as rl-zoo's `--load-best`."""
-    chosen = run_checkpoint(args.checkpoint, "latest" if args.latest else "best")
+    """The checkpoint `evaluate` and `play` read: `args.checkpoint` itself (a checkpoint or an
+    exported folder), or for a run directory its `checkpoints/best` (`checkpoints/latest` with
+    `--latest`), as rl-zoo's `--load-best`."""
+    exported = _exported(args.checkpoint) is not None
+    chosen = None if exported else run_checkpoint(args.checkpoint, "latest" if args.latest else "best")
     if chosen is not None:
         return chosen
     if args.latest:
-        raise UserError(f"--latest picks a run directory's checkpoints/latest; {args.checkpoint} is no run directory")
+        what = "an exported model" if exported else "no run directory"
+        raise UserError(f"--latest picks a run directory's checkpoints/latest; {args.checkpoint} is {what}")
     return args.checkpoint
 
 
 def _load_online_weights(args: argparse.Namespace, source: Path | str) -> tuple[Config, Weights]:
-    """The config and online network of the checkpoint at `source` (a path or URI), once its
-    env id is known not to import a module the user did not allow."""
-    with local_checkpoint(source) as directory:
-        checkpoint = load_checkpoint(directory)
-    online = {k.removeprefix("online."): v.numpy() for k, v in checkpoint.tensors.items() if k.startswith("online.")}
+    """The config and online network of the checkpoint (or exported folder) at `source` (a path
+    or URI), once its env id is known not to import a module the user did not allow."""
+    exported = _exported(source)
+    if exported is not None:
+        from distdqn.tools.export import read_exported
+
+        return read_exported(exported, args.allow_import, "--allow-import")
+    config, weights = read_policy(source)
     # evaluate and play run the network on the CPU, whatever placement.device says
-    return _checked(checkpoint.config, args, source, runs_here=False), Weights(0, online)
+    return _checked(config, args, source, runs_here=False), weights
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    if not 1 <= args.episodes <= MAX_EVALUATE_EPISODES:
-        raise UserError(f"--episodes must be between 1 and {MAX_EVALUATE_EPISODES}, got {args.episodes}")
+    if not 1 <= args.episodes <= MAX_EPISODES:
+        raise UserError(f"--episodes must be between 1 and {MAX_EPISODES}, got {args.episodes}")
     if not 0 <= args.seed < 2**63:
         raise UserError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
     source = _chosen_checkpoint(args)
     config, weights = _load_online_weights(args, source)
-    returns, lengths = [], []
-    for batch, start in enumerate(range(0, args.episodes, EVALUATE_BATCH)):
-        # the first batch takes --seed itself, so a recorded evaluation (best's eval_seed) replays exactly
-        seed = args.seed if batch == 0 else stream_seed(args.seed, "evaluator", 2, batch)
-        result = _evaluate_batch(config, weights, min(EVALUATE_BATCH, args.episodes - start), seed, source)
-        returns += result.returns.tolist()
-        lengths += result.lengths.tolist()
+    result = score(config, weights, args.episodes, args.seed, source)
     report = {
-        "return_mean": float(np.mean(returns)),
-        "return_std": float(np.std(returns)),
-        "episodes": len(returns),
-        "length_mean": float(np.mean(lengths)),
-        "returns": [float(r) for r in returns],
+        "return_mean": float(np.mean(result.returns)),
+        "return_std": float(np.std(result.returns)),
+        "episodes": len(result.returns),
+        "length_mean": float(np.mean(result.lengths)),
+        "returns": [float(r) for r in result.returns],
     }
     if args.json:
         print(json.dumps(report))
@@ -245,7 +207,7 @@ def command_tune(args: argparse.Namespace) -> int:
 def command_play(args: argparse.Namespace) -> int:
     from distdqn.tools.play import PlayOptions, play
 
-    options = PlayOptions(args.episodes, args.seed, args.max_steps, args.gif, args.map, args.fps)
+    options = PlayOptions(args.episodes, args.seed, args.max_steps, args.gif, args.map, args.fps, args.video)
     source = _chosen_checkpoint(args)
     config, weights = _load_online_weights(args, source)
     play(config, weights, options, source=str(source))

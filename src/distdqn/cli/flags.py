@@ -231,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("uri", metavar="URI", help="where the run lives, e.g. s3://bucket/run")
     _add_tune_parser(commands)
     _add_config_parser(commands)
-    play = commands.add_parser("play", help="watch a checkpoint's greedy policy, as a GIF (and a maze's value map)")
+    play = commands.add_parser(
+        "play", help="watch a checkpoint's greedy policy, as a GIF or MP4 (and a maze's value map)"
+    )
     _add_checkpoint_arguments(play)
     play.add_argument("--episodes", type=int, default=1, help="episodes to play (default 1)")
     play.add_argument(
@@ -244,14 +246,63 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument(
         "--map", type=Path, metavar="FILE.png", help="maze: write its value map here (default with --gif: STEM-map.png)"
     )
-    play.add_argument("--fps", type=float, help="GIF frames per second (default: the env's render_fps, at most 50)")
+    play.add_argument(
+        "--video", type=Path, metavar="FILE.mp4", help="write the episodes' rendered frames to this MP4 (H.264) video"
+    )
+    play.add_argument(
+        "--fps", type=float, help="GIF and video frames per second (default: the env's render_fps, at most 50)"
+    )
     play.add_argument("--max-steps", type=int, default=1000, help="cut episodes after this many steps (default 1000)")
     _add_allow_import(play)
+    _add_share_parsers(commands)
     return parser
 
 
+def _add_export_flags(parser: argparse.ArgumentParser) -> None:
+    """What `export` and `push` (which exports a run first) take: the checkpoint, its evaluation, the video."""
+    parser.add_argument(
+        "--checkpoint", choices=["best", "latest"], default="best", help="a run's checkpoint to export (default best)"
+    )
+    parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes for the model card (default 10)")
+    parser.add_argument(
+        "--seed", type=int, default=EVAL_SEED, help=f"seed of the evaluation envs (default {EVAL_SEED}, as evaluate's)"
+    )
+    parser.add_argument(
+        "--video",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="record one episode as replay.mp4 (default on; skipped with a note where the env cannot render)",
+    )
+    _add_allow_import(parser)
+
+
+def _add_share_parsers(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="write a run's policy as a Hugging Face Hub model folder (weights, config, model card, video)"
+    )
+    export.add_argument(
+        "run", type=location, metavar="RUN_DIR|CHECKPOINT_DIR", help="a run (its --checkpoint) or a checkpoint"
+    )
+    export.add_argument("dir", type=Path, metavar="DIR", help="the folder to write (new or empty)")
+    export.add_argument("--force", action="store_true", help="replace DIR even if it is not empty")
+    _add_export_flags(export)
+    push = commands.add_parser("push", help="upload a run's policy (exported first) or an exported folder to the Hub")
+    push.add_argument(
+        "run", type=location, metavar="RUN_DIR|EXPORT_DIR", help="a run, a checkpoint, or a folder `export` wrote"
+    )
+    push.add_argument(
+        "--repo", required=True, metavar="ID", help="Hub model repository, NAMESPACE/NAME (made if missing)"
+    )
+    push.add_argument("--private", action="store_true", help="make the repository private (when push creates it)")
+    push.add_argument(
+        "--token",
+        help="Hub token (default: HF_TOKEN, else `hf auth login`'s, which stay out of ps and shell history)",
+    )
+    _add_export_flags(push)
+
+
 def _add_allow_import(parser: argparse.ArgumentParser) -> None:
-    """`--allow-import`, on every command that makes an env (see `_refuse_unrequested_imports`)."""
+    """`--allow-import`, on every command that makes an env (see `distdqn.config.trust`)."""
     parser.add_argument(
         "--allow-import",
         action="append",

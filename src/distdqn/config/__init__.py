@@ -21,7 +21,14 @@ The names the rest of distdqn uses are imported here, so that it imports `distdq
 from distdqn.config.files import YamlRefused, load_yaml, read_config_file
 from distdqn.config.messages import COMMON_NAMES, field_paths, short_repr, short_text, suggest_field
 from distdqn.config.presets import Preset, is_atari_id, packaged_presets, preset_for
-from distdqn.config.resolve import build_config, load_config_toml, override_config, resolve_config
+from distdqn.config.resolve import (
+    build_config,
+    load_config_toml,
+    merge_fields,
+    override_config,
+    resolve_config,
+    update_config,
+)
 from distdqn.config.sections import (
     INT64_MAX,
     AlgorithmConfig,
@@ -61,6 +68,7 @@ __all__ = [
     "lane_capacity",
     "load_config_toml",
     "load_yaml",
+    "merge_fields",
     "override_config",
     "packaged_presets",
     "preset_for",
@@ -71,4 +79,5 @@ __all__ = [
     "short_repr",
     "short_text",
     "suggest_field",
+    "update_config",
 ]

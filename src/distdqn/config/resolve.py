@@ -3,6 +3,7 @@ validation into one `Config` that names the bad field and value on failure."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +58,12 @@ def _defaults() -> dict[str, Any]:
     return Config().model_dump(mode="json")
 
 
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+def merge_fields(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, section by section (an env's kwargs and a role's resources are replaced whole)."""
     merged = dict(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("kwargs", "resources"):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_fields(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -71,8 +73,10 @@ def resolve_config(
     env_id: str | None = None,
     config_file: Path | None = None,
     overrides: tuple[str, ...] | list[str] = (),
+    fields: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Defaults, then the env's preset, then the file, then `--set` overrides, then validation.
+    """Defaults, then the env's preset, then the file, then `fields` (a nested dict, as the
+    Python API's arguments give), then `--set` overrides, then validation.
 
     The preset is chosen by the env id from the command line, else the file's `env.id`. A
     resolved file (one `config_to_toml` wrote) gets no preset under it; see `distdqn.config.written`.
@@ -81,9 +85,10 @@ def resolve_config(
     file_data, resolved = take_written_table(read_config_file(config_file) if config_file else {}, origin)
     chosen_id = env_id or file_data.get("env", {}).get("id") or EnvConfig().id
     # a resolved file (a run's config.toml) holds every field: no preset goes under it
-    data = _defaults() if resolved else _merge(_defaults(), preset_for(chosen_id))
-    data = _merge(data, file_data)
-    data = _merge(data, {"env": {"id": chosen_id}})
+    data = _defaults() if resolved else merge_fields(_defaults(), preset_for(chosen_id))
+    data = merge_fields(data, file_data)
+    data = merge_fields(data, {"env": {"id": chosen_id}})
+    data = merge_fields(data, dict(fields or {}))
     for assignment in overrides:
         apply_override(data, assignment)
     return build_config(data, origin=origin)
@@ -97,12 +102,17 @@ def override_config(config: Config, overrides: tuple[str, ...] | list[str], orig
     return build_config(data, origin=origin)
 
 
+def update_config(config: Config, fields: Mapping[str, Any], origin: str) -> Config:
+    """A copy of `config` with `fields` (a nested dict) merged in and validated."""
+    return build_config(merge_fields(config.model_dump(mode="json"), dict(fields)), origin=origin)
+
+
 def build_config(data: dict[str, Any], origin: str = "config") -> Config:
     """Validate a nested dict into a Config, naming the bad field and value on failure. A dict
     read from a written config (with its `[distdqn]` table) gives back the config written."""
     data, resolved = take_written_table(data, origin)
     if resolved:
-        data = _merge(_defaults(), data)
+        data = merge_fields(_defaults(), data)
     try:
         return Config.model_validate(data)
     except ValidationError as error:

@@ -305,6 +305,19 @@ class LoggingConfig(Section):
     tensorboard: bool | Literal["auto"] = "auto"
     """Also write TensorBoard event files under `tb/`: `auto` does when TensorBoard is installed
     (`pip install 'distdqn[tensorboard]'`), `true` refuses to start without it, `false` never does."""
+    wandb: bool = False
+    """Also stream every metrics record, and the config, to Weights & Biases (CleanRL's `--track`;
+    needs the `wandb` extra). The W&B run is named after the run directory; a resumed run goes on
+    in the same W&B run, whose id the run directory keeps in `wandb_id`. `WANDB_MODE=offline`
+    writes it locally, for `wandb sync` later."""
+    wandb_project: str = "distdqn"
+    """W&B project the run goes to (CleanRL's `--wandb-project-name`); empty: W&B's default."""
+    wandb_entity: str | None = None
+    """W&B team or user that owns the project; None: the API key's default entity."""
+    wandb_group: str | None = None
+    """W&B group, to show runs together (the seeds of one config, say); None: no group."""
+    wandb_tags: tuple[str, ...] = ()
+    """W&B tags of the run (rl-zoo's `--wandb-tags`)."""
     progress: ProgressMode = "auto"
     """Progress on stderr: `live` redraws one line (for a terminal); `lines` writes a plain line
     every progress_interval_s and one at the end (for logs and CI, where redraws pile up on one

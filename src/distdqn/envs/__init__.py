@@ -18,20 +18,13 @@ from gymnasium.envs.registration import parse_env_id
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from distdqn.config import EnvConfig, is_atari_id, short_repr, short_text
+from distdqn.env_ids import MAZE_ID as MAZE_ID
+from distdqn.env_ids import RECOMMEND_ID as RECOMMEND_ID
 from distdqn.envs.observations import SUPPORTED_SPACES, EncodedBox, EncodeObservations
 from distdqn.errors import EnvError
 
 if TYPE_CHECKING:
     from distdqn.envs.envpool_backend import EnvPoolVectorEnv
-
-MAZE_ID = "distdqn/Maze-v0"
-RECOMMEND_ID = "distdqn/Recommend-v0"
-
-if MAZE_ID not in gym.registry:
-    gym.register(id=MAZE_ID, entry_point="distdqn.envs.maze:MazeEnv", max_episode_steps=200)
-if RECOMMEND_ID not in gym.registry:
-    # a session ends with its time budget; the cap only cuts one stretched by a small skip_time
-    gym.register(id=RECOMMEND_ID, entry_point="distdqn.envs.recommend:RecommendEnv", max_episode_steps=400)
 
 HIGHWAY_ENV_NAMES = frozenset(
     {

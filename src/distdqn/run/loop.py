@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from distdqn.config_changes import Continued, beta_schedule
 from distdqn.errors import DiskFull, RoleLost, TrainingDiverged
 from distdqn.roles.learner import LearnerGroupBroken
 from distdqn.run import snapshot
+from distdqn.run.callbacks import Callback, CallbackSink
 from distdqn.run.checkpoints import Checkpoints
 from distdqn.run.counters import Counters, Reporting, next_multiple
 from distdqn.run.evaluation import Evaluations
@@ -66,6 +67,7 @@ class TrainingRun:
         store: RemoteRun | None = None,
         reporting: Reporting | None = None,
         continued: Continued | None = None,
+        callback: Callback | None = None,
     ) -> None:
         """`stop_signals`: a SIGTERM or SIGINT it records ends the loop at its next turn.
         `resume_state`: what a checkpoint's `resume.json` holds; the run continues from it exactly.
@@ -73,12 +75,14 @@ class TrainingRun:
         `reporting`: a tuner's interval and callback (see `Reporting`).
         `continued`: the checkpoint this run continues, for a resume or an exploit (see
         `config_changes`: what differs from its config takes effect from here).
+        `callback`: a Python caller's hooks (see distdqn.run.callbacks); one may stop the run.
 
         The run's files (config.toml for a run from step 0, metrics.jsonl, tb/, placement.json)
         are written last, once the roles are up and `resume_state` has been restored into them:
         a resume refused for what it read leaves the run directory as it was."""
         self.config, self.run_dir, self.runtime, self.counters = config, run_dir, runtime, counters
         self.stop_signals, self.store, self.reporting, self.continued = stop_signals, store, reporting, continued
+        self.callbacks = CallbackSink(callback) if callback is not None else None
         # random streams branch off at the resume point unless every role's are restored as saved
         exact = resume_state is not None and (continued is None or not continued.adopted)
         resumed_at = None if continued is None or exact else counters.env_steps
@@ -130,7 +134,12 @@ class TrainingRun:
     def _open_run_files(self, metrics_offset: int | None) -> MetricsLog:
         """The run's own files (see `open_run_files`), and where its roles run."""
         from_start = self.continued is None and self.counters.env_steps == 0
-        metrics = open_run_files(self.run_dir, self.config, from_start, self.counters.env_steps, metrics_offset)
+        sinks = [self.callbacks] if self.callbacks is not None else []
+        # a run on object storage trains in a staging directory: its W&B name is the URI's
+        name = PurePosixPath(self.store.uri.rstrip("/")).name if self.store is not None else None
+        metrics = open_run_files(
+            self.run_dir, self.config, from_start, self.counters.env_steps, metrics_offset, sinks, name=name
+        )
         try:
             self.supervisor.write_placement()
             if self.store is not None:
@@ -162,6 +171,8 @@ class TrainingRun:
             self._harvest_background()
             self.counters.wall_s = time.perf_counter() - started
             self._when_due()  # log line, evaluation, checkpoint, a tuner's report
+            if self.callbacks is not None and self.callbacks.stop_requested:
+                self._stop = True
         if self._stop_requested() and self.checkpoints.snapshots:
             return self._stop_with_snapshot()
         return self._finish()
@@ -405,8 +416,11 @@ class TrainingRun:
 
     # -- evaluation, logs, checkpoints --------------------------------------------------------
     def _finish_evaluation(self) -> None:
+        best = self.counters.best_eval_return
         if self.evaluations.finish(self.metrics, self.progress):
             self._stop = True  # stop_return reached
+        if self.callbacks is not None and self.counters.best_eval_return != best:
+            self.callbacks.checkpoint("best", self.evaluations.mark[0])
 
     def _log_training(self) -> None:
         self.telemetry.log_training(self.metrics, lambda: sum(self.contents.refresh()))
@@ -422,6 +436,8 @@ class TrainingRun:
             self.supervisor.reconcile()
             return
         self.checkpoints.submit(name, parts, self.counters, resume)
+        if self.callbacks is not None:
+            self.callbacks.checkpoint(name, self.counters.env_steps)
 
     def _role_lost(self, name: str, reason: str) -> RoleLost:
         """Stop the run: role `name`, which it cannot go on without, cannot come back."""

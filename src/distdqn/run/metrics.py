@@ -6,9 +6,9 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from tqdm import tqdm
 
@@ -29,25 +29,54 @@ def tensorboard_enabled(setting: bool | Literal["auto"]) -> bool:
     return setting
 
 
-class MetricsLog:
-    """Appends one JSON object per line and mirrors numeric fields to TensorBoard.
+class MetricsSink(Protocol):
+    """Somewhere the records of metrics.jsonl also go (TensorBoard, Weights & Biases, an API
+    user's callback), each record once, after it is on disk."""
 
-    TensorBoard tags group fields: `eval/...` for evaluation, `train/...` for the rest, all
-    plotted against env steps. Neither file is written through a link (see distdqn.storage.run_files):
-    TensorBoard picks new file names in `tb/`, which must hold no links.
-    """
+    def write(self, record: dict[str, Any]) -> None: ...
 
-    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+    def close(self) -> None: ...
+
+
+def scalars(record: dict[str, Any]) -> dict[str, int | float]:
+    """A record's numbers as the dashboards name them: `eval/...` for evaluation (`eval_return_mean`
+    is `eval/return_mean`), `train/...` for the rest; `env_steps`, their x axis, and anything
+    that is not a number (None, a string, a bool) are left out."""
+    return {
+        f"eval/{key.removeprefix('eval_')}" if key.startswith("eval_") else f"train/{key}": value
+        for key, value in record.items()
+        if key != "env_steps" and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+class TensorBoardSink:
+    """Numeric fields as TensorBoard scalars: `eval/...` for evaluation, `train/...` for the
+    rest, all plotted against env steps. TensorBoard picks new file names in `tb/`, which must
+    hold no links (see distdqn.storage.run_files)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
         tb = run_dir / "tb"
-        if tensorboard:
-            refuse_links_inside(tb)
-        self._file = open_append(run_dir / "metrics.jsonl")
-        self._writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        refuse_links_inside(tb)
+        make_directory(tb)
+        self._writer = SummaryWriter(log_dir=str(tb))
 
-            make_directory(tb)
-            self._writer = SummaryWriter(log_dir=str(tb))
+    def write(self, record: dict[str, Any]) -> None:
+        for tag, value in scalars(record).items():
+            self._writer.add_scalar(tag, value, record["env_steps"])
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class MetricsLog:
+    """Appends one JSON object per line to metrics.jsonl (never through a link: see
+    distdqn.storage.run_files) and hands each record on to the `sinks`."""
+
+    def __init__(self, run_dir: Path, sinks: Sequence[MetricsSink] = ()) -> None:
+        self._file = open_append(run_dir / "metrics.jsonl")
+        self.sinks = list(sinks)
 
     def write(self, record: dict[str, Any]) -> None:
         """One line of strict JSON: a non-finite number (which json.dumps would write as a bare
@@ -55,14 +84,8 @@ class MetricsLog:
         record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
         self._file.write((json.dumps(record, allow_nan=False) + "\n").encode())
         self._file.flush()
-        if self._writer is None:
-            return
-        step = record["env_steps"]
-        for key, value in record.items():
-            if key == "env_steps" or not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            group = "eval" if key.startswith("eval_") else "train"
-            self._writer.add_scalar(f"{group}/{key.removeprefix('eval_')}", value, step)
+        for sink in self.sinks:
+            sink.write(record)
 
     @property
     def position(self) -> int:
@@ -70,9 +93,11 @@ class MetricsLog:
         return self._file.tell()
 
     def close(self) -> None:
-        self._file.close()
-        if self._writer is not None:
-            self._writer.close()
+        try:
+            self._file.close()
+        finally:
+            for sink in self.sinks:
+                sink.close()
 
 
 class Progress:

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from distdqn.config import Config, config_to_toml
 from distdqn.errors import UserError
-from distdqn.run.metrics import MetricsLog, tensorboard_enabled
+from distdqn.run.metrics import MetricsLog, MetricsSink, TensorBoardSink, tensorboard_enabled
+from distdqn.run.wandb_sink import WandbSink, require_wandb
+from distdqn.storage.object_store import WANDB_ID_FILE
 from distdqn.storage.run_files import (
     TEMPORARY_SUFFIX,
     refuse_links_inside,
@@ -21,9 +25,15 @@ from distdqn.storage.run_files import (
 )
 from distdqn.storage.run_lock import LOCK_FILE
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "placement.json", LOCK_FILE)
+RUN_FILES = ("config.toml", "metrics.jsonl", "placement.json", WANDB_ID_FILE, LOCK_FILE)
 """The files a run writes at its top level; each is replaced whole through `<name>.tmp`."""
 RUN_DIRECTORIES = ("tb", "checkpoints")
+
+
+def default_run_dir(config: Config) -> Path:
+    """runs/ENV-sSEED-TIME: where a run goes when no directory is named."""
+    name = config.env.id.replace("/", "_")
+    return Path("runs") / f"{name}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def check_run_files(run_dir: Path) -> None:
@@ -119,16 +129,36 @@ def _logged_at(line: str) -> int | None:
 
 
 def open_run_files(
-    run_dir: Path, config: Config, from_start: bool, env_steps: int, metrics_offset: int | None
+    run_dir: Path,
+    config: Config,
+    from_start: bool,
+    env_steps: int,
+    metrics_offset: int | None,
+    sinks: Sequence[MetricsSink] = (),
+    name: str | None = None,
 ) -> MetricsLog:
     """Write the run's own files, none through a link (see distdqn.storage.run_files). A run from
     step 0 (a new one, or one that died before its first checkpoint and starts over) writes its
-    config and begins metrics.jsonl and tb/ afresh, so that they hold one run; a resumed run cuts
-    metrics.jsonl back to its checkpoint (at `metrics_offset` where its snapshot recorded it)."""
+    config and begins metrics.jsonl, tb/ and its W&B run afresh, so that they hold one run; a
+    resumed run cuts metrics.jsonl back to its checkpoint (at `metrics_offset` where its snapshot
+    recorded it) and goes on in the W&B run `wandb_id` names. Records go on to TensorBoard (with
+    `logging.tensorboard`), W&B (with `logging.wandb`) and the `sinks` given. `name`: the W&B
+    run's name (default the run directory's; a run on object storage passes its URI's last part,
+    not its staging directory's)."""
+    require_wandb(config)  # before any file changes
+    tensorboard = tensorboard_enabled(config.logging.tensorboard)
     if from_start:
-        for name in ("metrics.jsonl", "tb"):
-            remove(run_dir / name)
+        for file in ("metrics.jsonl", "tb", WANDB_ID_FILE):
+            remove(run_dir / file)
         replace_file(run_dir / "config.toml", config_to_toml(config).encode())
     else:
         truncate_metrics(run_dir / "metrics.jsonl", env_steps, metrics_offset)
-    return MetricsLog(run_dir, tensorboard_enabled(config.logging.tensorboard))
+    made: list[MetricsSink] = [TensorBoardSink(run_dir)] if tensorboard else []
+    try:
+        if config.logging.wandb:
+            made.append(WandbSink(run_dir, config, name or run_dir.name, resume=not from_start))
+        return MetricsLog(run_dir, [*made, *sinks])
+    except BaseException:
+        for sink in made:
+            sink.close()
+        raise

@@ -24,12 +24,15 @@ from distdqn.envs import env_spaces, frame_box, policy_space
 from distdqn.errors import CheckpointError, ConfigError, UserError
 from distdqn.networks import check_q_network
 from distdqn.replay.buffer import replay_bytes
+from distdqn.run.callbacks import Callback
 from distdqn.run.checks import check_head_splits, check_learner_tensors, check_replay_fits, saved_counters
 from distdqn.run.counters import Counters, Reporting, TrainResult
 from distdqn.run.loop import TrainingRun
+from distdqn.run.metrics import tensorboard_enabled
 from distdqn.run.run_dir import check_run_files, create_run_dir, prepare_run_dir, remove_own_lock, remove_unstarted_run
 from distdqn.run.snapshot import snapshot_layout
 from distdqn.run.stopping import StopSignals
+from distdqn.run.wandb_sink import require_wandb
 from distdqn.runtime import make_runtime
 from distdqn.storage.checkpoint import load_checkpoint, load_resume_state, point_link, resume_point
 from distdqn.storage.object_store import RemoteRun, download_run, is_remote, remote_run
@@ -37,9 +40,14 @@ from distdqn.storage.run_lock import LOCK_FILE, RunLock
 
 
 def train(
-    config: Config, run_dir: Path | str, store: RemoteRun | None = None, reporting: Reporting | None = None
+    config: Config,
+    run_dir: Path | str,
+    store: RemoteRun | None = None,
+    reporting: Reporting | None = None,
+    callback: Callback | None = None,
 ) -> TrainResult:
-    """Train a fresh run in `run_dir` (which must be new or empty; a URI: see distdqn.storage.object_store)."""
+    """Train a fresh run in `run_dir` (which must be new or empty; a URI: see distdqn.storage.object_store).
+    `callback`: a Python caller's hooks (see distdqn.run.callbacks)."""
     if not str(run_dir).strip():
         raise UserError("--run-dir is empty: name the directory the run goes in")
     # an env that cannot be made fails here, before anything is written
@@ -47,10 +55,10 @@ def train(
     check_replay_fits(config, frame_box(frame_space))
     check_head_splits(config, action_space)
     check_q_network(config.network, policy_space(config.env, frame_space), action_space)
-    check_devices(config)
+    _check_machine(config)
     if is_remote(run_dir):
         with remote_run(str(run_dir), resume=False) as remote:
-            return dataclasses.replace(train(config, remote.staging, remote, reporting), run_dir=remote.uri)
+            return dataclasses.replace(train(config, remote.staging, remote, reporting, callback), run_dir=remote.uri)
     run_dir = Path(run_dir)
     created_dir = create_run_dir(run_dir)
     created_lock = not os.path.lexists(run_dir / LOCK_FILE)
@@ -61,12 +69,19 @@ def train(
             remove_own_lock(run_dir, created_lock, created_dir)
             raise
         try:
-            return _execute(config, run_dir, Counters(), store=store, reporting=reporting)
+            return _execute(config, run_dir, Counters(), store=store, reporting=reporting, callback=callback)
         except UserError:
             remove_unstarted_run(run_dir, keep=(LOCK_FILE,))
             if not (run_dir / "checkpoints").exists():
                 remove_own_lock(run_dir, created_lock, created_dir)
             raise
+
+
+def _check_machine(config: Config) -> None:
+    """This machine can run `config`: it has the learner's devices and the packages its logging needs."""
+    check_devices(config)
+    require_wandb(config)
+    tensorboard_enabled(config.logging.tensorboard)
 
 
 def resumable_config(run_dir: Path | str) -> tuple[Config, Path | str]:
@@ -94,6 +109,7 @@ def resume(
     store: RemoteRun | None = None,
     reporting: Reporting | None = None,
     adopted: bool = False,
+    callback: Callback | None = None,
 ) -> TrainResult:
     """Continue a run from `run_dir/checkpoints/latest`: counters, weights, optimizer, schedules,
     and, where `latest` holds them (`checkpoint.replay`), the replay and every role's state, so
@@ -109,7 +125,8 @@ def resume(
     """
     if is_remote(run_dir):
         with remote_run(str(run_dir), resume=True) as remote:
-            return dataclasses.replace(resume(remote.staging, config, remote, reporting, adopted), run_dir=remote.uri)
+            resumed = resume(remote.staging, config, remote, reporting, adopted, callback)
+            return dataclasses.replace(resumed, run_dir=remote.uri)
     run_dir = Path(run_dir)
     check_run_files(run_dir)
     with RunLock(run_dir):
@@ -118,20 +135,20 @@ def resume(
         if start is None and (run_dir / "config.toml").is_file():
             # died before its first checkpoint: start over; a `best` it wrote stands as the bar
             config = config or resumable_config(run_dir)[0]
-            check_devices(config)
+            _check_machine(config)
             counters = Counters(best_eval_return=_best_so_far(checkpoints / "best", None))
-            return _execute(config, run_dir, counters, store=store, reporting=reporting)
+            return _execute(config, run_dir, counters, store=store, reporting=reporting, callback=callback)
         start = start or checkpoints / "latest"
         checkpoint = load_checkpoint(start)
         continued = Continued(checkpoint.config, adopted)
         config = checkpoint.config if config is None else follow_lr(checkpoint.config, config)
-        check_devices(config)
+        _check_machine(config)
         counters = saved_counters(start, checkpoint.state)
         check_learner_tensors(start, checkpoint.tensors, config)
         counters.best_eval_return = _best_so_far(checkpoints / "best", counters.best_eval_return)
         resume_state = _usable_resume_state(start, config, checkpoint.config, checkpoint.tensors)
         with _latest_naming(start, counters.env_steps):
-            return _execute(config, run_dir, counters, resume_state, store, reporting, continued)
+            return _execute(config, run_dir, counters, resume_state, store, reporting, continued, callback)
 
 
 @contextmanager
@@ -215,6 +232,7 @@ def _execute(
     store: RemoteRun | None = None,
     reporting: Reporting | None = None,
     continued: Continued | None = None,
+    callback: Callback | None = None,
 ) -> TrainResult:
     """Run the loop; a SIGTERM or SIGINT ends it with `latest` written (see distdqn.run.stopping)."""
     torch.set_num_threads(config.placement.torch_threads)
@@ -223,7 +241,7 @@ def _execute(
         stop_signals.install()
         try:
             run = TrainingRun(
-                config, run_dir, runtime, counters, stop_signals, resume_state, store, reporting, continued
+                config, run_dir, runtime, counters, stop_signals, resume_state, store, reporting, continued, callback
             )
             try:
                 return TrainResult(run_dir, run.run(), stop_signals.requested)

@@ -29,7 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from gymnasium.envs.registration import EnvSpec
+
 from distdqn.config import PlacementConfig, RoleResources
+from distdqn.envs.custom import register_specs, registered_specs
 from distdqn.errors import UserError
 from distdqn.runtime.base import RoleFailed, RoleT
 from distdqn.runtime.plan import (
@@ -72,7 +75,10 @@ class RoleHost:
     from the same arguments (a learner then reloads the latest checkpoint by itself).
     """
 
-    def __init__(self, role: type, args: tuple) -> None:
+    def __init__(self, role: type, args: tuple, env_specs: list[EnvSpec]) -> None:
+        """`env_specs`: the env objects the driver registered (distdqn.envs.custom), which the
+        role's envs may be made from."""
+        register_specs(env_specs)
         context = ray.get_runtime_context()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # Ray's own property warns internally
@@ -334,7 +340,7 @@ class RayRuntime:
                 max_concurrency=1,
                 scheduling_strategy=strategy,
             )
-            .remote(role, args)
+            .remote(role, args, registered_specs())
         )
         self._names_by_actor_id[actor._actor_id.hex()] = name
         return actor

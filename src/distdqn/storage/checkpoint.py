@@ -40,6 +40,7 @@ from distdqn.errors import CheckpointError, ConfigError
 from distdqn.state_tree import join_arrays, split_arrays
 from distdqn.storage.array_files import array_file_name, read_array, write_array
 from distdqn.storage.run_files import create_file, refuse_unless_directory
+from distdqn.types import Weights
 
 FORMAT_VERSION = 2
 TENSORS_FILE = "tensors.safetensors"
@@ -55,6 +56,13 @@ class Checkpoint(NamedTuple):
     config: Config
     tensors: dict[str, torch.Tensor]
     state: dict[str, Any]
+
+
+def online_weights(checkpoint: Checkpoint) -> Weights:
+    """The checkpoint's online Q-network as roles pass weights (version 0): what evaluate, play
+    and export act with."""
+    tensors = checkpoint.tensors
+    return Weights(0, {k.removeprefix("online."): v.numpy() for k, v in tensors.items() if k.startswith("online.")})
 
 
 def _fsync(path: Path) -> None:
@@ -199,6 +207,37 @@ def adopt_checkpoint(source: Path, checkpoints_dir: Path, name: str = "latest", 
         shutil.rmtree(version_dir, ignore_errors=True)
         raise
     return _publish(checkpoints_dir, name, version_dir, keep)
+
+
+def copy_checkpoint(source: Path, destination: Path, replay: bool = False) -> None:
+    """A standalone copy of checkpoint `source` at `destination` (`DQN.save`), verified first,
+    written in full under a hidden name beside it, then renamed into place. Without `replay` it
+    holds the weights, optimizer, counters and config, and not the roles' state (the replay).
+    An existing `destination` is replaced only if it is a checkpoint itself."""
+    load_checkpoint(source)
+    version = _resolve_within(source)
+    if destination.is_symlink() or (destination.exists() and not (destination / MANIFEST_FILE).is_file()):
+        raise CheckpointError(f"{destination} exists and is not a checkpoint: not replacing it")
+    temporary = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        if replay:
+            shutil.copytree(version, temporary)
+        else:
+            temporary.mkdir()
+            for name in CONTENT_FILES:
+                shutil.copyfile(version / name, temporary / name)
+            manifest = {"files": {name: _digest(temporary / name) for name in CONTENT_FILES}}
+            create_file(temporary / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
+        for path in sorted(temporary.rglob("*"), reverse=True):
+            _fsync(path)
+        _fsync(temporary)
+        previous = temporary.with_name(f"{temporary.name}.old")
+        if destination.exists():
+            os.replace(destination, previous)
+        os.replace(temporary, destination)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _write_version(

@@ -5,7 +5,7 @@ An object store has no rename, no symlink and no flock, and every checkpoint gua
 an ordinary local run directory (the *staging* directory, a temporary directory), where atomic
 renames, links and the lock work as always, and a `RemoteRun` mirrors it to the store:
 
-    URI/config.toml, URI/metrics.jsonl, URI/placement.json, URI/tb/...   copies of the local files
+    URI/config.toml, URI/metrics.jsonl, URI/placement.json, URI/wandb_id, URI/tb/...   copies of the local files
     URI/checkpoints/versions/<name>-<id>/...   every file of one checkpoint version
     URI/checkpoints/latest, URI/checkpoints/best   pointer objects: {"version": "<name>-<id>"}
 
@@ -50,7 +50,11 @@ from distdqn.storage.run_lock import RunLock
 
 CHECKPOINT_NAMES = ("latest", "best")
 VERSIONS = "versions"
-RUN_FILES = ("config.toml", "placement.json")
+WANDB_ID_FILE = "wandb_id"
+"""The id of the run's Weights & Biases run (see distdqn.run.wandb_sink), which a resume goes on in."""
+RUN_FILES = ("config.toml", "placement.json", WANDB_ID_FILE)
+RESUMED_FILES = ("config.toml", "metrics.jsonl", WANDB_ID_FILE)
+"""The run's own files a resume downloads (TensorBoard's stay on the store)."""
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
@@ -244,13 +248,13 @@ def run_checkpoint(location: Path | str, name: str) -> Path | str | None:
 
 def download_run(uri: str, staging: Path, replay: bool = True) -> dict[str, str]:
     """Lay out the remote run `uri` as a local run directory in `staging`: config.toml,
-    metrics.jsonl, and the versions `latest` and `best` point to (the replay only if `replay`),
+    metrics.jsonl, wandb_id, and the versions `latest` and `best` point to (the replay only if `replay`),
     linked as a local run links them. Returns {checkpoint name: version} of what it fetched.
     TensorBoard files stay on the store: a resumed run writes new event files next to them."""
     fs, path = _store(uri)
     fetched: dict[str, str] = {}
     with _store_errors(uri, "read"):
-        for name in ("config.toml", "metrics.jsonl"):
+        for name in RESUMED_FILES:
             try:
                 fs.get_file(f"{path}/{name}", str(staging / name))
             except FileNotFoundError:
@@ -313,7 +317,7 @@ class RemoteRun:
         self._pending: dict[str, str] = {}  # checkpoint name -> version uploaded, pointer not yet moved
         self._files: dict[str, tuple[int, int]] = {}  # relative path -> (size, mtime_ns) uploaded
         if uploaded is not None:  # a downloaded run: its files are on the store as they are here
-            for name in ("config.toml", "metrics.jsonl"):
+            for name in RESUMED_FILES:
                 if (staging / name).is_file():
                     stat = (staging / name).stat()
                     self._files[name] = (stat.st_size, stat.st_mtime_ns)

@@ -1,22 +1,24 @@
-"""`distdqn play`: watch a checkpoint's greedy policy, keep its episodes as an animated GIF, and for
-the maze draw what it learned about every cell (`distdqn.envs.maze_map`).
+"""`distdqn play`: watch a checkpoint's greedy policy, keep its episodes as an animated GIF or an MP4
+video (or both, from the same frames), and for the maze draw what it learned about every cell
+(`distdqn.envs.maze_map`).
 
 The policy sees exactly what it saw in training and evaluation: one env from `make_env` (Atari
 preprocessing and all), frames stacked by `FrameStacker`, the Q-network from `build_q_network`.
-The GIF shows the env's own `render()` in `rgb_array` mode instead, which for a preprocessed env
-is the base game's colour screen, not the 84x84 grayscale observation: one frame after each
-reset and one after each step.
+The GIF and the video show the env's own `render()` in `rgb_array` mode instead, which for a
+preprocessed env is the base game's colour screen, not the 84x84 grayscale observation: one
+frame after each reset and one after each step.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -29,6 +31,8 @@ from distdqn.errors import CheckpointError, EnvError, UserError
 from distdqn.frames import FrameStacker
 from distdqn.networks import build_q_network, load_weights
 from distdqn.seeding import EVAL_SEED, env_seeds
+from distdqn.tools.atomic import write_atomically
+from distdqn.tools.video import Mp4Writer, require_encoder
 from distdqn.types import Weights
 
 MAX_PLAY_EPISODES = 1000
@@ -53,6 +57,7 @@ class PlayOptions:
     gif: Path | None = None
     map: Path | None = None
     fps: float | None = None
+    video: Path | None = None
 
     def __post_init__(self) -> None:
         for flag, value, low, high in (
@@ -64,9 +69,15 @@ class PlayOptions:
                 raise UserError(f"{flag} must be between {low} and {high}, got {value}")
         if self.fps is not None and not 0 < self.fps <= MAX_FPS:
             raise UserError(f"--fps must be above 0 and at most {MAX_FPS:g}, got {self.fps}")
-        for flag, path, suffix in (("--gif", self.gif, ".gif"), ("--map", self.map, ".png")):
+        for flag, path, suffix in (
+            ("--gif", self.gif, ".gif"),
+            ("--map", self.map, ".png"),
+            ("--video", self.video, ".mp4"),
+        ):
             if path is not None and (path.suffix.lower() != suffix or not path.parent.is_dir()):
                 raise UserError(f"{flag} must name a {suffix} file in an existing directory, got {path}")
+        if self.video is not None:
+            require_encoder("--video")
 
 
 class Episode(NamedTuple):
@@ -75,6 +86,13 @@ class Episode(NamedTuple):
     length: int
     cut: bool
     """Ended by --max-steps rather than by the env."""
+
+
+class FrameSink(Protocol):
+    """Where played frames go (a GIF's frames, a video); `render` draws the frame when called,
+    so that a sink that keeps no more frames need not."""
+
+    def add(self, render: Callable[[], np.ndarray]) -> None: ...
 
 
 class GifFrames:
@@ -111,17 +129,6 @@ class GifFrames:
         return delay_ms
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """`write` a temporary file next to `path`, then rename it over `path`: a reader never sees
-    half a file, and an interrupted write leaves the old one."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def offscreen_sdl() -> None:
     """Frames for a GIF need no window, but envs that draw with pygame (CartPole, highway-env)
     start SDL's video driver, which on a machine without a display prints "error: XDG_RUNTIME_DIR
@@ -141,7 +148,7 @@ def _make_rendering_env(config: EnvConfig) -> gym.Env:
     probe.close()
     if "rgb_array" not in modes:
         listed = ", ".join(modes) or "none"
-        raise EnvError(f"env {config.id!r} cannot render rgb_array frames for --gif (its render modes: {listed})")
+        raise EnvError(f"env {config.id!r} cannot render rgb_array frames (its render modes: {listed})")
     return make_env(config.model_copy(update={"kwargs": {**config.kwargs, "render_mode": "rgb_array"}}))
 
 
@@ -188,12 +195,18 @@ class GreedyPlayer:
             raise EnvError(f"env {self.env_id!r} rendered {type(frame).__name__} instead of an RGB frame")
         return frame
 
-    def episode(self, seed: int, max_steps: int, frames: GifFrames | None = None) -> Episode:
-        """One greedy episode from `reset(seed=seed)`, cut after `max_steps` steps."""
+    def _record(self, sinks: Sequence[FrameSink]) -> None:
+        """Hand the current frame to each sink, rendered at most once for all of them."""
+        render = functools.cache(self.render)
+        for sink in sinks:
+            sink.add(render)
+
+    def episode(self, seed: int, max_steps: int, sinks: Sequence[FrameSink] = ()) -> Episode:
+        """One greedy episode from `reset(seed=seed)`, cut after `max_steps` steps; its frames,
+        one after the reset and one after each step, go to `sinks`."""
         observation, _ = self.env.reset(seed=seed)
         policy_input = self._policy_input(observation, new_episode=True)
-        if frames is not None:
-            frames.add(self.render)
+        self._record(sinks)
         reward, length, ended = 0.0, 0, False
         while not ended and length < max_steps:
             with torch.inference_mode():
@@ -203,8 +216,7 @@ class GreedyPlayer:
             reward += float(step_reward)
             length += 1
             ended = bool(terminated or truncated)
-            if frames is not None:
-                frames.add(self.render)
+            self._record(sinks)
         return Episode(reward, length, cut=not ended)
 
     def default_fps(self) -> float:
@@ -213,7 +225,7 @@ class GreedyPlayer:
 
 
 def play(config: Config, weights: Weights, options: PlayOptions, source: str) -> list[Episode]:
-    """Play, print each episode and the mean, and write the GIF and maze map asked for.
+    """Play, print each episode and the mean, and write the GIF, video and maze map asked for.
 
     Episode k is reset with the seed of the evaluator's env k (`env_seeds(seed, "evaluator", 0, ...)`),
     so with an evaluation epsilon of 0, `--seed` and `--episodes` of a recorded evaluation (best's
@@ -223,15 +235,20 @@ def play(config: Config, weights: Weights, options: PlayOptions, source: str) ->
     map_path = options.map
     if map_path is None and options.gif is not None and config.env.id == MAZE_ID:
         map_path = options.gif.with_name(f"{options.gif.stem}-map.png")
-    player = GreedyPlayer(config, weights, render=options.gif is not None, source=source)
+    recording = options.gif is not None or options.video is not None
+    player = GreedyPlayer(config, weights, render=recording, source=source)
     try:
+        fps = options.fps or player.default_fps()
         frames = GifFrames() if options.gif is not None else None
-        episodes = []
-        for index, seed in enumerate(env_seeds(options.seed, "evaluator", 0, options.episodes)):
-            episode = player.episode(seed, options.max_steps, frames)
-            episodes.append(episode)
-            cut = " (cut at --max-steps)" if episode.cut else ""
-            print(f"episode {index + 1}: return {episode.reward:.2f}, length {episode.length}{cut}")
+        with contextlib.ExitStack() as stack:
+            video = stack.enter_context(Mp4Writer(options.video, fps)) if options.video is not None else None
+            sinks = [sink for sink in (frames, video) if sink is not None]
+            episodes = []
+            for index, seed in enumerate(env_seeds(options.seed, "evaluator", 0, options.episodes)):
+                episode = player.episode(seed, options.max_steps, sinks)
+                episodes.append(episode)
+                cut = " (cut at --max-steps)" if episode.cut else ""
+                print(f"episode {index + 1}: return {episode.reward:.2f}, length {episode.length}{cut}")
         rewards = [episode.reward for episode in episodes]
         lengths = [episode.length for episode in episodes]
         print(
@@ -239,11 +256,13 @@ def play(config: Config, weights: Weights, options: PlayOptions, source: str) ->
             f"(mean length {np.mean(lengths):.1f})"
         )
         if frames is not None and options.gif is not None:
-            fps = options.fps or player.default_fps()
             delay_ms = frames.save(options.gif, fps)
             width, height = frames.images[0].size
             left_out = f", the last {frames.left_out} left out" if frames.left_out else ""
             print(f"wrote {options.gif}: {len(frames.images)} frames of {width}x{height}, {delay_ms} ms each{left_out}")
+        if video is not None and video.size is not None:
+            width, height = video.size
+            print(f"wrote {options.video}: {video.frames} frames of {width}x{height} at {fps:g} fps (H.264)")
         if map_path is not None:
             _write_maze_map(player, config, map_path)
     finally:
