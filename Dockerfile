@@ -34,11 +34,12 @@ COPY pyproject.toml ./
 # Ray's version comes from the `ray` extra's exact pin; `ray[default]` only adds the dashboard agent's
 # dependencies, whose health endpoints KubeRay's probes query. Naming torch again makes pip fail rather
 # than swap in another build should a dependency ever ask for a different torch.
-# `cloud`: run directories on s3:// and gs:// (docs/cloud.md runs the image so).
+# `cloud`: run directories on s3:// and gs:// (docs/cloud.md runs the image so); `tensorboard`: tb/ event files.
 # The dependencies get a layer of their own, installed with an empty package (and readme) where the
-# sources go: a change to src/ or the README then rebuilds only the last layers, in seconds.
-RUN mkdir -p src/distdqn && touch src/distdqn/__init__.py README.md \
-    && /opt/venv/bin/pip install ".[ray,atari,envpool,cloud]" "ray[default]" "torch==${TORCH_VERSION}"
+# sources go: a change to src/ or the README then rebuilds only the last layers, in seconds. (The
+# package's version is read from its __init__.py, so the empty one holds a placeholder.)
+RUN mkdir -p src/distdqn && echo '__version__ = "0"' > src/distdqn/__init__.py && touch README.md \
+    && /opt/venv/bin/pip install ".[ray,atari,envpool,cloud,tensorboard]" "ray[default]" "torch==${TORCH_VERSION}"
 # envpool brings the assets of its MuJoCo, football, procgen and ViZDoom envs (about 600 MB of meshes
 # and textures); distdqn runs only its Atari envs, so they go. The metadata `import envpool` reads
 # (*.json) stays: without it the import fails.

@@ -2,16 +2,22 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# torch is pinned first so that pip takes the CPU build; an unpinned torch pulls a CUDA build of GBs.
+# torch is installed first, on its own, so that the package's install finds it there. On plain PyPI
+# torch==2.13.0 for Linux is the CUDA build with GBs of NVIDIA wheels; PyTorch's CPU index has the CPU
+# build: `make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`. Left empty, pip's own
+# configuration decides (on these machines it finds the CPU wheel on disk).
 TORCH := torch==2.13.0
+TORCH_INDEX_URL ?=
+# the extras the tests use (`cloud`'s gcsfs is not; its s3fs comes with dev)
+EXTRAS := dev,docs,ray,atari,minatar,envpool,render,video,driving,tensorboard,plot,wandb,hub
 
 .PHONY: install train test cluster-check clean
 
 $(BIN)/distdqn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev,docs,ray,atari,minatar,envpool,render,driving]'
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TORCH)
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]' $(TORCH)
 	touch $@
 
 install: $(BIN)/distdqn

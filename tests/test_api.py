@@ -191,7 +191,9 @@ def test_load_refuses_an_env_id_from_the_files_that_would_import_a_module(tmp_pa
 
 
 def test_an_exported_model_loads_acts_and_evaluates_but_neither_learns_nor_saves(model: DQN, tmp_path, capsys):
-    main(["export", str(model.run_dir), str(tmp_path / "hub"), "--checkpoint", "latest", "--episodes", "2", "--no-video"])
+    main(
+        ["export", str(model.run_dir), str(tmp_path / "hub"), "--checkpoint", "latest", "--episodes", "2", "--no-video"]
+    )
     capsys.readouterr()
     exported = DQN.load(tmp_path / "hub")
     observations = _observations(16)

@@ -7,12 +7,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "distdqn"
 LAYERS = [
     {"errors", "types", "config", "config_changes", "seeding", "schedules", "losses", "frames", "state_tree"}
-    | {"devices", "memory"},
+    | {"devices", "memory", "extras", "env_ids"},
     {"envs", "replay", "networks", "sharded_head", "storage"},
     {"roles"},
     {"runtime"},
     {"run"},
     {"tools"},
+    {"api"},
     {"cli", "__main__"},
 ]
 """Bottom first: a module may import its own layer's and the layers below."""

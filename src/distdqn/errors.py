@@ -35,3 +35,9 @@ class RoleLost(UserError):
     """A role the run cannot go on without (a learner, a shard, the evaluator, the last actor)
     cannot come back: its node is gone, or it stayed down past the restart bound. The run stops
     and keeps its last complete checkpoint, which `--resume` continues on the cluster as it is then."""
+
+
+class MissingExtra(UserError, ImportError):
+    """An optional package that what the user asked for needs is not installed; the message names
+    the extra that brings it (see `distdqn.extras`). Also an ImportError, so that code which
+    checks for an optional package with `except ImportError` still does."""

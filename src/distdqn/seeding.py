@@ -8,7 +8,10 @@ of seed 1, and the evaluator is no actor (adding offsets to one seed gave both c
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # NumPy is imported where a stream is made: the command line reads EVAL_SEED without it
+    import numpy as np
 
 ROLE_KEYS = {"learner": 0, "actor": 1, "shard": 2, "evaluator": 3, "loop": 4, "trial": 5}
 """Fixed keys: renumbering them would change every seeded run."""
@@ -20,6 +23,8 @@ the same episodes unless told otherwise."""
 
 def seed_sequence(seed: int, role: str, *path: int) -> np.random.SeedSequence:
     """The stream at `role/path` of run seed `seed` (seed >= 0)."""
+    import numpy as np
+
     return np.random.SeedSequence(seed, spawn_key=(ROLE_KEYS[role], *path))
 
 
@@ -27,6 +32,8 @@ def int_seed(sequence: np.random.SeedSequence) -> int:
     """A 32-bit integer drawn from a SeedSequence, for APIs that take an int (torch, gymnasium).
     32 bits, because some envs seed NumPy's legacy RandomState (MinAtar), which takes no more;
     generators we own take the SeedSequence itself, with all its entropy."""
+    import numpy as np
+
     return int(sequence.generate_state(1, np.uint32)[0])
 
 
@@ -45,4 +52,6 @@ def env_seeds(seed: int, role: str, index: int, num_envs: int, *more: int) -> li
 def role_rng(seed: int, role: str, index: int, *branch: int) -> np.random.Generator:
     """The generator of role instance `index` (exploration, sampling); `branch` names where a
     continued run's streams branched off (see `Actor`), none for a run's first start."""
+    import numpy as np
+
     return np.random.default_rng(seed_sequence(seed, role, index, 0, *branch))

@@ -7,13 +7,27 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from distdqn.config import short_repr
+from distdqn import __version__
 from distdqn.errors import UserError
 from distdqn.seeding import EVAL_SEED
-from distdqn.storage.object_store import location
+from distdqn.storage.locations import location
 
 EXIT_USAGE = 2
 """The exit code of a refusal: a bad flag, config value or file."""
+
+
+def _add_config_sources(parser: argparse.ArgumentParser) -> None:
+    """Where a config comes from, shared by `train` and `config show` so that show prints what train runs."""
+    parser.add_argument("--env", help="Gymnasium id; picks the packaged preset (default CartPole-v1)")
+    parser.add_argument("--config", type=Path, help="TOML or YAML config file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set algorithm.lr=5e-4 (repeatable)",
+    )
 
 
 def _add_placement_flags(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +42,8 @@ def _add_placement_flags(parser: argparse.ArgumentParser) -> None:
 def placement_overrides(args: argparse.Namespace) -> list[str]:
     """`--runtime` and `--address` as overrides. An address is a Ray cluster's, so it implies
     `--runtime ray` unless the command line names another runtime, which is refused."""
+    from distdqn.config import short_repr  # here, not at the top: `distdqn --help` needs no config
+
     overrides = []
     if args.runtime is not None:
         overrides.append(f"placement.runtime={args.runtime}")
@@ -88,19 +104,18 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="distdqn", description="Train and evaluate DQN agents.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train an agent (or resume a run)")
-    train.add_argument("--env", help="Gymnasium id; picks the packaged preset (default CartPole-v1)")
-    train.add_argument("--config", type=Path, help="TOML or YAML config file")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set algorithm.lr=5e-4 (repeatable)",
+    train = commands.add_parser(
+        "train",
+        help="train an agent (or resume a run)",
+        description="Train an agent, or resume a run. Its config is the defaults, then the env's preset, then "
+        "--config, then --set and the flags.",
+        epilog="`distdqn config show --env ID [--config FILE] [--set KEY=VALUE]` prints the config these flags "
+        "resolve to, as a TOML file --config loads; `distdqn config presets` lists the packaged presets.",
     )
+    _add_config_sources(train)
     _add_run_flags(train)
     train.add_argument(
         "--run-dir",
@@ -215,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the local run directory")
     upload.add_argument("uri", metavar="URI", help="where the run lives, e.g. s3://bucket/run")
     _add_tune_parser(commands)
+    _add_config_parser(commands)
     play = commands.add_parser(
         "play", help="watch a checkpoint's greedy policy, as a GIF or MP4 (and a maze's value map)"
     )
@@ -347,6 +363,19 @@ def _add_tune_parser(commands: Any) -> None:
     )
     _add_output_flags(tune)
     _add_allow_import(tune)
+
+
+def _add_config_parser(commands: Any) -> None:
+    config = commands.add_parser("config", help="print a resolved config, or list the packaged presets")
+    actions = config.add_subparsers(dest="config_command", required=True)
+    show = actions.add_parser(
+        "show",
+        help="print the config that train would run with, as TOML that --config loads back",
+        description="Print the resolved config (defaults, the env's preset, --config, then --set) as TOML; "
+        "saved to a file, `distdqn train --config FILE` runs with exactly it.",
+    )
+    _add_config_sources(show)
+    actions.add_parser("presets", help="list the packaged presets, the env ids each is for, and what it sets up")
 
 
 def overrides(args: argparse.Namespace) -> list[str]:

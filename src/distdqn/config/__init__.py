@@ -12,6 +12,7 @@ One job a module, each importing only those above it here:
 - `messages`: values quoted short, and unknown keys answered with "did you mean";
 - `files`: TOML and YAML read within bounds;
 - `written`: the `[distdqn]` table that makes a written config load back field for field;
+- `presets`: the packaged presets, which one an env id starts from and what each is for;
 - `resolve`: defaults, preset, file and overrides made into one validated `Config`.
 
 The names the rest of distdqn uses are imported here, so that it imports `distdqn.config`.
@@ -19,13 +20,12 @@ The names the rest of distdqn uses are imported here, so that it imports `distdq
 
 from distdqn.config.files import YamlRefused, load_yaml, read_config_file
 from distdqn.config.messages import COMMON_NAMES, field_paths, short_repr, short_text, suggest_field
+from distdqn.config.presets import Preset, is_atari_id, packaged_presets, preset_for
 from distdqn.config.resolve import (
     build_config,
-    is_atari_id,
     load_config_toml,
     merge_fields,
     override_config,
-    preset_for,
     resolve_config,
     update_config,
 )
@@ -56,6 +56,7 @@ __all__ = [
     "LoggingConfig",
     "NetworkConfig",
     "PlacementConfig",
+    "Preset",
     "ProgressMode",
     "ReplayConfig",
     "RoleResources",
@@ -69,6 +70,7 @@ __all__ = [
     "load_yaml",
     "merge_fields",
     "override_config",
+    "packaged_presets",
     "preset_for",
     "reachable_replay_size",
     "read_config_file",

@@ -3,9 +3,6 @@ validation into one `Config` that names the bad field and value on failure."""
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,43 +12,11 @@ from pydantic import ValidationError
 
 from distdqn.config.files import YamlRefused, load_yaml, read_config_file
 from distdqn.config.messages import format_validation_error, short_repr, suggest_field
+from distdqn.config.presets import preset_for
 from distdqn.config.sections import EnvConfig, is_section
 from distdqn.config.tree import Config
 from distdqn.config.written import take_written_table
 from distdqn.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-
-def _preset_name(env_id: str) -> str:
-    return env_id.replace("/", "_") + ".toml"
-
-
-def is_atari_id(env_id: str) -> bool:
-    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
-
-
-def preset_for(env_id: str) -> dict[str, Any]:
-    """The packaged preset for an env id (all Atari games share one, as do MinAtar's), or {}."""
-    if is_atari_id(env_id):
-        name = "atari.toml"
-    elif env_id.startswith("MinAtar/"):
-        name = "minatar.toml"
-    else:
-        name = _preset_name(env_id)
-    if name not in _preset_names():  # looked up, not opened: an id of 5,000 characters is no file name
-        return {}
-    return tomllib.loads(importlib.resources.files("distdqn.presets").joinpath(name).read_text())
-
-
-@functools.cache
-def _preset_names() -> frozenset[str]:
-    return frozenset(
-        item.name for item in importlib.resources.files("distdqn.presets").iterdir() if item.name.endswith(".toml")
-    )
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:

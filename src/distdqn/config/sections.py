@@ -302,8 +302,9 @@ ProgressMode = Literal["auto", "live", "lines", "none"]
 class LoggingConfig(Section):
     every_steps: int = Field(1_000, ge=1)
     """Env steps between training lines in metrics.jsonl."""
-    tensorboard: bool = True
-    """Also write TensorBoard event files under `tb/`."""
+    tensorboard: bool | Literal["auto"] = "auto"
+    """Also write TensorBoard event files under `tb/`: `auto` does when TensorBoard is installed
+    (`pip install 'distdqn[tensorboard]'`), `true` refuses to start without it, `false` never does."""
     wandb: bool = False
     """Also stream every metrics record, and the config, to Weights & Biases (CleanRL's `--track`;
     needs the `wandb` extra). The W&B run is named after the run directory; a resumed run goes on

@@ -8,14 +8,25 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from tqdm import tqdm
 
 from distdqn.config import ProgressMode
+from distdqn.extras import installed, missing_extra
 from distdqn.storage.run_files import make_directory, open_append, refuse_links_inside
 
 TIMING_KEYS = ("wall_s", "env_steps_per_s", "updates_per_s")
+
+
+def tensorboard_enabled(setting: bool | Literal["auto"]) -> bool:
+    """`logging.tensorboard` on this machine: `auto` is whether TensorBoard is installed (an
+    extra, so that the plain install stays light); `true` without it is one line naming the extra."""
+    if isinstance(setting, str):
+        return installed("tensorboard")
+    if setting and not installed("tensorboard"):
+        raise missing_extra("tensorboard", "logging.tensorboard = true")
+    return setting
 
 
 class MetricsSink(Protocol):

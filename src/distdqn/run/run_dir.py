@@ -12,7 +12,7 @@ from pathlib import Path
 
 from distdqn.config import Config, config_to_toml
 from distdqn.errors import UserError
-from distdqn.run.metrics import MetricsLog, MetricsSink, TensorBoardSink
+from distdqn.run.metrics import MetricsLog, MetricsSink, TensorBoardSink, tensorboard_enabled
 from distdqn.run.wandb_sink import WandbSink, require_wandb
 from distdqn.storage.object_store import WANDB_ID_FILE
 from distdqn.storage.run_files import (
@@ -146,13 +146,14 @@ def open_run_files(
     run's name (default the run directory's; a run on object storage passes its URI's last part,
     not its staging directory's)."""
     require_wandb(config)  # before any file changes
+    tensorboard = tensorboard_enabled(config.logging.tensorboard)
     if from_start:
         for file in ("metrics.jsonl", "tb", WANDB_ID_FILE):
             remove(run_dir / file)
         replace_file(run_dir / "config.toml", config_to_toml(config).encode())
     else:
         truncate_metrics(run_dir / "metrics.jsonl", env_steps, metrics_offset)
-    made: list[MetricsSink] = [TensorBoardSink(run_dir)] if config.logging.tensorboard else []
+    made: list[MetricsSink] = [TensorBoardSink(run_dir)] if tensorboard else []
     try:
         if config.logging.wandb:
             made.append(WandbSink(run_dir, config, name or run_dir.name, resume=not from_start))

@@ -28,6 +28,7 @@ from distdqn.run.callbacks import Callback
 from distdqn.run.checks import check_head_splits, check_learner_tensors, check_replay_fits, saved_counters
 from distdqn.run.counters import Counters, Reporting, TrainResult
 from distdqn.run.loop import TrainingRun
+from distdqn.run.metrics import tensorboard_enabled
 from distdqn.run.run_dir import check_run_files, create_run_dir, prepare_run_dir, remove_own_lock, remove_unstarted_run
 from distdqn.run.snapshot import snapshot_layout
 from distdqn.run.stopping import StopSignals
@@ -80,6 +81,7 @@ def _check_machine(config: Config) -> None:
     """This machine can run `config`: it has the learner's devices and the packages its logging needs."""
     check_devices(config)
     require_wandb(config)
+    tensorboard_enabled(config.logging.tensorboard)
 
 
 def resumable_config(run_dir: Path | str) -> tuple[Config, Path | str]:

@@ -75,7 +75,7 @@ class RoleHost:
     from the same arguments (a learner then reloads the latest checkpoint by itself).
     """
 
-    def __init__(self, role: type, args: tuple, env_specs: list[EnvSpec]) -> None:
+    def __init__(self, role: type, args: tuple, env_specs: Sequence[EnvSpec] = ()) -> None:
         """`env_specs`: the env objects the driver registered (distdqn.envs.custom), which the
         role's envs may be made from."""
         register_specs(env_specs)

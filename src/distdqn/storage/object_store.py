@@ -31,7 +31,6 @@ command that uploads it (`upload_run`, `distdqn upload STAGING URI`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -45,6 +44,7 @@ from typing import Any
 
 from distdqn.errors import CheckpointError, UserError
 from distdqn.storage.checkpoint import MANIFEST_FILE, RESUME_DIR, RESUME_FILE, STATE_FILE, TENSORS_FILE
+from distdqn.storage.locations import is_remote
 from distdqn.storage.retry import STORE_RETRY, GaveUp, Retry, Retrying
 from distdqn.storage.run_lock import RunLock
 
@@ -64,20 +64,6 @@ UPLOAD_COMMAND = "distdqn upload"
 
 class StorageError(UserError):
     """The store cannot be reached or written (credentials, bucket, network, missing backend)."""
-
-
-def is_remote(location: str | Path) -> bool:
-    """Whether a run location is a URI (`s3://bucket/run`, `gs://...`, `file:///...`) rather
-    than a local path. A `Path` never is: `Path("s3://b")` has already lost a slash."""
-    return isinstance(location, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", location) is not None
-
-
-def location(text: str) -> Path | str:
-    """argparse type for a run directory or checkpoint: a URI stays a string, a path a `Path`
-    (an empty one is refused: `Path("")` would be the current directory)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path names no run directory")
-    return text if is_remote(text) else Path(text)
 
 
 def _filesystem(uri: str) -> tuple[Any, str]:
