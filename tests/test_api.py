@@ -66,6 +66,8 @@ def test_predict_is_the_argmax_of_the_latest_q_network_for_one_observation_or_a_
     assert isinstance(single, int) and single == expected[5]
     with pytest.raises(UserError, match=r"shape \(3,\)"):
         model.predict(np.zeros(3))
+    with pytest.raises(UserError, match="not an array of numbers"):
+        model.predict("left")
 
 
 def test_evaluate_plays_the_episodes_distdqn_evaluate_plays(model: DQN, capsys):

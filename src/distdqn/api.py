@@ -321,7 +321,10 @@ class _Greedy:
             raw = self.encoder.env.observation_space
             items = [observation] if raw.contains(observation) else list(observation)
             return np.stack([self.encoder.observation(item) for item in items]), raw.contains(observation)
-        array = np.asarray(observation, dtype=frame_box(self.space).dtype)
+        try:
+            array = np.asarray(observation, dtype=frame_box(self.space).dtype)
+        except (TypeError, ValueError) as error:
+            raise UserError(f"observation is not an array of numbers: {error}") from None
         if array.shape == shape:
             return array[None], True
         if array.shape[1:] == shape:
