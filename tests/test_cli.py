@@ -1,4 +1,6 @@
-"""The `distdqn` command in a subprocess: smoke runs, evaluation JSON, bad input."""
+"""The `distdqn` command: smoke runs, evaluation JSON and a bad input in a subprocess; the other
+refusals through `distdqn.cli.main` in this process, with file-descriptor capture (capfd), so
+that stderr still has to be exactly the one line, whatever writes to it."""
 
 import json
 import os
@@ -34,6 +36,19 @@ def distdqn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def here(*args: str, cwd: Path, capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """`distdqn ARGS` in this process from `cwd`: its exit status and what it wrote to stderr."""
+    from distdqn.cli import main
+
+    monkeypatch.chdir(cwd)
+    capfd.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exited:  # argparse's refusals
+        code = exited.code if isinstance(exited.code, int) else 1
+    return code, capfd.readouterr().err
+
+
 def test_train_evaluate_and_resume(tmp_path: Path):
     run_dir = tmp_path / "run"
     done = distdqn("train", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--seed", "3", *TINY, cwd=tmp_path)
@@ -53,9 +68,9 @@ def test_train_evaluate_and_resume(tmp_path: Path):
     assert re.search(r"90[0-3] env steps", resumed.stdout), resumed.stdout
 
 
-def test_default_run_dir_is_under_runs(tmp_path: Path):
-    done = distdqn("train", "--env", "distdqn/Maze-v0", *TINY, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+def test_default_run_dir_is_under_runs(tmp_path: Path, capfd, monkeypatch):
+    code, err = here("train", "--env", "distdqn/Maze-v0", *TINY, cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+    assert code == 0, err
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("distdqn_Maze-v0-s0-")
 
@@ -71,34 +86,41 @@ def test_default_run_dir_is_under_runs(tmp_path: Path):
         (["train", "--resume", "no/such/run"], "checkpoint not found"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, args, message):
-    done = distdqn(*args, cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"distdqn: error: {done.stderr.strip().removeprefix('distdqn: error: ')}"
-    ]
-    assert message in done.stderr
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, capfd, monkeypatch, args, message):
+    code, err = here(*args, cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+    assert code == 2
+    assert err.strip().splitlines() == [f"distdqn: error: {err.strip().removeprefix('distdqn: error: ')}"]
+    assert message in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_corrupt_checkpoint_is_one_line_exit_2_and_left_alone(tmp_path: Path):
+def test_the_command_refuses_bad_input_in_one_line_and_exit_2(tmp_path: Path):
+    """One refusal of the previous test by the command itself: nothing else reaches its stderr."""
+    done = distdqn("train", "--env", "NoSuchEnv-v0", cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("distdqn: error: cannot make env 'NoSuchEnv-v0'"), done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_checkpoint_is_one_line_exit_2_and_left_alone(tmp_path: Path, capfd, monkeypatch):
     run_dir = tmp_path / "run"
-    assert distdqn("train", "--run-dir", str(run_dir), *TINY, cwd=tmp_path).returncode == 0
+    assert here("train", "--run-dir", str(run_dir), *TINY, cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)[0] == 0
     tensors = run_dir / "checkpoints" / "latest" / "tensors.safetensors"
     tensors.write_bytes(b"garbage")
     for args in (["evaluate", str(run_dir / "checkpoints" / "latest")], ["train", "--resume", str(run_dir)]):
-        done = distdqn(*args, cwd=tmp_path)
-        assert done.returncode == 2
-        assert len(done.stderr.strip().splitlines()) == 1 and "corrupt" in done.stderr
+        code, err = here(*args, cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+        assert code == 2
+        assert len(err.strip().splitlines()) == 1 and "corrupt" in err
     assert tensors.read_bytes() == b"garbage"
 
 
-def test_existing_run_dir_is_refused(tmp_path: Path):
+def test_existing_run_dir_is_refused(tmp_path: Path, capfd, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "notes.txt").write_text("keep me")
-    done = distdqn("train", "--run-dir", str(run_dir), *TINY, cwd=tmp_path)
-    assert done.returncode == 2 and "not empty" in done.stderr
+    code, err = here("train", "--run-dir", str(run_dir), *TINY, cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
+    assert code == 2 and "not empty" in err
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
 
 

@@ -52,10 +52,13 @@ def test_maze_greedy_policy_takes_a_shortest_path_within_20k_steps(tmp_path: Pat
 
 
 @pytest.mark.learning
-@pytest.mark.parametrize("option", ["placement.learner_mixed_precision=true", "placement.runtime=threads"])
-def test_cartpole_solves_with_a_bfloat16_learner_and_on_threads(tmp_path: Path, option: str):
-    """The speed options must not cost learning: the preset still solves within 50k steps."""
-    config = resolve_config("CartPole-v1", overrides=QUIET + ["stop_return=475", option])
+def test_cartpole_solves_with_a_bfloat16_learner_and_on_threads(tmp_path: Path):
+    """The speed options must not cost learning: the preset still solves within 50k steps with
+    both on. (One run for the two: each was a run of its own, and either one costing learning
+    fails this one; the bfloat16 learner is the same role on either runtime. Measured on a busy
+    machine: solved at 12k, 49-67 s, where the two runs took 135 s and 55 s.)"""
+    options = ["placement.learner_mixed_precision=true", "placement.runtime=threads"]
+    config = resolve_config("CartPole-v1", overrides=QUIET + ["stop_return=475", *options])
     counters = train(config, tmp_path / "run").counters
     assert counters.solved_at_env_steps is not None and counters.solved_at_env_steps <= 50_000
 

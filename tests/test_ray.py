@@ -46,6 +46,23 @@ def cluster():
     started.stop()
 
 
+@pytest.fixture(scope="module")
+def embedded():
+    """One embedded cluster for the module's runs in this process that start none of their own
+    (a run keeps a connection it finds, and its runtime's shutdown leaves it open): starting and
+    stopping one per run took seconds each. 4 CPUs place every role of the largest of them at
+    once (5 CPUs: two actors and two shards), as the cluster each started for itself did. It is
+    stopped after the module's last test; the tests that connect this process to the two-node
+    cluster come before the first that uses it."""
+    from distdqn.runtime.ray import RayConnection
+
+    connection = RayConnection(None, 5)
+    try:
+        yield
+    finally:
+        connection.close()
+
+
 def test_roles_pinned_to_nodes_run_there_and_learn(cluster, tmp_path: Path):
     config = resolve_config(
         "CartPole-v1",
@@ -198,7 +215,7 @@ def test_roles_the_cluster_has_no_room_for_now_stop_the_run_in_one_line(cluster,
         ray.shutdown()
 
 
-def test_two_learners_stay_bit_identical(tmp_path: Path):
+def test_two_learners_stay_bit_identical(embedded, tmp_path: Path):
     config = resolve_config(
         "CartPole-v1",
         overrides=TWO_LEARNERS
@@ -228,7 +245,7 @@ def test_two_learners_stay_bit_identical(tmp_path: Path):
     assert listening and all(_is_loopback(address) for address in listening), listening
 
 
-def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path):
+def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(embedded, tmp_path: Path):
     """kill -9 of learner 1 (about 3500 env steps in): it is restarted, rejoins the group, and
     both learners end bit-identical. 8000 steps leave the rejoin more than half the run; a
     partition that re-forms the group on a real cluster is `make cluster-check`'s."""
@@ -268,7 +285,7 @@ def test_a_killed_learner_of_two_rejoins_and_both_stay_identical(tmp_path: Path)
 
 
 @pytest.mark.parametrize("learners", [4])
-def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(tmp_path: Path, learners: int):
+def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(embedded, tmp_path: Path, learners: int):
     """Recommend-v0 with 101 items over two head shards on Ray, 4 learners (two data-parallel
     replicas of them): every learner takes every step, actors and evaluator act with the gathered
     head (best reproduces its score), `latest` holds all 101 rows, and the run continues with one
@@ -314,7 +331,7 @@ def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(tmp_pat
 
 @pytest.mark.learning
 @pytest.mark.parametrize("seed", [2])  # one seed here (the inline learning tests take three): the test budget
-def test_cartpole_on_ray_with_two_actors_solves(tmp_path: Path, seed: int):
+def test_cartpole_on_ray_with_two_actors_solves(embedded, tmp_path: Path, seed: int):
     config = resolve_config(
         "CartPole-v1",
         overrides=QUIET + RAY + ["placement.num_actors=2", f"seed={seed}", "stop_return=475", "total_steps=60000"],
@@ -336,59 +353,41 @@ def _wait_until(predicate, timeout: float) -> None:
     raise AssertionError("timed out")
 
 
-def final_steps_line(stdout: str) -> int:
-    """Env steps from the summary line `run DIR: N env steps, ...`."""
-    summary = next(line for line in stdout.splitlines() if line.startswith("run "))
-    return int(summary.split(": ", 1)[1].split(" env steps")[0])
-
-
 def _logged_updates(run_dir: Path) -> int:
     path = run_dir / "metrics.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
     return max((json.loads(line)["updates"] for line in lines[:-1]), default=0)  # the last may be half written
 
 
-def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(tmp_path: Path):
+def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(embedded, tmp_path: Path):
     """kill -9 of an actor, a shard and the learner (about 8000 env steps in): each comes back,
     the learner from the latest checkpoint, and the run finishes. 16000 steps leave the restarts
     half the run to come back in; a longer run only trains on. Killing and replacing whole nodes
-    of a real cluster is `make cluster-check`'s (scripts/cluster_check.py)."""
+    of a real cluster is `make cluster-check`'s (scripts/cluster_check.py). The driver is this
+    process (the kills are of the roles' processes), on the module's embedded cluster."""
     run_dir = tmp_path / "run"
-    command = _train_command(
-        run_dir,
-        "--total-steps",
-        "16000",
-        "--set",
-        "placement.runtime=ray",
-        "--set",
-        "placement.num_actors=2",
-        "--set",
-        "placement.actor_steps_per_call=16",
-        "--set",
-        "checkpoint.every_steps=1000",
-        "--set",
-        "logging.every_steps=500",
-        "--set",
-        "logging.progress=false",
-        "--set",
-        "logging.tensorboard=false",
+    config = resolve_config(
+        "CartPole-v1",
+        overrides=QUIET
+        + RAY
+        + ["placement.num_actors=2", "total_steps=16000", "checkpoint.every_steps=1000", "logging.every_steps=500"],
     )
-    process = subprocess.Popen(
-        command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    placement: dict = {}
+
+    def kill_after_a_checkpoint_with_updates() -> None:
         # checkpoints come every 1000 env steps (about 500 updates): one with 3000+ updates exists
         _wait_until(lambda: _logged_updates(run_dir) >= 3600, timeout=240)
-        placement = json.loads((run_dir / "placement.json").read_text())
+        placement.update(json.loads((run_dir / "placement.json").read_text()))
         for role in ("actor-0", "shard-0", "learner-0"):
             os.kill(placement[role]["pid"], signal.SIGKILL)
             time.sleep(3)
-        stdout, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr[-3000:]
-    assert final_steps_line(stdout) >= 16000
+
+    killer = threading.Thread(target=kill_after_a_checkpoint_with_updates, daemon=True)
+    killer.start()
+    counters = train(config, run_dir).counters
+    killer.join(timeout=1)
+    assert placement, "the roles were not killed before the run ended"
+    assert counters.env_steps >= 16000
     records = _metrics(run_dir)
     last = [r for r in records if "restarts_actor" in r][-1]
     assert (last["restarts_actor"], last["restarts_shard"], last["restarts_learner"]) == (1, 1, 1)
@@ -414,7 +413,7 @@ def _processes_mentioning(marker: str) -> list[int]:
     return found
 
 
-def test_a_killed_driver_leaves_no_ray_process_and_resume_restores_every_shard_exactly(tmp_path: Path):
+def test_a_killed_driver_leaves_no_ray_process_and_resume_restores_every_shard_exactly(embedded, tmp_path: Path):
     """Two actors, two shards on the embedded cluster, which listens on loopback only, the driver
     killed with kill -9: every process it started (gcs_server, raylet, agents, role hosts) ends
     within DRIVER_DEATH_BOUND_S, and `--resume` puts back the replay the checkpoint holds, bit for
@@ -461,15 +460,10 @@ def test_a_killed_driver_leaves_no_ray_process_and_resume_restores_every_shard_e
     saved_steps = load_checkpoint(latest).state["counters"]["env_steps"]
     saved_shards = load_resume_state(latest)["shards"]
 
-    def resume(total_steps: int) -> None:
-        resumed = subprocess.run(
-            [sys.executable, "-m", "distdqn", "train", "--resume", str(run_dir), "--total-steps", str(total_steps)],
-            env=ray_environment(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
+    def resume(total_steps: int) -> None:  # in this process, on the module's embedded cluster
+        from distdqn.cli import main
+
+        assert main(["train", "--resume", str(run_dir), "--total-steps", str(total_steps)]) == 0
 
     resume(saved_steps)
     restored_shards = load_resume_state(latest)["shards"]

@@ -72,20 +72,22 @@ def _pointer(store, uri_path: str) -> dict | None:
         return None
 
 
-def distdqn(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "distdqn", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
 def _learned(store, run: str, pointer: dict) -> bool:
     state = json.loads(store.cat_file(f"{run}/checkpoints/versions/{pointer['version']}/state.json"))
     return state["learner"]["updates"] > 0
 
 
-def test_run_on_s3_killed_and_resumed_from_there(s3_env: dict[str, str], tmp_path: Path):
+def test_run_on_s3_killed_and_resumed_from_there(
+    s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     """The run writes only to the store: after `kill -9` the store's `latest` pointer names a
-    complete version (with the replay), and `--resume s3://...` continues it from there."""
+    complete version (with the replay), and `--resume s3://...` continues it from there. Only the
+    killed run needs a process of its own; the commands after it run in this one, in the same
+    working and temporary directories."""
+    import tempfile
+
+    from distdqn.cli import main
+
     run = f"{BUCKET}/run"
     store = _s3()
     work, temporary = tmp_path / "work", tmp_path / "tmp"
@@ -123,10 +125,13 @@ def test_run_on_s3_killed_and_resumed_from_there(s3_env: dict[str, str], tmp_pat
     assert store.exists(f"{run}/config.toml") and store.exists(f"{run}/placement.json")
 
     target = killed_at + 2000
-    resumed = distdqn("train", "--resume", f"s3://{run}", "--total-steps", str(target), env=env, cwd=work)
-    assert resumed.returncode == 0, resumed.stderr
-    summary = re.search(rf"run s3://{run}: (\d+) env steps", resumed.stdout)
-    assert summary is not None and int(summary.group(1)) >= target, resumed.stdout
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # as TMPDIR did for the killed run
+    capsys.readouterr()
+    assert main(["train", "--resume", f"s3://{run}", "--total-steps", str(target)]) == 0
+    resumed = capsys.readouterr().out
+    summary = re.search(rf"run s3://{run}: (\d+) env steps", resumed)
+    assert summary is not None and int(summary.group(1)) >= target, resumed
 
     store.invalidate_cache()
     latest = _pointer(store, f"{run}/checkpoints/latest")
@@ -149,15 +154,13 @@ def test_run_on_s3_killed_and_resumed_from_there(s3_env: dict[str, str], tmp_pat
     assert len([path for path in temporary.iterdir() if path.name.startswith("distdqn-run-")]) == 1
 
     # a fresh run into the same location is refused, as for a local --run-dir
-    again = distdqn("train", "--run-dir", f"s3://{run}", "--total-steps", "100", *SMALL, env=env, cwd=work)
-    assert again.returncode == 2 and again.stderr.startswith("distdqn: error: run directory s3://"), again.stderr
+    assert main(["train", "--run-dir", f"s3://{run}", "--total-steps", "100", *SMALL]) == 2
+    refused = capsys.readouterr().err
+    assert refused.startswith("distdqn: error: run directory s3://"), refused
 
-    evaluated = distdqn("evaluate", f"s3://{run}/checkpoints/best", "--episodes", "2", "--json", env=env, cwd=work)
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads(evaluated.stdout)["episodes"] == 2
+    assert main(["evaluate", f"s3://{run}/checkpoints/best", "--episodes", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 2
     # a version's own prefix is a checkpoint too
-    from distdqn.cli import main
-
     best = _pointer(store, f"{run}/checkpoints/best")
     assert best is not None
     assert main(["evaluate", f"s3://{run}/checkpoints/versions/{best['version']}", "--episodes", "1"]) == 0

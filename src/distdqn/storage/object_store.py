@@ -395,9 +395,12 @@ class RemoteRun:
         if self._uploaded.get(name) == version:
             return False
         remote = f"{self._path}/checkpoints/{VERSIONS}/{version}"
-        files = sorted(p for p in version_dir.rglob("*") if p.is_file())
-        files.sort(key=lambda p: p.name == MANIFEST_FILE)  # the manifest last
         try:
+            # the loop replaces `best` (and removes its old version) while this thread uploads
+            files = sorted(p for p in version_dir.rglob("*") if p.is_file())
+            if not any(file.name == MANIFEST_FILE for file in files):
+                return False  # gone (or not yet complete): no pointer may name it
+            files.sort(key=lambda p: p.name == MANIFEST_FILE)  # the manifest last
             for file in files:
                 self._fs.put_file(str(file), f"{remote}/{file.relative_to(version_dir).as_posix()}")
         except FileNotFoundError:
