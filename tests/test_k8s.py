@@ -692,7 +692,7 @@ def test_a_job_made_again_resumes_the_run_in_its_storage():
 
 
 def test_the_run_flags_of_train_go_into_the_config_the_job_runs(capsys: pytest.CaptureFixture[str]):
-    """The README says k8s shares train's flags; --seed, --total-steps and --runtime were refused."""
+    """docs/how-to/kubernetes.md says k8s shares train's flags; --seed, --total-steps and --runtime were refused."""
     argv = ["k8s", "--env", "CartPole-v1", "--image", IMAGE, "--token", "external"]
     flags = ["--seed", "7", "--total-steps", "5000", "--stop-return", "400", "--runtime", "ray"]
     status, out, err = _run(argv + flags, capsys)

@@ -536,7 +536,8 @@ def _is_loopback(address: str) -> bool:
 
 
 DRIVER_DEATH_BOUND_S = 5.0
-"""README (Driver death): 0.2 s measured for Ray's processes, 0.5 s for the reaper; room for a busy machine."""
+"""docs/how-to/ray.md (Driver death): 0.2 s measured for Ray's processes, 0.5 s for the reaper;
+room for a busy machine."""
 
 
 _CONNECT = "import ray; ray.init(address='{address}'); print(ray.cluster_resources())"

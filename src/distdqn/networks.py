@@ -160,7 +160,7 @@ def check_weights_fit(width: int, hidden_sizes: tuple[int, ...], head_outputs: i
     """Refuse, before any layer is allocated, float32 weights of an MLP torso on `width` features
     and a head of `head_outputs` larger than this machine's memory (a Recommend-v0 catalog of 10**8
     items asked torch for a 95 GiB head and ended in its allocation traceback). A learner holds its
-    weights about five times over (see README, Memory): this is the floor, for any process."""
+    weights about five times over (see docs/reference/memory.md): this is the floor, for any process."""
     sizes = [width, *hidden_sizes]
     layers = list(zip(sizes[:-1], sizes[1:], strict=True))
     if head_outputs:

@@ -1,9 +1,10 @@
 """The one typed config tree, its presets, file loading and `--set` overrides.
 
-Every field has a docstring; `distdqn train --help` and the README point here. Models are frozen
-and forbid unknown keys, so a typo in a file or an override fails with the field's name, and with
-the fields it was probably meant to be (`suggest_field`, which also knows Stable-Baselines3's and
-CleanRL's names: `learning_rate` is `algorithm.lr`).
+Every field has a docstring, from which the docs' config reference is built
+(docs/hooks/config_reference.py). Models are frozen and forbid unknown keys, so a typo in a file
+or an override fails with the field's name, and with the fields it was probably meant to be
+(`suggest_field`, which also knows Stable-Baselines3's and CleanRL's names: `learning_rate` is
+`algorithm.lr`).
 
 One job a module, each importing only those above it here:
 

@@ -1,6 +1,6 @@
 """The sections of the config tree, each checked on its own: frozen models that forbid unknown
 keys, so that a typo in a file or an override fails with the field's name. Every field has a
-docstring; `distdqn train --help` and the README's config reference are built from them."""
+docstring; `distdqn train --help` and the docs' config reference (docs/reference/config.md) are built from them."""
 
 from __future__ import annotations
 

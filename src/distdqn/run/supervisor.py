@@ -122,8 +122,8 @@ class Supervisor:
     def form_learner_group(self, learners: list[Any]) -> None:
         """The learners' torch.distributed group. Learners that all run on one node meet at a file
         there and talk over loopback, so nothing listens on the network; otherwise at a TCP store
-        on learner 0, listening on its node's cluster address only (unauthenticated: see README,
-        Security)."""
+        on learner 0, listening on its node's cluster address only (unauthenticated: see
+        docs/reference/security.md)."""
         runtime = self.runtime
         places = [runtime.get(runtime.where(learner)) for learner in learners]
         if len({place["node_id"] for place in places}) == 1:

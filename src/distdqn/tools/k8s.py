@@ -232,7 +232,7 @@ def manifests(config: Config, options: K8sOptions, token: str | None = None) -> 
                 {"name": "RAY_AUTH_MODE", "value": "token"},
                 {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": TOKEN_KEY}}},
                 {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
-                # per-task event reports made the GCS grow for as long as a run lasted (README, Ray)
+                # per-task event reports made the GCS grow for as long as a run lasted (docs/how-to/ray.md, Costs)
                 {"name": "RAY_task_events_report_interval_ms", "value": "0"},
             ],
             "resources": {"limits": dict(quantities), "requests": dict(quantities)},

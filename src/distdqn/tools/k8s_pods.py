@@ -25,7 +25,7 @@ CPUs (the head's are `HEAD_CPUS`).
 **Memory** (request = limit, so that no pod is evicted first under pressure), per pod:
 `RAY_NODE_BYTES` + the object store + per role process `PROCESS_BYTES` (plus `GPU_PROCESS_BYTES`
 for a process with a GPU) + a shard's replay: `replay_bytes` of its slots, from the capacity and
-the env's frame bytes, as the README's memory table counts them. The object store is
+the env's frame bytes, as the memory table of docs/reference/memory.md counts them. The object store is
 `OBJECT_STORE_BYTES` and set explicitly (`object-store-memory`), plus, when checkpoints hold the
 replay (`checkpoint.replay`), one more copy of what passes through it: a shard's snapshot on its
 pod, the whole replay on the head, where the driver gathers it. The head adds
@@ -50,12 +50,12 @@ MiB = 1 << 20
 
 RAY_NODE_BYTES = 1 * GiB
 """Ray's own processes on every node (raylet, dashboard agent, log monitor); a whole embedded
-cluster measured about 700 MB (README, Distributed training on Ray)."""
+cluster measured about 700 MB (docs/how-to/ray.md, Costs)."""
 HEAD_SERVICES_BYTES = 1 * GiB
 """The head's extra services: GCS and dashboard (which also hold the job's bookkeeping)."""
 PROCESS_BYTES = 1 * GiB
 """One role process (or the driver): Python, PyTorch, Gymnasium and Ray's worker, the network and
-the envs. The README measures a whole inline MinAtar run at 509 MB; this leaves room."""
+the envs. docs/reference/memory.md measures a whole inline MinAtar run at 509 MB; this leaves room."""
 GPU_PROCESS_BYTES = 2 * GiB
 """Added for a process that uses a GPU: CUDA's host-side runtime and pinned buffers."""
 OBJECT_STORE_BYTES = 512 * MiB
