@@ -215,6 +215,40 @@ def test_roles_the_cluster_has_no_room_for_now_stop_the_run_in_one_line(cluster,
         ray.shutdown()
 
 
+def _made_in_this_test_module():
+    """Pickled by reference to a module Ray's workers cannot import."""
+    import gymnasium
+
+    return gymnasium.make("CartPole-v1")
+
+
+def test_the_python_api_trains_an_env_factory_on_the_cluster(cluster, tmp_path: Path):
+    """A factory is registered in every role's process (RoleHost), on both nodes: a local
+    function is pickled by value, as in a script or a notebook. Only the run's own env object
+    goes to the roles: another one this process registered, which they could not unpickle,
+    stays here."""
+    from distdqn import DQN
+
+    DQN(_made_in_this_test_module)  # registered, never trained on Ray
+
+    def make_short_cartpole():
+        import gymnasium
+
+        return gymnasium.make("CartPole-v1", max_episode_steps=50)
+
+    model = DQN(
+        make_short_cartpole,
+        runtime="ray",
+        run_dir=tmp_path / "run",
+        placement={"address": cluster.address, "num_actors": 2, "actor": {"resources": {"node2": 1}}},
+        evaluation={"episodes": 2, "every_steps": 400},
+        logging={"progress": "none", "tensorboard": False},
+    ).learn(800)
+    placement = json.loads((tmp_path / "run" / "placement.json").read_text())
+    assert len({where["node_id"] for where in placement.values()}) == 2
+    assert model.num_timesteps >= 800 and model.evaluate(episodes=2).lengths.max() <= 50
+
+
 def test_two_learners_stay_bit_identical(embedded, tmp_path: Path):
     config = resolve_config(
         "CartPole-v1",
@@ -608,26 +642,3 @@ def test_sigterm_to_the_ray_driver_writes_latest_and_exits_0(cluster, tmp_path: 
     assert driver.returncode == 0, err[-2000:]
     assert "stopped by SIGTERM" in err and "Traceback" not in err
     assert load_checkpoint(run_dir / "checkpoints" / "latest").state["counters"]["env_steps"] > 0
-
-
-def test_the_python_api_trains_an_env_factory_on_the_cluster(cluster, tmp_path: Path):
-    """A factory is registered in every role's process (RoleHost), on both nodes: a local
-    function is pickled by value, as in a script or a notebook."""
-    from distdqn import DQN
-
-    def make_short_cartpole():
-        import gymnasium
-
-        return gymnasium.make("CartPole-v1", max_episode_steps=50)
-
-    model = DQN(
-        make_short_cartpole,
-        runtime="ray",
-        run_dir=tmp_path / "run",
-        placement={"address": cluster.address, "num_actors": 2, "actor": {"resources": {"node2": 1}}},
-        evaluation={"episodes": 2, "every_steps": 400},
-        logging={"progress": "none", "tensorboard": False},
-    ).learn(800)
-    placement = json.loads((tmp_path / "run" / "placement.json").read_text())
-    assert len({where["node_id"] for where in placement.values()}) == 2
-    assert model.num_timesteps >= 800 and model.evaluate(episodes=2).lengths.max() <= 50

@@ -3,7 +3,7 @@
 A run's config names its env by id, so that every role makes its own copies and a checkpoint
 says what it was trained on. An env object is therefore registered with gymnasium under an id
 of its own, `distdqn-py/<Name>-v<N>`, in this process; on Ray every role's process registers the
-same specs before it builds its role (`register_specs`, called by the runtime's role host), so
+run's spec before it builds its role (`register_specs`, called by the runtime's role host), so
 a factory or instance that pickles works on any runtime. The id stays in the run's config:
 `DQN.load(run, env=make_my_env)` registers the factory under it again in a new process.
 """
@@ -71,9 +71,11 @@ def register_env_object(env_object: gym.Env | Callable[[], gym.Env], env_id: str
     return env_id
 
 
-def registered_specs() -> list[EnvSpec]:
-    """Specs of the env objects registered in this process, for a runtime to send to its roles."""
-    return list(_specs.values())
+def specs_for(env_id: str) -> list[EnvSpec]:
+    """The spec a runtime sends to its roles' processes for a run of `env_id`: the env object's,
+    when `env_id` is one registered here, else none (an id gymnasium knows by itself). Only the
+    run's own is sent: another object registered in this process may not unpickle there."""
+    return [_specs[env_id]] if env_id in _specs else []
 
 
 def register_specs(specs: Iterable[EnvSpec]) -> None:

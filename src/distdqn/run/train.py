@@ -21,6 +21,7 @@ from distdqn.config import Config, load_config_toml
 from distdqn.config_changes import Continued, changed_fields, describe, follow_lr, replay_discarded_by
 from distdqn.devices import check_devices
 from distdqn.envs import env_spaces, frame_box, policy_space
+from distdqn.envs.custom import specs_for
 from distdqn.errors import CheckpointError, ConfigError, UserError
 from distdqn.networks import check_q_network
 from distdqn.replay.buffer import replay_bytes
@@ -237,7 +238,7 @@ def _execute(
     """Run the loop; a SIGTERM or SIGINT ends it with `latest` written (see distdqn.run.stopping)."""
     torch.set_num_threads(config.placement.torch_threads)
     with StopSignals() as stop_signals:
-        runtime = make_runtime(config.placement)
+        runtime = make_runtime(config.placement, specs_for(config.env.id))
         stop_signals.install()
         try:
             run = TrainingRun(

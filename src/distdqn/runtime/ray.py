@@ -32,7 +32,7 @@ from typing import IO, Any
 from gymnasium.envs.registration import EnvSpec
 
 from distdqn.config import PlacementConfig, RoleResources
-from distdqn.envs.custom import register_specs, registered_specs
+from distdqn.envs.custom import register_specs
 from distdqn.errors import UserError
 from distdqn.runtime.base import RoleFailed, RoleT
 from distdqn.runtime.plan import (
@@ -253,8 +253,9 @@ def _alive_nodes() -> list[tuple[Node, str]]:
 
 
 class RayRuntime:
-    def __init__(self, placement: PlacementConfig) -> None:
+    def __init__(self, placement: PlacementConfig, env_specs: Sequence[EnvSpec] = ()) -> None:
         self.placement = placement
+        self.env_specs = list(env_specs)  # registered in each role's process (distdqn.envs.custom)
         self._roles: list[RayRole] = []
         self._names_by_actor_id: dict[str, str] = {}
         self._groups: list[Any] = []  # the run's placement group (made by the first spawn), then re-placements
@@ -340,7 +341,7 @@ class RayRuntime:
                 max_concurrency=1,
                 scheduling_strategy=strategy,
             )
-            .remote(role, args, registered_specs())
+            .remote(role, args, self.env_specs)
         )
         self._names_by_actor_id[actor._actor_id.hex()] = name
         return actor
