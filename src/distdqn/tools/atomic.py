@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def temporary_sibling(path: Path) -> Path:
-    """A fresh hidden name next to `path`: `.NAME.XXXXXXXX.tmp`, on the same file system, so
+    """A fresh hidden name next to `path`: `.NAME.<8 hex digits>.tmp`, on the same file system, so
     that the rename into place is atomic."""
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
