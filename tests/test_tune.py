@@ -237,6 +237,9 @@ def test_pbt_exploits_the_trial_that_cannot_learn_and_its_new_learning_rate_is_i
         # decisions at 2000 and 4000 env steps (the report at 6000 ends a trial); the exploit came at
         # 4000 when measured, its record showing ~175 (8000 steps added a decision at 6000)
         *("--trials", "2", "--total-steps", "6000", "--interval", "2000", "--resample-probability", "0"),
+        # synchronous: each decision waits for both trials' reports, so it does not depend on which
+        # trial the 2 CPUs ran ahead (CI saw the donor finish before the stuck trial's first report)
+        "--synch",
         overrides=("algorithm.lr_end=null",),
     )
     assert code == 0
