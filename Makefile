@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 TORCH_INDEX_URL ?=
 # the extras the tests use (`cloud`'s gcsfs is not; its s3fs comes with dev)
-EXTRAS := dev,docs,ray,atari,minatar,envpool,render,video,driving,tensorboard,plot,wandb,hub
+EXTRAS := dev,docs,ray,atari,minatar,box2d,envpool,render,video,driving,tensorboard,plot,wandb,hub
 
 .PHONY: install train test cluster-check clean
 

@@ -157,3 +157,15 @@ def test_the_wheel_holds_the_presets_and_py_typed_and_no_tests(tmp_path: Path):
     assert "distdqn/py.typed" in names
     assert not [name for name in names if name.startswith("tests/") or "/tests/" in name]
     assert f"distdqn-{__version__}.dist-info/licenses/LICENSE" in names
+
+
+def test_an_env_whose_gymnasium_dependency_is_missing_names_our_extra(tmp_path: Path, monkeypatch, capsys):
+    """Gymnasium's own advice (`pip install swig`, `gymnasium[box2d]`) is replaced by the extra."""
+    monkeypatch.setitem(sys.modules, "Box2D", None)
+    for name in [name for name in sys.modules if name.startswith("gymnasium.envs.box2d")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert main(["train", "--env", "LunarLander-v3", "--run-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "distdqn: error: env 'LunarLander-v3' needs a package that is not installed:"
+        " it comes with the box2d extra: pip install 'distdqn[box2d]'"
+    )

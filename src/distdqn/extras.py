@@ -23,6 +23,7 @@ EXTRA_OF_MODULE = {
     "PIL": "render",
     "imageio_ffmpeg": "video",
     "minatar": "minatar",
+    "Box2D": "box2d",
     "highway_env": "driving",
     "envpool": "envpool",
     "fsspec": "cloud",
@@ -59,3 +60,11 @@ def extra_line(error: ImportError) -> str | None:
     if extra is None:
         return None
     return f"{top} is not installed; it comes with the {extra} extra: {install_command(extra)}"
+
+
+def dependency_line(error: Exception) -> str | None:
+    """For Gymnasium's DependencyNotInstalled (its own install advice names gymnasium's extras):
+    the extra of ours that brings the missing module, when its message names one."""
+    message = str(error)
+    extra = next((extra for module, extra in EXTRA_OF_MODULE.items() if module in message.split()), None)
+    return None if extra is None else f"it comes with the {extra} extra: {install_command(extra)}"

@@ -22,6 +22,7 @@ from distdqn.env_ids import MAZE_ID as MAZE_ID
 from distdqn.env_ids import RECOMMEND_ID as RECOMMEND_ID
 from distdqn.envs.observations import SUPPORTED_SPACES, EncodedBox, EncodeObservations
 from distdqn.errors import EnvError
+from distdqn.extras import dependency_line
 
 if TYPE_CHECKING:
     from distdqn.envs.envpool_backend import EnvPoolVectorEnv
@@ -123,7 +124,8 @@ def make_env(config: EnvConfig) -> gym.Env:
             if config.max_episode_steps is not None:
                 env = gym.wrappers.TimeLimit(env, config.max_episode_steps)
     except gym.error.DependencyNotInstalled as error:
-        raise EnvError(f"env {short_repr(config.id)} needs a package that is not installed: {_line(error)}") from None
+        advice = dependency_line(error) or _line(error)
+        raise EnvError(f"env {short_repr(config.id)} needs a package that is not installed: {advice}") from None
     except (gym.error.Error, ModuleNotFoundError, ImportError) as error:
         raise EnvError(f"cannot make env {short_repr(config.id)}: {_line(error)}") from None
     except (TypeError, ValueError, AttributeError, AssertionError, MemoryError) as error:
