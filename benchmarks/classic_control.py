@@ -4,7 +4,8 @@ rl-zoo's protocol (its benchmark.md): train for the zoo's budget, then play the 
 deterministically for many episodes. Here each seed trains its env's preset for the same budget
 with the usual evaluation every `evaluation.every_steps` (10 greedy episodes), then its final
 weights (`latest`) and its best checkpoint each play `--episodes` greedy episodes on fresh seeds.
-A row per run lands in `OUT/runs.jsonl`, and `report` prints per-env tables and an rliable
+Each run's row lands in `OUT/ENV/seed-N/score.json` (runs of other seeds can go on side by
+side), and `report` prints per-env tables and an rliable
 aggregate: IQM with stratified-bootstrap 95% intervals over zoo-normalized scores, where 0 is a
 uniformly random policy and 1 is rl-zoo's figure.
 
@@ -64,7 +65,7 @@ def _evaluations(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def run_seed(env_id: str, seed: int, episodes: int, out: Path) -> dict[str, Any]:
-    """Train the env's preset on `seed` for rl-zoo's budget and score it; the row of runs.jsonl."""
+    """Train the env's preset on `seed` for rl-zoo's budget and score it; its score.json."""
     zoo_return, budget = ZOO[env_id]
     config = resolve_config(env_id, overrides=[f"seed={seed}", f"total_steps={budget}", "logging.progress=none"])
     run_dir = out / env_id / f"seed-{seed}"
@@ -95,22 +96,21 @@ def run_seed(env_id: str, seed: int, episodes: int, out: Path) -> dict[str, Any]
 
 
 def _rows(out: Path) -> list[dict[str, Any]]:
-    path = out / "runs.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [json.loads(path.read_text()) for path in sorted(out.glob("*/seed-*/score.json"))]
 
 
 def _run(args: argparse.Namespace) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    randoms_path = out / "random.json"
-    randoms = json.loads(randoms_path.read_text()) if randoms_path.exists() else {}
-    if args.env not in randoms:
-        randoms[args.env] = random_return(args.env, args.episodes)
-        randoms_path.write_text(json.dumps(randoms, indent=2) + "\n")
+    random_path = out / args.env / "random.json"
+    if not random_path.exists():
+        random_path.parent.mkdir(parents=True, exist_ok=True)
+        random_path.write_text(
+            json.dumps({"episodes": args.episodes, "mean_return": random_return(args.env, args.episodes)}) + "\n"
+        )
     for seed in args.seeds:
         row = run_seed(args.env, seed, args.episodes, out)
-        kept = [old for old in _rows(out) if (old["env"], old["seed"]) != (args.env, seed)]
-        (out / "runs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in [*kept, row]))
+        (out / args.env / f"seed-{seed}" / "score.json").write_text(json.dumps(row, indent=2) + "\n")
         print(json.dumps(row), flush=True)
 
 
@@ -127,7 +127,11 @@ def _iqm_interval(scores: np.ndarray, reps: int) -> tuple[float, float, float]:
 
 def _report(args: argparse.Namespace) -> None:
     rows = _rows(args.out)
-    randoms = json.loads((args.out / "random.json").read_text())
+    randoms = {
+        env: json.loads((args.out / env / "random.json").read_text())["mean_return"]
+        for env in ZOO
+        if (args.out / env / "random.json").exists()
+    }
     envs = [env for env in ZOO if any(row["env"] == env for row in rows)]
     print("| env | seed | best eval (10 ep) | final return | best ckpt return | steps to zoo | wall s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -164,7 +168,7 @@ def main() -> None:
     run.add_argument("--env", choices=sorted(ZOO), required=True)
     run.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002, 1003, 1004])
     run.add_argument("--episodes", type=int, default=100, help="greedy episodes of each final score")
-    report = commands.add_parser("report", help="tables and the rliable aggregate of runs.jsonl")
+    report = commands.add_parser("report", help="tables and the rliable aggregate of every score.json")
     report.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples")
     args = parser.parse_args()
     (_run if args.command == "run" else _report)(args)
