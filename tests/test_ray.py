@@ -638,7 +638,7 @@ def test_sigterm_to_the_ray_driver_writes_latest_and_exits_0(cluster, tmp_path: 
     )
     driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = run_dir / "metrics.jsonl"
-    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, timeout=120)
+    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 1, timeout=120)  # training
     driver.send_signal(signal.SIGTERM)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 0, err[-2000:]
