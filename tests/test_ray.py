@@ -254,8 +254,8 @@ def test_two_learners_stay_bit_identical(embedded, tmp_path: Path):
         "CartPole-v1",
         overrides=TWO_LEARNERS
         + [
-            "total_steps=3000",
-            "algorithm.learning_starts=500",
+            "total_steps=1500",  # about 600 updates, each taken by both learners
+            "algorithm.learning_starts=250",
         ],
     )
     from distdqn.run.counters import Counters
