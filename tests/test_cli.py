@@ -1,5 +1,5 @@
-"""The `distdqn` command: smoke runs, evaluation JSON and a bad input in a subprocess; the other
-refusals through `distdqn.cli.main` in this process, with file-descriptor capture (capfd), so
+"""The `distdqn` command: evaluation JSON and a bad input in a subprocess; the smoke runs and the
+other refusals through `distdqn.cli.main` in this process, with file-descriptor capture (capfd), so
 that stderr still has to be exactly the one line, whatever writes to it."""
 
 import json
@@ -49,11 +49,22 @@ def here(*args: str, cwd: Path, capfd: pytest.CaptureFixture, monkeypatch: pytes
     return code, capfd.readouterr().err
 
 
-def test_train_evaluate_and_resume(tmp_path: Path):
+def test_train_evaluate_and_resume(tmp_path: Path, capfd, monkeypatch):
+    """Train and resume in this process (capfd reads what they print); evaluate's JSON by the
+    command, so that nothing else reaches its stdout."""
+    from distdqn.cli import main
+
+    def train(*args: str) -> str:
+        capfd.readouterr()
+        code = main(["train", *args])
+        out, err = capfd.readouterr()
+        assert code == 0, err
+        return out
+
+    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
-    done = distdqn("train", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--seed", "3", *TINY, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert re.search(rf"run {run_dir}: 60[0-3] env steps", done.stdout), done.stdout
+    done = train("--env", "CartPole-v1", "--run-dir", str(run_dir), "--seed", "3", *TINY)
+    assert re.search(rf"run {run_dir}: 60[0-3] env steps", done), done
     assert (run_dir / "config.toml").read_text().count("seed = 3") == 1
 
     evaluated = distdqn("evaluate", str(run_dir / "checkpoints" / "best"), "--episodes", "3", "--json", cwd=tmp_path)
@@ -63,9 +74,8 @@ def test_train_evaluate_and_resume(tmp_path: Path):
     assert report["return_mean"] == pytest.approx(sum(report["returns"]) / 3)
     assert report["return_std"] >= 0
 
-    resumed = distdqn("train", "--resume", str(run_dir), "--total-steps", "900", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert re.search(r"90[0-3] env steps", resumed.stdout), resumed.stdout
+    resumed = train("--resume", str(run_dir), "--total-steps", "900")
+    assert re.search(r"90[0-3] env steps", resumed), resumed
 
 
 def test_default_run_dir_is_under_runs(tmp_path: Path, capfd, monkeypatch):

@@ -1,8 +1,6 @@
 """Frames end to end: compact storage rebuilds the stacks the actor saw; training-only clipping
 and life loss; the Atari preprocessing; a Pong smoke run."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -133,50 +131,32 @@ def test_a_vector_of_atari_envs_steps_together():
     env.close()
 
 
-def test_pong_smoke_run_through_actors_replay_and_learner(tmp_path: Path):
+def test_pong_smoke_run_through_actors_replay_and_learner(tmp_path: Path, capfd: pytest.CaptureFixture):
+    """In this process (a process of its own only started the interpreter again): 1024 env steps,
+    learning from 512 at 0.1 updates per step."""
+    from distdqn.cli import main
+
     run_dir = tmp_path / "run"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "distdqn",
-            "train",
-            "--env",
-            "ALE/Pong-v5",
-            "--run-dir",
-            str(run_dir),
-            "--total-steps",
-            "2048",
-            "--set",
-            "env.num_envs=4",
-            "--set",
-            "replay.capacity=8192",
-            "--set",
-            "algorithm.learning_starts=1024",
-            "--set",
-            "algorithm.replay_ratio=0.05",
-            "--set",
-            "evaluation.every_steps=100000",
-            "--set",
-            "evaluation.episodes=1",
-            "--set",
-            "env.max_episode_steps=200",
-            "--set",
-            "logging.every_steps=512",
-            "--set",
-            "logging.progress=false",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    env_steps = int(done.stdout.split(" env steps")[0].split()[-1])
-    assert 2048 <= env_steps < 2048 + 64  # the last collect (16 steps of 4 envs) completes
-    updates = int(done.stdout.split(" updates")[0].split()[-1])
-    assert updates > 40  # learning started after 1024 steps and took ~0.05 updates per step
+    settings = [
+        "env.num_envs=4",
+        "replay.capacity=8192",
+        "algorithm.learning_starts=512",
+        "algorithm.replay_ratio=0.1",
+        "evaluation.every_steps=100000",
+        "evaluation.episodes=1",
+        "env.max_episode_steps=200",
+        "logging.every_steps=512",
+        "logging.progress=false",
+    ]
+    sets = [item for setting in settings for item in ("--set", setting)]
+    capfd.readouterr()
+    code = main(["train", "--env", "ALE/Pong-v5", "--run-dir", str(run_dir), "--total-steps", "1024", *sets])
+    out, err = capfd.readouterr()
+    assert code == 0, err[-2000:]
+    env_steps = int(out.split(" env steps")[0].split()[-1])
+    assert 1024 <= env_steps < 1024 + 64  # the last collect (16 steps of 4 envs) completes
+    updates = int(out.split(" updates")[0].split()[-1])
+    assert updates > 40  # learning started after 512 steps and took ~0.1 updates per step
     assert (run_dir / "checkpoints" / "latest" / "tensors.safetensors").is_file()
 
 

@@ -254,8 +254,8 @@ def test_two_learners_stay_bit_identical(embedded, tmp_path: Path):
         "CartPole-v1",
         overrides=TWO_LEARNERS
         + [
-            "total_steps=3000",
-            "algorithm.learning_starts=500",
+            "total_steps=1500",  # about 600 updates, each taken by both learners
+            "algorithm.learning_starts=250",
         ],
     )
     from distdqn.run.counters import Counters
@@ -394,9 +394,9 @@ def _logged_updates(run_dir: Path) -> int:
 
 
 def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(embedded, tmp_path: Path):
-    """kill -9 of an actor, a shard and the learner (about 8000 env steps in): each comes back,
-    the learner from the latest checkpoint, and the run finishes. 16000 steps leave the restarts
-    half the run to come back in; a longer run only trains on. Killing and replacing whole nodes
+    """kill -9 of an actor, a shard and the learner (about 4500 env steps in): each comes back,
+    the learner from the latest checkpoint, and the run finishes. 10000 steps leave the restarts
+    more than half the run to come back in; a longer run only trains on. Killing and replacing whole nodes
     of a real cluster is `make cluster-check`'s (scripts/cluster_check.py). The driver is this
     process (the kills are of the roles' processes), on the module's embedded cluster."""
     run_dir = tmp_path / "run"
@@ -404,13 +404,13 @@ def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(embed
         "CartPole-v1",
         overrides=QUIET
         + RAY
-        + ["placement.num_actors=2", "total_steps=16000", "checkpoint.every_steps=1000", "logging.every_steps=500"],
+        + ["placement.num_actors=2", "total_steps=10000", "checkpoint.every_steps=1000", "logging.every_steps=500"],
     )
     placement: dict = {}
 
     def kill_after_a_checkpoint_with_updates() -> None:
-        # checkpoints come every 1000 env steps (about 500 updates): one with 3000+ updates exists
-        _wait_until(lambda: _logged_updates(run_dir) >= 3600, timeout=240)
+        # checkpoints come every 1000 env steps (about 500 updates): one with 1000+ updates exists
+        _wait_until(lambda: _logged_updates(run_dir) >= 1600, timeout=240)
         placement.update(json.loads((run_dir / "placement.json").read_text()))
         for role in ("actor-0", "shard-0", "learner-0"):
             os.kill(placement[role]["pid"], signal.SIGKILL)
@@ -421,13 +421,13 @@ def test_killed_actor_shard_and_learner_are_restarted_and_the_run_finishes(embed
     counters = train(config, run_dir).counters
     killer.join(timeout=1)
     assert placement, "the roles were not killed before the run ended"
-    assert counters.env_steps >= 16000
+    assert counters.env_steps >= 10000
     records = _metrics(run_dir)
     last = [r for r in records if "restarts_actor" in r][-1]
     assert (last["restarts_actor"], last["restarts_shard"], last["restarts_learner"]) == (1, 1, 1)
     assert last["replay_lost"] > 0
     # the learner came back from the latest checkpoint (losing at most the updates since then
-    # plus those in flight), not from a fresh init, which would lose the 3000+ before the kill
+    # plus those in flight), not from a fresh init, which would lose the 1600+ before the kill
     final = load_checkpoint(run_dir / "checkpoints" / "latest").state
     assert final["learner"]["updates"] >= final["counters"]["updates"] - 1000
     placement_after = json.loads((run_dir / "placement.json").read_text())
@@ -470,7 +470,9 @@ def test_a_killed_driver_leaves_no_ray_process_and_resume_restores_every_shard_e
     driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started: list[int] = []
     try:
-        _wait_until(lambda: _logged_updates(run_dir) >= 1500, timeout=240)
+        # every role is up and learning, and a checkpoint with the shards is there to resume from
+        # (one every 1000 env steps; learning starts at 1000, so updates are first logged at 2000)
+        _wait_until(lambda: _logged_updates(run_dir) > 0 and (run_dir / "checkpoints" / "latest").exists(), timeout=240)
         started = _descendants(driver.pid)
         for name in ("gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent", "ray::RoleHost"):
             assert set(_processes_mentioning(name)) & set(started), f"no {name} among the driver's descendants"
@@ -510,8 +512,8 @@ def test_a_killed_driver_leaves_no_ray_process_and_resume_restores_every_shard_e
         assert saved["replay"]["rng"] == restored["replay"]["rng"]
     assert restored_shards[0]["replay"]["arrays"]["sampleable"].any()
 
-    resume(saved_steps + 2000)
-    assert load_checkpoint(latest).state["counters"]["env_steps"] >= saved_steps + 2000
+    resume(saved_steps + 500)  # and goes on from there to its end
+    assert load_checkpoint(latest).state["counters"]["env_steps"] >= saved_steps + 500
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -636,7 +638,7 @@ def test_sigterm_to_the_ray_driver_writes_latest_and_exits_0(cluster, tmp_path: 
     )
     driver = subprocess.Popen(command, env=ray_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = run_dir / "metrics.jsonl"
-    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, timeout=120)
+    _wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 1, timeout=120)  # training
     driver.send_signal(signal.SIGTERM)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 0, err[-2000:]

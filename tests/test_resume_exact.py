@@ -2,8 +2,8 @@
 first checkpoint and resumed ends with the same metrics (apart from timings) and the same weights
 as a run that was never stopped, on the inline and the threads runtime alike.
 
-The runs are 6000 env steps (learning from 1000, a checkpoint every 1000, evaluations at 2000,
-4000 and 6000, the stop between 2000 and 4000): long enough that the stop falls among
+The runs are 3000 env steps (learning from 500, a checkpoint every 500, evaluations at 1000,
+2000 and 3000, the stop between 1000 and 2000): long enough that the stop falls among
 checkpoints, evaluations and the epsilon and learning-rate schedules with updates made before
 and after it, which is all an exact resume has to carry; a longer run repeats the same code.
 Two stops cover both runtimes and both ways a run ends early: `kill -9` on threads (resumed from
@@ -27,7 +27,7 @@ from distdqn.cli import main
 from distdqn.run.metrics import TIMING_KEYS
 from distdqn.storage.checkpoint import RESUME_FILE, load_checkpoint
 
-TOTAL_STEPS = 6_000
+TOTAL_STEPS = 3_000
 RUN = [
     "--env",
     "CartPole-v1",
@@ -36,11 +36,13 @@ RUN = [
     "--total-steps",
     str(TOTAL_STEPS),
     "--set",
-    "checkpoint.every_steps=1000",
+    "checkpoint.every_steps=500",
     "--set",
-    "logging.every_steps=250",
+    "algorithm.learning_starts=500",
     "--set",
-    "evaluation.every_steps=2000",
+    "logging.every_steps=125",
+    "--set",
+    "evaluation.every_steps=1000",
     "--set",
     "logging.tensorboard=false",
     "--set",
@@ -82,7 +84,7 @@ def _interrupt(run_dir: Path, runtime: str, how: signal.Signals, seed: int) -> i
         text=True,
         env=QUIET,
     )
-    stop_after = random.Random(seed).randrange(2000, TOTAL_STEPS - 2000)
+    stop_after = random.Random(seed).randrange(1000, TOTAL_STEPS - 1000)
     try:
         deadline = time.monotonic() + 600
         while _logged_steps(run_dir) < stop_after or not (run_dir / "checkpoints" / "latest").exists():

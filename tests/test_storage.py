@@ -97,7 +97,8 @@ def test_run_on_s3_killed_and_resumed_from_there(
     # many steps, so that the kill surely comes before the end; the resume sets its own total
     process = subprocess.Popen(
         [sys.executable, "-m", "distdqn", "train", "--run-dir", f"s3://{run}", "--total-steps", "100000"]
-        + ["--set", "checkpoint.every_steps=1000", *SMALL],
+        + ["--set", "checkpoint.every_steps=500", "--set", "algorithm.learning_starts=200"]
+        + ["--set", "logging.every_steps=250", *SMALL],
         cwd=work,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -121,10 +122,10 @@ def test_run_on_s3_killed_and_resumed_from_there(
     assert "resume.json" in manifest["files"] and "tensors.safetensors" in manifest["files"]
     killed_state = json.loads(store.cat_file(f"{version}/state.json"))
     killed_at = killed_state["counters"]["env_steps"]
-    assert 1000 <= killed_at < 100000
+    assert 500 <= killed_at < 100000
     assert store.exists(f"{run}/config.toml") and store.exists(f"{run}/placement.json")
 
-    target = killed_at + 2000
+    target = killed_at + 500
     monkeypatch.chdir(work)
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # as TMPDIR did for the killed run
     capsys.readouterr()
@@ -318,7 +319,8 @@ def _steps_on_store(store, run: str, name: str = "latest") -> int:
     return state["counters"]["env_steps"]
 
 
-TRAIN_SMALL = ["--total-steps", "3000", "--set", "checkpoint.every_steps=1000", *SMALL]
+# three checkpoints (500, 1000, and the final one at 1500), learning from 1000 env steps
+TRAIN_SMALL = ["--total-steps", "1500", "--set", "checkpoint.every_steps=500", *SMALL]
 
 
 def test_store_that_fails_then_recovers_is_retried_and_the_run_ends_normally(s3_env, flaky, tmp_path: Path):
@@ -331,7 +333,7 @@ def test_store_that_fails_then_recovers_is_retried_and_the_run_ends_normally(s3_
     assert main(["train", "--run-dir", f"s3://{run}", *TRAIN_SMALL]) == 0
     assert flaky.failed == 7 and flaky.left == 0
     store = _s3()
-    assert _steps_on_store(store, run) >= 3000
+    assert _steps_on_store(store, run) >= 1500
     assert _stagings(tmp_path) == []  # everything reached the store: the staging directory went
 
 
@@ -364,9 +366,9 @@ def test_store_that_never_recovers_stops_the_run_and_keeps_its_newest_checkpoint
     assert on_store < kept and f"latest at env step {kept}" in line
 
     # it is an ordinary local run directory: the run goes on in it
-    assert main(["train", "--resume", str(staging), "--total-steps", str(kept + 1000)]) == 0
+    assert main(["train", "--resume", str(staging), "--total-steps", str(kept + 500)]) == 0
     went_on = load_checkpoint(staging / "checkpoints" / "latest").state["counters"]["env_steps"]
-    assert went_on >= kept + 1000
+    assert went_on >= kept + 500
 
     assert main(["upload", str(staging), uri]) == 2  # the store still fails
     assert capsys.readouterr().err.startswith(f"distdqn: error: cannot write to {uri}: ")
