@@ -76,7 +76,7 @@ def test_none_inside_a_list_of_env_kwargs_is_refused_before_anything_runs():
 
 def test_a_written_config_is_taken_whole_even_with_another_env(tmp_path: Path):
     """`--env` names the env; it does not slip that env's preset under a file that holds every field."""
-    config = resolve_config("Acrobot-v1")  # no preset: lr_end None, 100k steps
+    config = resolve_config("Acrobot-v1")  # its preset differs from CartPole's in lr, lr_end, net, steps
     path = _write(tmp_path / "config.toml", config)
     moved = resolve_config("CartPole-v1", path)
     assert moved.env.id == "CartPole-v1"
@@ -181,7 +181,8 @@ PRESET_IDS = [
     "distdqn/Maze-v0",
     "distdqn/Recommend-v0",
     "highway-fast-v0",
-    "Acrobot-v1",  # no preset
+    "Acrobot-v1",
+    "Pendulum-v1",  # no preset
 ]
 TOML_SCALARS = st.one_of(
     st.booleans(),
