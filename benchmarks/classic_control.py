@@ -12,7 +12,7 @@ uniformly random policy and 1 is rl-zoo's figure.
     python benchmarks/classic_control.py run --env Acrobot-v1 --seeds 1000 1001 1002 1003 1004
     python benchmarks/classic_control.py report
 
-Each run keeps its metrics.jsonl and config.toml under OUT/ENV/seed-N (checkpoints are dropped),
+Each run keeps its metrics.jsonl and config.toml under OUT/ENV/seed-N (checkpoints, TensorBoard files and the lock are dropped),
 which `distdqn plot` draws. rliable needs the `bench` extra.
 """
 
@@ -79,6 +79,7 @@ def run_seed(env_id: str, seed: int, episodes: int, out: Path) -> dict[str, Any]
         scores[name] = score(policy_config, weights, episodes, seed + EVAL_SEED_OFFSET, run_dir).mean_return
     shutil.rmtree(run_dir / "checkpoints")
     shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    (run_dir / ".lock").unlink(missing_ok=True)  # the finished run's lock file: nothing holds it now
     return {
         "env": env_id,
         "seed": seed,

@@ -30,7 +30,8 @@ def test_preset_is_chosen_by_env_id():
     )
     maze = resolve_config("distdqn/Maze-v0")
     assert maze.env.id == "distdqn/Maze-v0" and maze.algorithm.gamma == 0.9
-    assert resolve_config("Acrobot-v1").algorithm.lr == preset_for("Acrobot-v1")["algorithm"]["lr"] != Config().algorithm.lr
+    acrobot_lr = preset_for("Acrobot-v1")["algorithm"]["lr"]
+    assert resolve_config("Acrobot-v1").algorithm.lr == acrobot_lr != Config().algorithm.lr
     assert resolve_config("Pendulum-v1").algorithm == Config().algorithm  # no preset: defaults
 
 
