@@ -12,8 +12,8 @@ uniformly random policy and 1 is rl-zoo's figure.
     python benchmarks/classic_control.py run --env Acrobot-v1 --seeds 1000 1001 1002 1003 1004
     python benchmarks/classic_control.py report
 
-Each run keeps its metrics.jsonl and config.toml under OUT/ENV/seed-N (checkpoints, TensorBoard files and the lock are dropped),
-which `distdqn plot` draws. rliable needs the `bench` extra.
+Each run keeps its metrics.jsonl and config.toml under OUT/ENV/seed-N (checkpoints, TensorBoard
+files and the lock are dropped), which `distdqn plot` draws. rliable needs the `bench` extra.
 """
 
 from __future__ import annotations
