@@ -132,7 +132,7 @@ def test_plan_reads_the_cluster_and_refuses_what_it_cannot_hold(cluster, tmp_pat
 
     def plan(actor_resources: str) -> subprocess.CompletedProcess:
         command = base + ["--set", f"placement.actor.resources={actor_resources}"]
-        return subprocess.run(command, capture_output=True, text=True, env=ray_environment(), cwd=tmp_path, timeout=120)
+        return subprocess.run(command, capture_output=True, text=True, env=ray_environment(), cwd=tmp_path, timeout=300)
 
     fits = plan("{node2: 1}")
     assert fits.returncode == 0, fits.stderr
