@@ -34,6 +34,10 @@ SETUPS: dict[str, list[str]] = {
     "batch 128 every 4 steps, 8 envs": [*BATCH_128, "env.num_envs=8"],
     "batch 128 every 4 steps, 8 envs, threads": [*BATCH_128, "env.num_envs=8", "placement.runtime=threads"],
     "batch 128 every 4 steps, 8 envs, 2 torch threads": [*BATCH_128, "env.num_envs=8", "placement.torch_threads=2"],
+    "batch 128 every 4 steps, bf16": [*BATCH_128, "placement.learner_mixed_precision=true"],
+    "batch 64 every 4 steps": [*PAPER, "algorithm.batch_size=64", "algorithm.replay_ratio=0.25"],
+    "batch 128 every 8 steps": [*PAPER, "algorithm.batch_size=128", "algorithm.replay_ratio=0.125"],
+    "batch 32 every 4 steps": [*PAPER, "algorithm.replay_ratio=0.25"],
     "preset": [],
 }
 

@@ -70,6 +70,17 @@ BAD_SETTINGS = [
         ),
         "learner_compile",
     ),
+    ("network.action_features=true", "needs an action space that publishes item features"),
+    (
+        (
+            "placement.runtime=ray",
+            "placement.num_learners=2",
+            "placement.head_shards=2",
+            "network.action_features=true",
+        ),
+        "network.action_features=true needs placement.head_shards=1",
+    ),
+    ("network.action_embedding_size=0", "network.action_embedding_size"),
 ]
 
 

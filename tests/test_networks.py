@@ -5,6 +5,7 @@ import torch
 
 from distdqn.cli import main
 from distdqn.config import NetworkConfig
+from distdqn.envs.item_space import ItemSpace
 from distdqn.envs.observations import EncodeObservations
 from distdqn.errors import ConfigError
 from distdqn.networks import build_q_network, check_q_network, load_weights
@@ -128,3 +129,60 @@ def test_weights_larger_than_memory_are_refused_before_allocating(eight_gib, hid
         with pytest.raises(ConfigError, match=message):
             check(config, OBS, gym.spaces.Discrete(actions))
     check_q_network(NetworkConfig(hidden_sizes=(256, 256)), OBS, gym.spaces.Discrete(10**6))  # 1 GiB: fits
+
+
+ITEMS = ItemSpace(np.array([[1, 0, 0.5], [0, 1, -0.5], [1, 0, 0.5], [0, 1, 0.9]], np.float32))
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_the_action_feature_head_scores_an_item_by_its_features(dueling: bool):
+    """Items with the same features get the same Q-value, and the network has no weight of its own
+    per item: a catalog ten times larger has exactly its parameters."""
+    config = NetworkConfig(hidden_sizes=(16,), action_features=True, action_embedding_size=8, dueling=dueling)
+    network = build_q_network(config, OBS, ITEMS)
+    q = network(torch.randn(6, 3, 2))
+    assert q.shape == (6, 4)
+    assert torch.equal(q[:, 0], q[:, 2]) and not torch.allclose(q[:, 0], q[:, 1])
+    larger = build_q_network(config, OBS, ItemSpace(np.tile(ITEMS.features, (10, 1))))
+    assert sum(p.numel() for p in larger.parameters()) == sum(p.numel() for p in network.parameters())
+    assert "action_features" not in network.state_dict()  # checkpoints and published weights skip the catalog
+    load_weights(larger, {name: value.detach().numpy() for name, value in network.state_dict().items()})
+    observations = torch.randn(3, 3, 2)
+    assert torch.allclose(larger(observations)[:, :4], network(observations))
+    if dueling:
+        observations = torch.randn(5, 3, 2)
+        value = network.value(network.features(observations))
+        assert torch.allclose(network(observations).mean(dim=1, keepdim=True), value, atol=1e-6)
+
+
+def test_the_action_feature_head_learns_one_items_value_from_anothers():
+    """Gradient steps on item 0 alone move item 2's Q-value (same features) with it; a plain head
+    leaves an untried item where it was."""
+    torch.manual_seed(0)
+    observations = torch.randn(32, 3, 2)
+    for action_features, moves in ((True, True), (False, False)):
+        network = build_q_network(NetworkConfig(hidden_sizes=(16,), action_features=action_features), OBS, ITEMS)
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-2)
+        before = network(observations)[:, 2].detach()
+        for _ in range(50):
+            loss = (network(observations)[:, 0] - 5.0).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        after = network(observations)[:, 2].detach()
+        assert (after.mean() - before.mean() > 3.0) == moves, (action_features, before.mean(), after.mean())
+
+
+def test_the_action_feature_head_needs_an_action_space_with_features():
+    with pytest.raises(ConfigError, match=r"publishes item features .* this env's is Discrete\(5\)$"):
+        check_q_network(NetworkConfig(action_features=True), OBS, ACTIONS)
+    check_q_network(NetworkConfig(action_features=True), OBS, ITEMS)
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [(np.zeros(3), "2-D"), (np.zeros((0, 2)), "2-D"), (np.zeros((3, 0)), "2-D"), (np.full((2, 2), np.nan), "finite")],
+)
+def test_item_features_are_a_finite_table(features, message: str):
+    with pytest.raises(ValueError, match=message):
+        ItemSpace(features)

@@ -13,6 +13,7 @@ from quiet_run import train_quietly
 from distdqn.cli import main
 from distdqn.config import preset_for
 from distdqn.envs import RECOMMEND_ID
+from distdqn.envs.item_space import ItemSpace
 from distdqn.envs.recommend import RecommendEnv
 from distdqn.envs.recommend_baselines import MyopicRecommender, RandomRecommender, play_episode
 
@@ -91,10 +92,11 @@ def test_a_million_items_cost_only_the_catalog():
     """The catalog is the only O(num_items) memory, and stepping allocates nothing of that size."""
     num_items = 1_000_000
     env = RecommendEnv(num_items=num_items)
-    assert env.action_space == gym.spaces.Discrete(num_items)
+    assert isinstance(env.action_space, ItemSpace) and env.action_space.n == num_items
     arrays = {name: value for name, value in vars(env).items() if isinstance(value, np.ndarray)}
     assert {name for name, value in arrays.items() if value.size >= num_items} == set(CATALOG)
     assert sum(arrays[name].nbytes for name in CATALOG) <= 13 * num_items
+    assert env.action_space.features.nbytes == 4 * 22 * num_items  # 20 topics, quality, appeal
     assert all(value.size < 1000 for name, value in arrays.items() if name not in CATALOG)
 
     myopic = MyopicRecommender(env)
@@ -157,11 +159,11 @@ def test_bad_kwargs_are_value_errors(kwargs, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_items": 10**11}, r"num_items=100000000000 and observations of 151 values .* need 3,073.4 GiB"),
-        ({"num_items": 10**12}, r"num_items=1000000000000 and observations of 151 values .* need 30,733.6 GiB"),
+        ({"num_items": 10**11}, r"num_items=100000000000 and observations of 151 values .* need 19,464.6 GiB"),
+        ({"num_items": 10**12}, r"num_items=1000000000000 and observations of 151 values .* need 194,646.4 GiB"),
         (
             {"num_topics": 10**6, "history_length": 10**6},
-            r"observations of 1,000,004,000,001 values .* need 29,802.4 GiB",
+            r"observations of 1,000,004,000,001 values .* need 29,809.9 GiB",
         ),
     ],
 )
@@ -171,12 +173,13 @@ def test_an_env_larger_than_memory_is_refused_before_allocating(eight_gib, kwarg
     without the check fails at once instead of filling this one."""
     tracemalloc.start()
     try:
-        with pytest.raises(ValueError, match=message + r" \(33 bytes an item while the catalog is drawn, 32 an "):
+        drawn = r" \(\d+ bytes an item while the catalog and its features are drawn, 32 an "
+        with pytest.raises(ValueError, match=message + drawn):
             RecommendEnv(**kwargs)
         assert tracemalloc.get_traced_memory()[1] < 100_000
     finally:
         tracemalloc.stop()
-    RecommendEnv(num_items=10**6)  # 33 MB: fits
+    RecommendEnv(num_items=10**6)  # 209 MB: fits
 
 
 def test_an_env_larger_than_memory_is_one_line_from_the_cli(tmp_path: Path, capsys, eight_gib):
@@ -188,7 +191,7 @@ def test_an_env_larger_than_memory_is_one_line_from_the_cli(tmp_path: Path, caps
     assert code == 2 and "\n" not in err and not run_dir.exists()
     assert err.startswith(
         "distdqn: error: env 'distdqn/Recommend-v0' rejected env.kwargs {'num_items': 1000000000000}: "
-        "num_items=1000000000000 and observations of 151 values (num_topics=20, history_length=5) need 30,733.6 GiB"
+        "num_items=1000000000000 and observations of 151 values (num_topics=20, history_length=5) need 194,646.4 GiB"
     )
     assert err.endswith("; this machine has 8.0 GiB")
 
@@ -197,6 +200,21 @@ def test_a_huge_bad_value_is_quoted_short():
     with pytest.raises(ValueError, match=r"num_items must be an int >= 1, got \[0, 0, .*\.\.\.$") as caught:
         RecommendEnv(num_items=[0] * 10**6)
     assert len(str(caught.value)) < 200
+
+
+def test_the_action_space_publishes_each_items_topic_quality_and_appeal():
+    """What `network.action_features` scores items by: a catalog's metadata, never the user."""
+    env = RecommendEnv(num_items=500, num_topics=7)
+    features = env.action_space.features
+    assert features.shape == (500, 9) and features.dtype == np.float32
+    np.testing.assert_array_equal(features[:, :7].argmax(axis=1), env.item_topic)
+    np.testing.assert_array_equal(features[:, :7].sum(axis=1), np.ones(500))
+    np.testing.assert_array_equal(features[:, 7], env.item_quality)
+    np.testing.assert_array_equal(features[:, 8], env.item_appeal)
+    assert not features.flags.writeable
+    env.reset(seed=0)
+    env.step(3)
+    np.testing.assert_array_equal(env.action_space.features, features)  # the user's session changes nothing
 
 
 def test_invalid_item_is_refused():

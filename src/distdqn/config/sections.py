@@ -110,6 +110,13 @@ class NetworkConfig(Section):
     multiply to at most 2**34 weights."""
     dueling: bool = False
     """Split the head into state value and action advantages (Wang et al. 2016)."""
+    action_features: bool = False
+    """Score each action by the features its env's action space publishes (an `ItemSpace`, as
+    distdqn/Recommend-v0's catalog does): Q(s, a) = f(s) . g(features of a), so that what is learned
+    of one item carries to similar ones, where the plain head learns each action's output from that
+    action's own samples. Needs placement.head_shards = 1."""
+    action_embedding_size: int = Field(32, ge=1, le=4096)
+    """Width of the state and item embeddings whose dot product is Q, with `action_features`."""
 
     @field_validator("hidden_sizes")
     @classmethod

@@ -49,6 +49,17 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _feature_head_is_whole(self) -> Config:
+        """The split head shards one output row per action; a head that scores actions by their
+        features has no such rows."""
+        if self.network.action_features and self.placement.head_shards > 1:
+            raise ValueError(
+                f"network.action_features=true needs placement.head_shards=1, got {self.placement.head_shards}: "
+                "a head that scores actions by their features has no per-action rows to split"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _capacity_fits_lanes(self) -> Config:
         """Shard 0 holds the most lanes (lane l is on shard l % num_shards), so its lanes are the
         shortest. A lane needs room for a write of `actor_steps_per_call` steps and the n-step

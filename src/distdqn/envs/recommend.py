@@ -1,10 +1,12 @@
 """A recommendation session in the spirit of RecSim's interest-evolution model (Ie et al. 2019).
 
 Registered as `distdqn/Recommend-v0`. Each step the agent recommends one item of a fixed catalog;
-the action space is the catalog (`Discrete(num_items)`), one Q-value per item.
+the action space is the catalog (an `ItemSpace` of `num_items` actions).
 
 - **Catalog** (fixed by `catalog_seed`, whatever the episode seed): every item has a topic, a
-  quality in [-1, 1] and an appeal (a click-logit bonus). Most items are regular (quality drawn
+  quality in [-1, 1] and an appeal (a click-logit bonus), which the action space publishes as the
+  item's features (an `ItemSpace`: topic one-hot, quality, appeal), as a catalog's metadata is
+  known to a real recommender; `network.action_features` reads them. Most items are regular (quality drawn
   from [-0.3, 1], appeal from [-1, 0.5]); a `clickbait_fraction` of them have a high appeal
   ([1.5, 3]) and a low quality ([-1, -0.5]). The arrays are drawn once per env with NumPy, and a
   step only indexes the chosen item, so a step costs the same for 10^3 or 10^6 items.
@@ -41,6 +43,7 @@ import gymnasium as gym
 import numpy as np
 
 from distdqn.config import short_repr
+from distdqn.envs.item_space import ItemSpace
 from distdqn.memory import gib, require_memory
 
 CLICK_SHARPNESS = 4.0
@@ -60,6 +63,8 @@ CATALOG_BYTES_PER_ITEM = 33
 """Peak bytes an item costs while the catalog is drawn (measured with tracemalloc): the 13 it keeps
 (topic int32, clickbait flag, quality and appeal float32) are drawn as float64 and int64, three
 float64 arrays at once for the appeal."""
+FEATURE_BYTES_PER_VALUE = 8
+"""Peak bytes an item feature costs: the action space's float32 copy of the env's float32 table."""
 OBSERVATION_BYTES_PER_VALUE = 32
 """Peak bytes a value of the observation costs (measured with tracemalloc, for large `num_topics`
 or `history_length`): the observation space's float32 bounds, and a step's float64 temporaries."""
@@ -90,12 +95,13 @@ def _check_fits(num_items: int, num_topics: int, history_length: int) -> None:
     """Refuse, before anything is allocated, an env larger than this machine's memory (a
     `num_items` of 10**10 ended in NumPy's allocation traceback)."""
     obs_size = 2 * num_topics + history_length * (num_topics + 2) + 1
-    needed = CATALOG_BYTES_PER_ITEM * num_items + OBSERVATION_BYTES_PER_VALUE * obs_size
+    item_bytes = CATALOG_BYTES_PER_ITEM + FEATURE_BYTES_PER_VALUE * (num_topics + 2)
+    needed = item_bytes * num_items + OBSERVATION_BYTES_PER_VALUE * obs_size
     require_memory(
         needed,
         f"num_items={num_items} and observations of {obs_size:,} values (num_topics={num_topics}, "
-        f"history_length={history_length}) need {gib(needed)} ({CATALOG_BYTES_PER_ITEM} bytes "
-        f"an item while the catalog is drawn, {OBSERVATION_BYTES_PER_VALUE} an observation value)",
+        f"history_length={history_length}) need {gib(needed)} ({item_bytes} bytes an item while the "
+        f"catalog and its features are drawn, {OBSERVATION_BYTES_PER_VALUE} an observation value)",
         ValueError,
     )
 
@@ -188,7 +194,7 @@ class RecommendEnv(gym.Env):
             catalog.uniform(*REGULAR_APPEAL, self.num_items),
         ).astype(np.float32)
 
-        self.action_space = gym.spaces.Discrete(self.num_items)
+        self.action_space = ItemSpace(self._item_features())
         obs_size = 2 * self.num_topics + self.history_length * (self.num_topics + 2) + 1
         self.observation_space = gym.spaces.Box(0.0, 1.0, (obs_size,), np.float32)
 
@@ -200,6 +206,14 @@ class RecommendEnv(gym.Env):
         self.recent_topics = np.full(self.history_length, -1, np.int64)
         self.recent_clicked = np.zeros(self.history_length)
         self.recent_engagement = np.zeros(self.history_length)
+
+    def _item_features(self) -> np.ndarray:
+        """What the action space publishes of each item: its topic one-hot, quality and appeal."""
+        features = np.zeros((self.num_items, self.num_topics + 2), np.float32)
+        features[np.arange(self.num_items), self.item_topic] = 1.0
+        features[:, -2] = self.item_quality
+        features[:, -1] = self.item_appeal
+        return features
 
     def expected_engagement(self, items: np.ndarray) -> np.ndarray:
         """Expected immediate reward of recommending each of `items` to the current user. An oracle:

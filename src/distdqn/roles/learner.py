@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from distdqn.config import Config
 from distdqn.losses import dqn_loss, td_target, update_target
-from distdqn.networks import QNetwork, build_q_network
+from distdqn.networks import QTorso, build_q_network
 from distdqn.schedules import learning_rate
 from distdqn.seeding import stream_seed
 from distdqn.sharded_head import ShardedQNetwork, build_sharded_q_network
@@ -99,7 +99,7 @@ class Learner:
         torch.set_num_threads(placement.torch_threads)
         torch.manual_seed(stream_seed(config.seed, "learner", 0))
         self.head_shards = placement.head_shards
-        self.online: QNetwork | ShardedQNetwork = (
+        self.online: QTorso = (
             build_q_network(config.network, observation_space, action_space)
             if self.head_shards == 1
             else build_sharded_q_network(
@@ -371,7 +371,7 @@ class Learner:
             },
         )
 
-    def _whole(self, network: QNetwork | ShardedQNetwork) -> dict[str, torch.Tensor] | None:
+    def _whole(self, network: QTorso) -> dict[str, torch.Tensor] | None:
         """`network`'s state dict; a split head's rows gathered into the whole head on the first
         shard (None on the others)."""
         state = network.state_dict()
