@@ -286,8 +286,13 @@ class ActionFeatureQNetwork(QTorso):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         features = self.features(observations)
-        scores = self.state_embedding(features) @ self.action_embedding(self.action_features).T
-        return dueling_q(self.value(features), scores) if self.dueling else scores
+        states, items = self.state_embedding(features), self.action_embedding(self.action_features)
+        if not self.dueling:
+            return states @ items.T
+        # the advantages' mean over actions is e(s) . mean(g): centring the N item embeddings
+        # makes the whole dueling head one product, with no pass over the B x N scores
+        centred = items - items.mean(dim=0, keepdim=True)
+        return torch.addmm(self.value(features), states, centred.T)
 
 
 def load_weights(network: nn.Module, tensors: dict[str, np.ndarray]) -> None:
