@@ -11,7 +11,7 @@ import torch
 
 from distdqn.config import resolve_config
 from distdqn.roles import Learner
-from distdqn.roles.learner import listening_store
+from distdqn.roles.learner_group import listening_store
 from distdqn.types import SampleBatch
 
 SPACE = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)

@@ -16,23 +16,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
-import socket
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from distdqn.config import Config
 from distdqn.losses import dqn_loss, td_target, update_target
 from distdqn.networks import QTorso, build_q_network
+from distdqn.roles.learner_group import LearnerGroup
 from distdqn.schedules import learning_rate
 from distdqn.seeding import stream_seed
 from distdqn.sharded_head import ShardedQNetwork, build_sharded_q_network
@@ -41,29 +37,10 @@ from distdqn.storage.object_store import fetch_checkpoint, is_remote
 from distdqn.types import PriorityUpdate, SampleBatch, UpdateResult, Weights
 
 
-class LearnerGroupBroken(RuntimeError):
-    """The learners' all-reduce group lost a member (or this learner is not in it yet)."""
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def loopback_interface() -> str:
-    """The name of this host's loopback interface ("lo" on Linux, "lo0" on macOS)."""
-    names = [name for _, name in socket.if_nameindex() if name.startswith("lo")]
-    return names[0] if names else "lo"
-
-
-def listening_store(address: str, world_size: int, port: int = 0) -> dist.TCPStore:
-    """torch.distributed's TCP store listening on `address` only (at `port`, 0: a free one):
-    torch alone would bind every interface, so the listening socket is made here and handed over."""
-    host = address.strip("[]")
-    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-    port = listener.getsockname()[1]
-    return dist.TCPStore(host, port, world_size, True, wait_for_workers=False, master_listen_fd=listener.detach())
 
 
 def merge_shard_rows(parts: tuple[SampleBatch, ...]) -> SampleBatch:
@@ -122,11 +99,7 @@ class Learner:
         loss = self._split_loss if self._split else self._loss
         self._compute_loss = torch.compile(loss, dynamic=False) if placement.learner_compile else loss
         self.updates = 0
-        self.replicas = placement.num_learners // self.head_shards
-        self._in_group = placement.num_learners == 1
-        self._data_group: Any = None  # the learners that hold the same rows as this one
-        self._meeting_dir: tempfile.TemporaryDirectory | None = None
-        self._store: Any = None  # learner 0's TCP store, for learners on several nodes (`listen`)
+        self.group = LearnerGroup(self.device, placement.num_learners, self.head_shards)
         self.restore_dir = restore_dir
         self.reload()
 
@@ -146,85 +119,25 @@ class Learner:
             self.load_state_dict(checkpoint.tensors, checkpoint.state["learner"])
             self._apply_hyperparameters(int(checkpoint.state.get("counters", {}).get("env_steps", 0)))
 
-    # -- data-parallel group ----------------------------------------------------------------
+    # -- data-parallel group (the runtime calls these by name) -------------------------------
     def listen(self, address: str, world_size: int) -> int:
-        """Open the group's TCP store here, listening on `address` (this node's cluster address)
-        only, for learners on several nodes to meet at; return its port."""
-        self._store = listening_store(address, world_size)
-        return int(self._store.port)
+        """See `LearnerGroup.listen`."""
+        return self.group.listen(address, world_size)
 
     def meeting_file(self) -> str:
-        """A fresh path in a private directory of this learner's, for learners on one node to
-        form their group at (torch.distributed's FileStore): no TCP store listening."""
-        if self._meeting_dir is None:
-            self._meeting_dir = tempfile.TemporaryDirectory(prefix="distdqn-learners-")
-        return str(Path(self._meeting_dir.name) / f"group-{uuid.uuid4().hex}")
+        """See `LearnerGroup.meeting_file`."""
+        return self.group.meeting_file()
 
     def join_group(self, meeting: str, rank: int, world_size: int) -> None:
-        """Join the learners' process group, met at `meeting`: `file://PATH` (all on one node) or
-        `tcp://HOST:PORT`, the store learner 0 opened with `listen` (or opens there now, bound
-        to HOST only). With a split head also its
-        sub-groups: each replica's K shards, and the learners of all replicas that hold the same
-        rows. All learners must call this at the same time (every process creates every
-        sub-group, in the same order)."""
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        backend = "nccl" if self.device.type == "cuda" else "gloo"
-        if meeting.startswith("file://"):  # all on one node: gloo's connections on loopback too
-            os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback_interface())
-            dist.init_process_group(backend, init_method=meeting, rank=rank, world_size=world_size)
-        else:
-            host, _, port = meeting.removeprefix("tcp://").rpartition(":")
-            if rank != 0:
-                store = dist.TCPStore(host.strip("[]"), int(port), world_size, False)
-            else:
-                store = self._store if self._store is not None else listening_store(host, world_size, int(port))
-            self._store = None  # the group holds it, and closes it when it is destroyed
-            dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
-        shards = self.head_shards
-        self.replicas = world_size // shards
-        if shards > 1:
-            heads = [dist.new_group(list(range(r * shards, (r + 1) * shards))) for r in range(self.replicas)]
+        """Join the learners' group (`LearnerGroup.join`); a split head's networks reduce over
+        their replica's head group."""
+        head_group = self.group.join(meeting, rank, world_size)
+        if head_group is not None:
             for network in self._sharded_networks():
-                network.set_group(heads[rank // shards])
-            if self.replicas > 1:
-                same_rows = [dist.new_group(list(range(k, world_size, shards))) for k in range(shards)]
-                self._data_group = same_rows[rank % shards]
-        self._in_group = True
+                network.set_group(head_group)
 
     def _sharded_networks(self) -> tuple[ShardedQNetwork, ShardedQNetwork]:
         return cast(ShardedQNetwork, self.online), cast(ShardedQNetwork, self.target)
-
-    @contextmanager
-    def _collective(self) -> Iterator[None]:
-        """Calls into the group: a dead peer (gloo sees its connection close) breaks the group."""
-        if not self._in_group:
-            raise LearnerGroupBroken("this learner has not joined the learners' group")
-        try:
-            yield
-        except RuntimeError as error:
-            if not dist.is_initialized():
-                raise
-            self._in_group = False
-            raise LearnerGroupBroken(str(error).splitlines()[0]) from None
-
-    def _average_gradients(self, has_data: bool) -> bool:
-        """Average gradients over the learners that had data; False if none had any."""
-        parameters = list(self.online.parameters())
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
-        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor([float(has_data)], device=self.device)])
-        with self._collective():
-            dist.all_reduce(flat, group=self._data_group)
-        contributors = flat[-1].item()
-        if contributors == 0:
-            return False
-        flat = flat[:-1] / contributors
-        offset = 0
-        for parameter in parameters:
-            size = parameter.numel()
-            parameter.grad = flat[offset : offset + size].view_as(parameter).clone()
-            offset += size
-        return True
 
     # -- updates --------------------------------------------------------------------------
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -334,11 +247,13 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         td, stats = None, None
         if tensors is not None:
-            with self._collective() if self._split else nullcontext():
+            with self.group.collective() if self._split else nullcontext():
                 loss, td, q_taken = self._compute_loss(*tensors)
                 loss.backward()
             stats = (loss.detach(), q_taken)
-        step = tensors is not None if self.replicas == 1 else self._average_gradients(tensors is not None)
+        step = tensors is not None
+        if self.group.replicas > 1:
+            step = self.group.average_gradients(list(self.online.parameters()), step)
         if step:
             if algorithm.max_grad_norm > 0:
                 self._clip_gradients(algorithm.max_grad_norm)
@@ -351,7 +266,7 @@ class Learner:
     def _clip_gradients(self, max_norm: float) -> None:
         """Scale the gradients to a total norm of at most `max_norm` (a split head's over all shards)."""
         if self._split:
-            with self._collective():
+            with self.group.collective():
                 self._sharded_networks()[0].clip_gradients(max_norm)
         else:
             torch.nn.utils.clip_grad_norm_(self.online.parameters(), max_norm, foreach=True)
@@ -377,7 +292,7 @@ class Learner:
         state = network.state_dict()
         if not isinstance(network, ShardedQNetwork):
             return state
-        with self._collective():
+        with self.group.collective():
             gathered = {name: network.rows.gather(value) for name, value in state.items() if name in network.rows_names}
         if not self._first_shard:
             return None

@@ -22,7 +22,7 @@ import numpy as np
 from distdqn.config import Config
 from distdqn.config_changes import Continued, beta_schedule
 from distdqn.errors import DiskFull, RoleLost, TrainingDiverged
-from distdqn.roles.learner import LearnerGroupBroken
+from distdqn.roles.learner_group import LearnerGroupBroken
 from distdqn.run import snapshot
 from distdqn.run.callbacks import Callback, CallbackSink
 from distdqn.run.checkpoints import Checkpoints

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from distdqn.roles.learner import LearnerGroupBroken
+from distdqn.roles.learner_group import LearnerGroupBroken
 from distdqn.run.counters import Counters
 from distdqn.runtime import RoleFailed, Runtime
 from distdqn.storage.run_files import replace_file
