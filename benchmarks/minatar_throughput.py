@@ -24,6 +24,8 @@ PAPER = [  # Young & Tian's cadence, the preset before issue 22
     "algorithm.batch_size=32",
     "algorithm.replay_ratio=1.0",
     "algorithm.target_update_interval=1000",
+    "algorithm.lr=2.5e-4",
+    "placement.learner_mixed_precision=false",
     "env.num_envs=4",
 ]
 BATCH_128 = [*PAPER, "algorithm.batch_size=128", "algorithm.replay_ratio=0.25"]
