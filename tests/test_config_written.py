@@ -288,6 +288,7 @@ def configs(draw: st.DrawFn) -> Config:
         placement.update(num_learners=1, head_shards=1, rate_limit="ratio")
     if placement["head_shards"] > 1:
         placement["learner_compile"] = False
+        data["network"]["action_features"] = False
     return build_config(data)
 
 
