@@ -82,6 +82,7 @@ def _learner(rank: int, shards: int, num_items: int, threads: int, updates: int,
             "placement.runtime=ray",
             f"placement.num_learners={shards}",
             f"placement.head_shards={shards}",
+            "network.action_features=false",  # one output per item: the head that grows and splits
             f"placement.torch_threads={threads}",
         ],
     )

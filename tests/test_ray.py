@@ -337,6 +337,7 @@ def test_a_split_head_run_checkpoints_the_whole_head_and_resumes_unsplit(embedde
             "env.kwargs={num_items: 101}",
             f"placement.num_learners={learners}",
             "placement.head_shards=2",
+            "network.action_features=false",  # the split head is the per-item head's
             f"placement.learner.num_cpus={1 / learners}",
             "total_steps=3000",
             "algorithm.learning_starts=500",

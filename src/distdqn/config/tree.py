@@ -55,7 +55,8 @@ class Config(Section):
         if self.network.action_features and self.placement.head_shards > 1:
             raise ValueError(
                 f"network.action_features=true needs placement.head_shards=1, got {self.placement.head_shards}: "
-                "a head that scores actions by their features has no per-action rows to split"
+                "a head that scores actions by their features has no per-action rows to split "
+                "(network.action_features=false gives one output per action, which splits)"
             )
         return self
 
