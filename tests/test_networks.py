@@ -1,3 +1,5 @@
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from distdqn.config import NetworkConfig
 from distdqn.envs.item_space import ItemSpace
 from distdqn.envs.observations import EncodeObservations
 from distdqn.errors import ConfigError
+from distdqn.losses import update_target
 from distdqn.networks import build_q_network, check_q_network, load_weights
 
 OBS = gym.spaces.Box(-1, 1, (3, 2), np.float32)
@@ -171,6 +174,44 @@ def test_the_action_feature_head_learns_one_items_value_from_anothers():
             optimizer.step()
         after = network(observations)[:, 2].detach()
         assert (after.mean() - before.mean() > 3.0) == moves, (action_features, before.mean(), after.mean())
+
+
+def test_a_frozen_feature_head_embeds_the_items_once_per_weights():
+    """An actor's, the evaluator's or the target's copy embeds the catalog once, and again after
+    each way its weights are written; the trained copy embeds at every forward, because the fused
+    optimizer's step would leave a kept embedding stale."""
+    config = NetworkConfig(hidden_sizes=(16,), action_features=True, action_embedding_size=8, dueling=True)
+    online = build_q_network(config, OBS, ITEMS)
+    frozen = copy.deepcopy(online).requires_grad_(False)
+    embeddings = []
+    for network in (online, frozen):
+        network.action_embedding.register_forward_hook(lambda module, args, out: embeddings.append(module))
+    optimizer = torch.optim.Adam(online.parameters(), lr=1e-2, fused=True)
+    observations = torch.randn(5, 3, 2)
+
+    def fresh() -> torch.Tensor:
+        return copy.deepcopy(frozen).requires_grad_(True)(observations).detach()  # embeds anew
+
+    writes = {
+        "load_weights": lambda: load_weights(frozen, {k: v.detach().numpy() for k, v in online.state_dict().items()}),
+        "hard target update": lambda: update_target(frozen, online, 1.0),
+        "soft target update": lambda: update_target(frozen, online, 0.5),
+        "load_state_dict": lambda: frozen.load_state_dict(online.state_dict()),
+    }
+    for name, write in writes.items():
+        online(observations).pow(2).mean().backward()
+        optimizer.step()
+        embeddings.clear()
+        online(observations), online(observations)
+        assert embeddings == [online.action_embedding] * 2, name
+        write()
+        embeddings.clear()
+        first, second = frozen(observations), frozen(observations)
+        assert embeddings == [frozen.action_embedding], name
+        assert torch.equal(first, second) and torch.allclose(first, fresh(), atol=1e-6), name
+    assert torch.allclose(frozen(observations), online(observations).detach(), atol=1e-6)  # last: a full copy
+    with torch.autocast("cpu", torch.bfloat16):
+        assert torch.allclose(frozen(observations).float(), first, atol=0.1)
 
 
 def test_the_action_feature_head_needs_an_action_space_with_features():

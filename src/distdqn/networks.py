@@ -3,7 +3,7 @@ per part of an encoded observation, with a plain or dueling head."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import gymnasium as gym
 import numpy as np
@@ -284,16 +284,36 @@ class ActionFeatureQNetwork(QTorso):
         )
         if dueling:
             self.value = nn.Linear(self.width, 1)
+        self._kept_items: tuple[tuple[tuple[int, int], ...], torch.Tensor] | None = None
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         features = self.features(observations)
-        states, items = self.state_embedding(features), self.action_embedding(self.action_features)
+        states, items = self.state_embedding(features), self._items()
         if not self.dueling:
             return states @ items.T
+        return torch.addmm(self.value(features), states, items.T)
+
+    def _items(self) -> torch.Tensor:
+        """The N item embeddings as the head multiplies them. A frozen copy (an actor's, the
+        evaluator's, the target) keeps them until its tower's weights are written, which every
+        in-place write marks by bumping the tensors' versions; embedding 10^4 items costs more
+        than the rest of an acting step. A trained copy embeds at every forward: the fused
+        optimizer's step writes the weights without bumping their versions."""
+        features = cast(torch.Tensor, self.action_features)
+        tower = [*self.action_embedding.parameters(), features]
+        if any(tensor.requires_grad for tensor in tower):
+            return self._embed_items()
+        key = tuple((tensor.data_ptr(), tensor._version) for tensor in tower)
+        if self._kept_items is None or self._kept_items[0] != key:
+            with torch.autocast(features.device.type, enabled=False):
+                self._kept_items = key, self._embed_items()
+        return self._kept_items[1]
+
+    def _embed_items(self) -> torch.Tensor:
+        items = self.action_embedding(self.action_features)
         # the advantages' mean over actions is e(s) . mean(g): centring the N item embeddings
         # makes the whole dueling head one product, with no pass over the B x N scores
-        centred = items - items.mean(dim=0, keepdim=True)
-        return torch.addmm(self.value(features), states, centred.T)
+        return items - items.mean(dim=0, keepdim=True) if self.dueling else items
 
 
 def load_weights(network: nn.Module, tensors: dict[str, np.ndarray]) -> None:
