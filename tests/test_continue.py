@@ -94,23 +94,23 @@ def test_updates_over_the_lag_bound_are_throttled_not_crashed(tmp_path: Path):
 
 
 def test_a_learner_group_recovery_while_draining_does_not_lose_track(tmp_path: Path, monkeypatch):
-    """A recovery empties the updates in flight while `_drain` iterates over them."""
+    """A recovery empties the updates in flight while `finish_all` iterates over them."""
     config = _config("total_steps=400", "checkpoint.replay=false")
     prepare_run_dir(tmp_path / "run", config)
     runtime = InlineRuntime()
     run = TrainingRun(config, tmp_path / "run", runtime, Counters())
     run.run()
-    run.updates = {runtime.put(UpdateResult(None, {})): 1 for _ in range(3)}
-    broken = run._finish_update
+    run.learning.in_flight = {runtime.put(UpdateResult(None, {})): 1 for _ in range(3)}
+    broken = run.learning.finish
 
     def recovering(future):
         broken(future)
-        run.updates.clear()  # what `_recover_learner_group` does to the updates in flight
+        run.learning.in_flight.clear()  # what a learner-group recovery does to the updates in flight
 
-    monkeypatch.setattr(run, "_finish_update", recovering)
+    monkeypatch.setattr(run.learning, "finish", recovering)
     run._drain()  # a KeyError before the fix
     runtime.shutdown()
-    assert run.updates == {}
+    assert run.learning.in_flight == {}
 
 
 # -- 2. env settings ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from distdqn.envs import env_spaces
 from distdqn.errors import ConfigError
 from distdqn.roles import Actor, ReplayShard
 from distdqn.roles.learner import merge_shard_rows
-from distdqn.run.loop import plan_rows
+from distdqn.run.updates import plan_rows
 
 
 def _config(counter_id, **env):

@@ -228,7 +228,7 @@ def test_uneven_shards_draw_like_one_buffer_with_its_importance_weights():
     """Two shards of 3 and 6 transitions with their own priorities, drawn from as the loop does
     (rows per shard by multinomial over their masses, weights against the global size and mass):
     each transition's frequency and weight are those of one buffer holding all nine."""
-    from distdqn.run.loop import plan_rows
+    from distdqn.run.updates import plan_rows
 
     small, large = _replay(alpha=1.0), _replay(alpha=1.0)
     _write(small, 0, 0, 4)

@@ -6,18 +6,15 @@ It is an event loop over futures: one collect in flight per actor, a window of u
 on the learners, at most one evaluation. Inline futures are done at once, so there it is a plain
 synchronous loop, deterministic for a seed; on Ray the same code keeps every role busy and data
 goes actor -> shard -> learner as object refs, never through this process. Everything else a run
-does has its own file beside this one: the rate limiter, evaluation and `best`, the snapshot,
-the supervisor of restarts, telemetry.
+does has its own file beside this one: the updates in flight (updates.py), the rate limiter,
+evaluation and `best`, the snapshot, the supervisor of restarts, telemetry.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-import numpy as np
 
 from distdqn.config import Config
 from distdqn.config_changes import Continued, beta_schedule
@@ -29,28 +26,16 @@ from distdqn.run.checkpoints import Checkpoints
 from distdqn.run.counters import Counters, Reporting, next_multiple
 from distdqn.run.evaluation import Evaluations
 from distdqn.run.metrics import MetricsLog, Progress
-from distdqn.run.rate_limiter import RateLimiter
 from distdqn.run.roles import spawn_roles
 from distdqn.run.run_dir import open_run_files
 from distdqn.run.shard_contents import ShardContents
 from distdqn.run.stopping import StopSignals
 from distdqn.run.supervisor import Supervisor
 from distdqn.run.telemetry import Telemetry
+from distdqn.run.updates import UpdatePipeline
 from distdqn.runtime import RoleFailed, Runtime
 from distdqn.seeding import role_rng
 from distdqn.storage.object_store import RemoteRun
-
-UPDATE_CHUNK = 8
-"""Batches per sample -> update call: small enough that a learner starts while the shard samples
-the next chunk, large enough that messages stay few."""
-
-
-def plan_rows(rng: np.random.Generator, masses: list[float], batch_size: int, num_batches: int) -> np.ndarray:
-    """[num_batches, num_shards] rows each batch draws from each shard: a multinomial over the
-    shards' priority masses (their sizes under uniform replay), so that a row comes from a shard
-    with the probability one buffer holding all of them would give."""
-    shares = np.asarray(masses, np.float64)
-    return rng.multinomial(batch_size, shares / shares.sum(), size=num_batches)
 
 
 class TrainingRun:
@@ -95,7 +80,6 @@ class TrainingRun:
         if config.placement.num_learners > 1:
             self.supervisor.form_learner_group(self.learners)
         self.contents = ShardContents(runtime, self.shards, self.supervisor)
-        self.rate_limiter = RateLimiter(config)
         self.evaluations = Evaluations(
             config, runtime, self.evaluator, counters, self.supervisor, run_dir, store, self._diverged
         )
@@ -104,10 +88,7 @@ class TrainingRun:
         )
         self.collects: dict[Any, tuple[int, list]] = {}  # steps future -> (actor index, per-shard batches)
         self.collects_launched = [0] * len(self.actors)
-        self.updates: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
         self._background: list[Any] = []  # calls whose results are only checked for failures
-        self._weights: Any = None
-        self.plan_rng = role_rng(config.seed, "loop", 0, *(() if resumed_at is None else (resumed_at,)))
         self._stop = False
         self.due = {  # env steps at which the next log line, evaluation and checkpoint are due
             "log": next_multiple(counters.env_steps, config.logging.every_steps),
@@ -118,10 +99,24 @@ class TrainingRun:
         self._report_due = next_multiple(counters.env_steps, reporting.every) if reporting is not None else 0
         self._reported_at = -1
         previous = config if continued is None else continued.config
-        self._beta = beta_schedule(previous, counters.beta).rebased(
+        beta = beta_schedule(previous, counters.beta).rebased(
             counters.env_steps, config.replay.beta_end, config.total_steps
         )
-        counters.beta = [self._beta.origin, self._beta.value, self._beta.end, self._beta.horizon]
+        counters.beta = [beta.origin, beta.value, beta.end, beta.horizon]
+        plan_rng = role_rng(config.seed, "loop", 0, *(() if resumed_at is None else (resumed_at,)))
+        self.learning = UpdatePipeline(
+            config,
+            runtime,
+            roles,
+            counters,
+            self.contents,
+            self.supervisor,
+            self.telemetry,
+            plan_rng,
+            beta,
+            self._background.append,
+            self._diverged,
+        )
         if resume_state is not None:
             snapshot.restore(self, resume_state)
         # an exact resume cuts metrics.jsonl at the byte offset its checkpoint recorded
@@ -157,7 +152,7 @@ class TrainingRun:
         """The data cycle until total_steps, stop_return or a stop signal; then the last
         evaluation, log line and checkpoint."""
         started = time.perf_counter() - self.counters.wall_s
-        self._publish_weights()
+        self.learning.publish_weights()
         self._launch_idle_actors()
         while self.counters.env_steps < self.config.total_steps and not self._stop and not self._stop_requested():
             for future in self.runtime.wait(self._in_flight(), num_returns=1):
@@ -166,8 +161,8 @@ class TrainingRun:
                 elif future is self.evaluations.future:
                     self._finish_evaluation()
                 else:
-                    self._finish_update(future)  # an update's metrics (its priorities went back already)
-            self._issue_updates()  # sample -> update -> priorities back -> publish weights
+                    self.learning.finish(future)  # an update's metrics (its priorities went back already)
+            self.learning.issue()  # sample -> update -> priorities back -> publish weights
             self._harvest_background()
             self.counters.wall_s = time.perf_counter() - started
             self._when_due()  # log line, evaluation, checkpoint, a tuner's report
@@ -179,7 +174,7 @@ class TrainingRun:
 
     def _in_flight(self) -> list[Any]:
         evaluation = self.evaluations.future
-        return [*self.collects, *self.updates, *([evaluation] if evaluation is not None else [])]
+        return [*self.collects, *self.learning.in_flight, *([evaluation] if evaluation is not None else [])]
 
     def _when_due(self) -> None:
         counters, config, due = self.counters, self.config, self.due
@@ -188,7 +183,7 @@ class TrainingRun:
             self._log_training()
         if counters.env_steps >= due["eval"] and not self.evaluations.in_flight:
             due["eval"] = next_multiple(counters.env_steps, config.evaluation.every_steps)
-            self.evaluations.start(self._weights)
+            self.evaluations.start(self.learning.weights)
         if counters.env_steps >= due["checkpoint"]:
             due["checkpoint"] = next_multiple(counters.env_steps, config.checkpoint.every_steps)
             self.save("latest")
@@ -206,7 +201,7 @@ class TrainingRun:
         if self.evaluations.in_flight and not self._stop_requested():
             self._finish_evaluation()
         if not self._stop and not self._stop_requested() and self.evaluations.mark[0] != counters.env_steps:
-            self.evaluations.start(self._weights)
+            self.evaluations.start(self.learning.weights)
             self._finish_evaluation()
         if self.telemetry.log_mark[0] != counters.env_steps:
             self._log_training()
@@ -224,7 +219,7 @@ class TrainingRun:
             self._finish_evaluation()
         if self.evaluations.mark[0] != self.counters.env_steps:
             self.due["eval"] = next_multiple(self.counters.env_steps, self.config.evaluation.every_steps)
-            self.evaluations.start(self._weights)
+            self.evaluations.start(self.learning.weights)
             self._finish_evaluation()
         self.save("latest")
         self.checkpoints.writer.wait()
@@ -268,7 +263,7 @@ class TrainingRun:
         if actor is None:
             return
         if self.collects_launched[index] % self.config.placement.weight_refresh_steps == 0:
-            self._fire(actor, "set_weights", self._weights)
+            self._fire(actor, "set_weights", self.learning.weights)
         self.collects_launched[index] += 1
         *batches, steps = self.runtime.call(
             actor, "collect", self.config.placement.actor_steps_per_call, num_returns=len(self.shards) + 1
@@ -287,99 +282,13 @@ class TrainingRun:
             self.progress.advance(steps)
         except RoleFailed:
             self.supervisor.reconcile()
-        while self.rate_limiter.must_wait(self._updates_in_flight()):
-            for future in self.runtime.wait([next(iter(self.updates))]):
-                self._finish_update(future)
+        self.learning.wait_for_room()
         self._launch_collect(index)
-
-    # -- sample, update, priorities back, publish ---------------------------------------------
-    def _issue_updates(self) -> None:
-        """Send the owed updates to each learner in chunks. Every batch draws its rows from all
-        shards, as many from each as a multinomial over their priority masses gives, so that replay
-        is sampled as one buffer however the shards differ in size; masses are those the shards
-        reported after the previous group (one group stale where shards run apart). Once every
-        learner's chunks are sent the priorities are written back, so a shard sees all of a
-        group's samples before any priority write, exactly as if the group were one call, while a
-        learner can start on its first chunk as the next is sampled. All calls are chained futures."""
-        owed = self.rate_limiter.owed(self.counters, self._updates_in_flight(), lambda: sum(self.contents.refresh()))
-        if owed <= 0:
-            return
-        self.contents.read()
-        if sum(self.contents.masses) <= 0:  # nothing to draw from (shards restarted empty): ask again
-            self.contents.ask()
-            return
-        beta = self._beta.at(self.counters.env_steps)
-        writes = []
-        for replica in self.replicas:
-            rows = plan_rows(self.plan_rng, self.contents.masses, self.config.algorithm.batch_size, owed)
-            for start in range(0, owed, UPDATE_CHUNK):
-                writes += self._send_chunk(replica, rows[start : start + UPDATE_CHUNK], beta)
-        for shard, result in writes:
-            self._fire(shard, "update_priorities", result)
-        self.counters.updates += owed
-        self._publish_weights()
-        self.contents.ask()
-
-    def _send_chunk(self, replica: list[Any], rows: np.ndarray, beta: float) -> list[tuple[Any, Any]]:
-        """One update call on each learner of `replica` on the batches whose rows per shard are
-        `rows` ([batches, shards]): one sample call per shard that gives rows, shared by the
-        replica's head shards. Returns (shard, update future) for priority writes: the first head
-        shard's (every shard of a replica computes the same |TD errors|)."""
-        sizes, masses = self.contents.sizes, self.contents.masses
-        total_size, total_mass = sum(sizes), sum(masses)
-        used = [j for j in range(len(self.shards)) if rows[:, j].any()]
-        samples = [
-            self.runtime.call(self.shards[j], "sample", rows[:, j].tolist(), beta, total_size, masses[j] / total_mass)
-            for j in used
-        ]
-        results = [self.runtime.call(learner, "update", self.counters.env_steps, *samples) for learner in replica]
-        for result in results:
-            self.updates[result] = len(rows)
-        return [(self.shards[j], results[0]) for j in used]
-
-    def _finish_update(self, future: Any) -> None:
-        """Take a finished update's metrics. One already taken (the rate limiter waits for the
-        oldest while the loop holds a list of finished ones), or dropped by a learner-group
-        recovery, has nothing left to take."""
-        if self.updates.pop(future, None) is None:
-            return
-        try:
-            metrics = self.runtime.get(future).metrics
-            if metrics:
-                self.telemetry.last_metrics = metrics
-                if not math.isfinite(metrics["loss"]):
-                    raise self._diverged(f"the loss is {metrics['loss']}")
-        except (RoleFailed, LearnerGroupBroken) as failure:
-            if isinstance(failure, RoleFailed):
-                self.supervisor.reconcile()
-            if len(self.learners) > 1:
-                lost, self.updates = list(self.updates), {}
-                self.supervisor.recover_learner_group(self.learners, lost)
-            self._publish_weights()
-
-    def finish_updates(self) -> None:
-        """Wait for every update in flight."""
-        while self.updates:
-            for future in self.runtime.wait(list(self.updates), num_returns=len(self.updates)):
-                self._finish_update(future)
-
-    def _updates_in_flight(self) -> int:
-        """Update steps sent but not finished (each learner runs every step)."""
-        return sum(self.updates.values()) // len(self.learners)
-
-    def _publish_weights(self) -> None:
-        """The first learner's weights; with a split head, its replica's shards gather them there."""
-        self._weights, *gathering = self._call_replica("weights")
-        self._background += gathering
-
-    def _call_replica(self, method: str) -> list[Any]:
-        """Call `method` on every learner of the first replica (its head shards)."""
-        return [self.runtime.call(learner, method) for learner in self.replicas[0]]
 
     # -- calls in flight, and roles that died --------------------------------------------------
     def _drain(self) -> None:
         """Let every call in flight finish."""
-        self.finish_updates()
+        self.learning.finish_all()
         for future in self.collects:
             try:
                 self.runtime.get(future)
@@ -431,7 +340,7 @@ class TrainingRun:
         training goes on. A role that died meanwhile skips this checkpoint (the last one stays)."""
         try:
             resume = snapshot.take(self) if self.checkpoints.snapshots else None
-            parts = [self.runtime.get(future) for future in self._call_replica("state_dict")]
+            parts = [self.runtime.get(future) for future in self.learning.call_replica("state_dict")]
         except RoleFailed:
             self.supervisor.reconcile()
             return

@@ -56,7 +56,7 @@ def take(run: TrainingRun) -> dict[str, Any]:
     learner's state and the priorities it sent back are in the cut. Each role takes its
     snapshot call after every call made to it before, so shards hold every batch inserted so far."""
     runtime = run.runtime
-    run.finish_updates()
+    run.learning.finish_all()
     run.contents.read()
     shards = [runtime.call(shard, "snapshot") for shard in run.shards]
     actors = [None if actor is None else runtime.call(actor, "snapshot") for actor in run.supervisor.live(run.actors)]
@@ -88,8 +88,8 @@ def take(run: TrainingRun) -> dict[str, Any]:
 def _loop_state(run: TrainingRun) -> dict[str, Any]:
     telemetry = run.telemetry
     return {
-        "plan_rng": run.plan_rng.bit_generator.state,
-        "learning_origin": run.rate_limiter.origin,
+        "plan_rng": run.learning.plan_rng.bit_generator.state,
+        "learning_origin": run.learning.rate_limiter.origin,
         "due": dict(run.due),
         "log_mark": list(telemetry.log_mark),
         "evaluation_mark": list(run.evaluations.mark),
@@ -136,11 +136,11 @@ def _restore_roles_and_loop(run: TrainingRun, state: dict[str, Any]) -> None:
         runtime.get(call)
     loop = state["loop"]
     if not own_streams:
-        run.plan_rng.bit_generator.state = loop["plan_rng"]
+        run.learning.plan_rng.bit_generator.state = loop["plan_rng"]
     origin = loop["learning_origin"]
-    run.rate_limiter.origin = None if origin is None else (int(origin[0]), int(origin[1]))
+    run.learning.rate_limiter.origin = None if origin is None else (int(origin[0]), int(origin[1]))
     if rate_changed(before, config):  # the new ratio holds from here on
-        run.rate_limiter.rebase(counters)
+        run.learning.rate_limiter.rebase(counters)
     run.due = {key: int(loop["due"][key]) for key in run.due}
     for key, every in (
         ("log", lambda c: c.logging.every_steps),
