@@ -20,7 +20,7 @@ from distdqn.config import resolve_config
 from distdqn.run.train import train
 
 ENV = "MinAtar/Breakout-v1"
-PAPER = [  # Young & Tian's cadence, the preset before issue 22
+PAPER = [  # Young & Tian's cadence: the minatar preset (the fast cadence was it for a day of issue 22)
     "algorithm.batch_size=32",
     "algorithm.replay_ratio=1.0",
     "algorithm.target_update_interval=1000",
@@ -40,7 +40,12 @@ SETUPS: dict[str, list[str]] = {
     "batch 64 every 4 steps": [*PAPER, "algorithm.batch_size=64", "algorithm.replay_ratio=0.25"],
     "batch 128 every 8 steps": [*PAPER, "algorithm.batch_size=128", "algorithm.replay_ratio=0.125"],
     "batch 32 every 4 steps": [*PAPER, "algorithm.replay_ratio=0.25"],
-    "preset": [],
+    "fast cadence (its lr, target and bf16)": [
+        *BATCH_128,
+        "algorithm.lr=5e-4",
+        "algorithm.target_update_interval=250",
+        "placement.learner_mixed_precision=true",
+    ],
 }
 
 
