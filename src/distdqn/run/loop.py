@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from distdqn.config import Config
-from distdqn.config_changes import Continued, beta_schedule
+from distdqn.config_changes import Continued
 from distdqn.errors import DiskFull, RoleLost, TrainingDiverged
 from distdqn.roles.learner_group import LearnerGroupBroken
 from distdqn.run import snapshot
@@ -34,7 +34,6 @@ from distdqn.run.supervisor import Supervisor
 from distdqn.run.telemetry import Telemetry
 from distdqn.run.updates import UpdatePipeline
 from distdqn.runtime import RoleFailed, Runtime
-from distdqn.seeding import role_rng
 from distdqn.storage.object_store import RemoteRun
 
 
@@ -98,22 +97,16 @@ class TrainingRun:
         self.checkpoints = Checkpoints(config, run_dir, store)
         self._report_due = next_multiple(counters.env_steps, reporting.every) if reporting is not None else 0
         self._reported_at = -1
-        previous = config if continued is None else continued.config
-        beta = beta_schedule(previous, counters.beta).rebased(
-            counters.env_steps, config.replay.beta_end, config.total_steps
-        )
-        counters.beta = [beta.origin, beta.value, beta.end, beta.horizon]
-        plan_rng = role_rng(config.seed, "loop", 0, *(() if resumed_at is None else (resumed_at,)))
         self.learning = UpdatePipeline(
             config,
+            config if continued is None else continued.config,
             runtime,
             roles,
             counters,
             self.contents,
             self.supervisor,
             self.telemetry,
-            plan_rng,
-            beta,
+            resumed_at,
             self._background.append,
             self._diverged,
         )

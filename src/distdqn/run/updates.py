@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from distdqn.config import Config
-from distdqn.config_changes import Schedule
+from distdqn.config_changes import beta_schedule
 from distdqn.roles.learner_group import LearnerGroupBroken
 from distdqn.run.counters import Counters
 from distdqn.run.rate_limiter import RateLimiter
@@ -23,6 +23,7 @@ from distdqn.run.shard_contents import ShardContents
 from distdqn.run.supervisor import Supervisor
 from distdqn.run.telemetry import Telemetry
 from distdqn.runtime import RoleFailed, Runtime
+from distdqn.seeding import role_rng
 
 UPDATE_CHUNK = 8
 """Batches per sample -> update call: small enough that a learner starts while the shard samples
@@ -41,24 +42,30 @@ class UpdatePipeline:
     def __init__(
         self,
         config: Config,
+        previous: Config,
         runtime: Runtime,
         roles: RunRoles,
         counters: Counters,
         contents: ShardContents,
         supervisor: Supervisor,
         telemetry: Telemetry,
-        plan_rng: np.random.Generator,
-        beta: Schedule,
+        resumed_at: int | None,
         watch: Callable[[Any], None],
         diverged: Callable[[str], Exception],
     ) -> None:
-        """`plan_rng` draws the sampling plans; `beta` is the run's importance-sampling exponent
-        schedule; `watch(future)` hands the loop a call whose result is only checked for a dead
-        role; `diverged(what)` is the error that ends a run whose loss is not finite."""
+        """`previous`: the config of the checkpoint the run continues (else `config`), whose
+        importance-sampling exponent schedule is rebased from here. `resumed_at`: the env step
+        where the sampling plans' random stream branches off (see `TrainingRun`). `watch(future)`
+        hands the loop a call whose result is only checked for a dead role; `diverged(what)` is
+        the error that ends a run whose loss is not finite."""
         self.config, self.runtime, self.counters = config, runtime, counters
         self.learners, self.replicas, self.shards = roles.learners, roles.replicas, roles.shards
         self.contents, self.supervisor, self.telemetry = contents, supervisor, telemetry
-        self.plan_rng, self.beta = plan_rng, beta
+        self.plan_rng = role_rng(config.seed, "loop", 0, *(() if resumed_at is None else (resumed_at,)))
+        self.beta = beta_schedule(previous, counters.beta).rebased(
+            counters.env_steps, config.replay.beta_end, config.total_steps
+        )
+        counters.beta = [self.beta.origin, self.beta.value, self.beta.end, self.beta.horizon]
         self._watch, self._diverged = watch, diverged
         self.rate_limiter = RateLimiter(config)
         self.in_flight: dict[Any, int] = {}  # every learner's update futures, oldest first -> update count
