@@ -40,6 +40,13 @@ SETUPS: dict[str, list[str]] = {
     "batch 64 every 4 steps": [*PAPER, "algorithm.batch_size=64", "algorithm.replay_ratio=0.25"],
     "batch 128 every 8 steps": [*PAPER, "algorithm.batch_size=128", "algorithm.replay_ratio=0.125"],
     "batch 32 every 4 steps": [*PAPER, "algorithm.replay_ratio=0.25"],
+    "batch 32 every 4 steps, threads": [*PAPER, "algorithm.replay_ratio=0.25", "placement.runtime=threads"],
+    "batch 32 every 4 steps, 8 envs, threads": [
+        *PAPER,
+        "algorithm.replay_ratio=0.25",
+        "env.num_envs=8",
+        "placement.runtime=threads",
+    ],
     "fast cadence (its lr, target and bf16)": [
         *BATCH_128,
         "algorithm.lr=5e-4",
