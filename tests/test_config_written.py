@@ -76,7 +76,7 @@ def test_none_inside_a_list_of_env_kwargs_is_refused_before_anything_runs():
 
 def test_a_written_config_is_taken_whole_even_with_another_env(tmp_path: Path):
     """`--env` names the env; it does not slip that env's preset under a file that holds every field."""
-    config = resolve_config("Acrobot-v1")  # its preset differs from CartPole's in lr, lr_end, net, steps
+    config = resolve_config("Acrobot-v1")  # its preset differs from CartPole's in lr, its decay, net, steps
     path = _write(tmp_path / "config.toml", config)
     moved = resolve_config("CartPole-v1", path)
     assert moved.env.id == "CartPole-v1"
