@@ -27,7 +27,11 @@ PAPER = [  # Young & Tian's cadence: the minatar preset (the fast cadence was it
     "algorithm.lr=2.5e-4",
     "placement.learner_mixed_precision=false",
     "env.num_envs=4",
+    "algorithm.n_step=3",  # the targets of every setup measured before session 9
+    "algorithm.double_dqn=true",
 ]
+PAPER_TARGETS = ["algorithm.n_step=1", "algorithm.double_dqn=false"]
+"""The MinAtar paper's own targets: one learner forward fewer per update than Double DQN's."""
 BATCH_128 = [*PAPER, "algorithm.batch_size=128", "algorithm.replay_ratio=0.25"]
 """The same sample work as the paper's cadence in a quarter of the update calls."""
 SETUPS: dict[str, list[str]] = {
@@ -49,6 +53,20 @@ SETUPS: dict[str, list[str]] = {
     ],
     "fast cadence (its lr, target and bf16)": [
         *BATCH_128,
+        "algorithm.lr=5e-4",
+        "algorithm.target_update_interval=250",
+        "placement.learner_mixed_precision=true",
+    ],
+    "batch 32 every step, paper's targets": [*PAPER, *PAPER_TARGETS],
+    "fast cadence, paper's targets, fp32": [
+        *BATCH_128,
+        *PAPER_TARGETS,
+        "algorithm.lr=5e-4",
+        "algorithm.target_update_interval=250",
+    ],
+    "fast cadence, paper's targets, bf16": [
+        *BATCH_128,
+        *PAPER_TARGETS,
         "algorithm.lr=5e-4",
         "algorithm.target_update_interval=250",
         "placement.learner_mixed_precision=true",
