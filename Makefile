@@ -13,6 +13,11 @@ EXTRAS := dev,docs,ray,atari,minatar,box2d,envpool,render,video,driving,tensorbo
 
 .PHONY: install train test cluster-check clean
 
+# A failed test prints at once (--instafail), so a suite that dies later still shows it; a Ray
+# process that aborts writes its stack to Ray's own logs, not to the console: print those.
+RAY_CRASHES := grep -h -A25 -e 'Check failed' -e '\*\*\* SIGABRT' -e '\*\*\* SIGSEGV' \
+	/tmp/ray/session_*/logs/*.log 2>/dev/null | tail -n 80 || true
+
 $(BIN)/distdqn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -30,7 +35,7 @@ test: install
 	$(BIN)/ruff format --check
 	$(BIN)/mypy
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # the docs site, into site/
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --instafail tests || { $(RAY_CRASHES); exit 1; }
 
 # A Ray cluster of containers on this machine through node loss, hangs, partitions and preemption
 # (scripts/cluster_check.py); needs root and Docker (installed and started when missing).
