@@ -12,6 +12,9 @@ uniformly random policy and 1 is rl-zoo's figure.
     python benchmarks/classic_control.py run --env Acrobot-v1 --seeds 1000 1001 1002 1003 1004
     python benchmarks/classic_control.py report
 
+A candidate is scored the same way before it becomes the preset, in a directory of its own:
+`--out DIR run --env ENV --set KEY=VALUE [--set ...]`, then `--out DIR report`.
+
 Each run keeps its metrics.jsonl and config.toml under OUT/ENV/seed-N (checkpoints, TensorBoard
 files and the lock are dropped), which `distdqn plot` draws. rliable needs the `bench` extra.
 """
@@ -64,10 +67,13 @@ def _evaluations(run_dir: Path) -> list[dict[str, Any]]:
     return [line for line in lines if "eval_return_mean" in line]
 
 
-def run_seed(env_id: str, seed: int, episodes: int, out: Path) -> dict[str, Any]:
-    """Train the env's preset on `seed` for rl-zoo's budget and score it; its score.json."""
+def run_seed(env_id: str, seed: int, episodes: int, out: Path, overrides: list[str]) -> dict[str, Any]:
+    """Train the env's preset (with `overrides`, a candidate's `--set` values) on `seed` for
+    rl-zoo's budget and score it; its score.json."""
     zoo_return, budget = ZOO[env_id]
-    config = resolve_config(env_id, overrides=[f"seed={seed}", f"total_steps={budget}", "logging.progress=none"])
+    config = resolve_config(
+        env_id, overrides=[f"seed={seed}", f"total_steps={budget}", "logging.progress=none", *overrides]
+    )
     run_dir = out / env_id / f"seed-{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     counters = train(config, run_dir).counters
@@ -110,7 +116,7 @@ def _run(args: argparse.Namespace) -> None:
             json.dumps({"episodes": args.episodes, "mean_return": random_return(args.env, args.episodes)}) + "\n"
         )
     for seed in args.seeds:
-        row = run_seed(args.env, seed, args.episodes, out)
+        row = run_seed(args.env, seed, args.episodes, out, args.set)
         (out / args.env / f"seed-{seed}" / "score.json").write_text(json.dumps(row, indent=2) + "\n")
         print(json.dumps(row), flush=True)
 
@@ -169,6 +175,9 @@ def main() -> None:
     run.add_argument("--env", choices=sorted(ZOO), required=True)
     run.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002, 1003, 1004])
     run.add_argument("--episodes", type=int, default=100, help="greedy episodes of each final score")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a change to the preset (repeatable)"
+    )
     report = commands.add_parser("report", help="tables and the rliable aggregate of every score.json")
     report.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples")
     args = parser.parse_args()
