@@ -57,6 +57,18 @@ SETUPS: dict[str, list[str]] = {
     "batch 32 every step, paper's targets": [*PAPER, *PAPER_TARGETS],
     "fast cadence, paper's targets, fp32": [*FAST, *PAPER_TARGETS],
     "fast cadence, paper's targets, bf16": [*FAST, *PAPER_TARGETS, "placement.learner_mixed_precision=true"],
+    "fast cadence, paper's targets, bf16, threads": [
+        *FAST,
+        *PAPER_TARGETS,
+        "placement.learner_mixed_precision=true",
+        "placement.runtime=threads",
+    ],
+    "fast cadence, paper's targets, bf16, 2 torch threads": [
+        *FAST,
+        *PAPER_TARGETS,
+        "placement.learner_mixed_precision=true",
+        "placement.torch_threads=2",
+    ],
 }
 
 
