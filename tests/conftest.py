@@ -1,6 +1,10 @@
-"""Shared fixtures: a tiny deterministic env whose transitions can be checked exactly."""
+"""Shared fixtures: a tiny deterministic env whose transitions can be checked exactly, and a
+module's embedded Ray cluster for Tune runs."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -84,3 +88,24 @@ def eight_gib(monkeypatch: pytest.MonkeyPatch) -> None:
     """This machine has 8 GiB of memory, so that a message saying what it has reads the same on
     every machine the tests run on."""
     monkeypatch.setattr(memory, "machine_memory", lambda: 8 * memory.GiB)
+
+
+@pytest.fixture(scope="module")
+def embedded_ray() -> Iterator[None]:
+    """One embedded 2-CPU cluster for every Tune run of a module, started as `distdqn tune
+    --cpus 2` starts its own; `tune` keeps a connection it finds and leaves it open, so each run
+    does not start and stop a cluster of its own (seconds each).
+
+    A run that needs the whole cluster for one trial gets a module of its own: Ray 2.60 was seen
+    to leak a CPU for good when Tune removed a placement group as its reused trial actor was being
+    killed (the raylet reported 1 of 2 CPUs free with no worker left), after which such a trial
+    waited forever (CONTRIBUTING.md)."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # as `tune` sets them before Ray starts
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from distdqn.runtime.ray import RayConnection
+
+    connection = RayConnection(None, 2)
+    try:
+        yield
+    finally:
+        connection.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tune_runs import QUIET_RUN, run_tune, tune_log
 
 from distdqn.cli import main
 from distdqn.config import load_config_toml, resolve_config
@@ -18,8 +19,6 @@ from distdqn.run.train import resume, train
 from distdqn.storage.checkpoint import adopt_checkpoint, load_checkpoint, load_resume_state
 from distdqn.tools.search_space import parse_param, parse_start
 from distdqn.tools.tuning import TuneOptions, check_specs
-
-QUIET_RUN = ["logging.tensorboard=false", "logging.progress=false"]
 
 
 def _config(*overrides: str, total_steps: int = 3000):
@@ -200,37 +199,11 @@ def test_an_adopted_checkpoint_brings_the_donors_replay_and_takes_the_adopters_h
 
 
 # -- real Ray Tune runs ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def embedded_ray():
-    """One embedded 2-CPU cluster for every Tune run of the module, started as `distdqn tune
-    --cpus 2` starts its own; `tune` keeps a connection it finds and leaves it open, so each run
-    no longer starts and stops a cluster of its own (seconds each)."""
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # as `tune` sets them before Ray starts
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from distdqn.runtime.ray import RayConnection
-
-    connection = RayConnection(None, 2)
-    try:
-        yield
-    finally:
-        connection.close()
-
-
-def _tune(tune_dir: Path, *args: str, overrides: tuple[str, ...] = ()) -> int:
-    """`distdqn tune` on CartPole, on a 2-CPU embedded cluster, quietly."""
-    sets = [item for override in [*overrides, *QUIET_RUN] for item in ("--set", override)]
-    return main(["tune", "--env", "CartPole-v1", "--cpus", "2", "--run-dir", str(tune_dir), "--quiet", *args, *sets])
-
-
-def _tune_log(tune_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (tune_dir / "tune.jsonl").read_text().splitlines()]
-
-
 def test_pbt_exploits_the_trial_that_cannot_learn_and_its_new_learning_rate_is_in_effect(
     embedded_ray, tmp_path: Path
 ) -> None:
     tune_dir = tmp_path / "pbt"
-    code = _tune(
+    code = run_tune(
         tune_dir,
         *("--seed", "0", "--param", "algorithm.lr=loguniform(1e-7,3e-3)"),
         *("--start", "algorithm.lr=1e-7", "--start", "algorithm.lr=1e-3"),
@@ -243,7 +216,7 @@ def test_pbt_exploits_the_trial_that_cannot_learn_and_its_new_learning_rate_is_i
         overrides=("algorithm.lr_end=null",),
     )
     assert code == 0
-    log = _tune_log(tune_dir)
+    log = tune_log(tune_dir)
     first = {record["trial"]: record["params"]["algorithm.lr"] for record in reversed(log)}
     stuck = next(trial for trial, lr in first.items() if lr == 1e-7)
     learner = next(trial for trial in first if trial != stuck)
@@ -266,13 +239,13 @@ def test_pbt_exploits_the_trial_that_cannot_learn_and_its_new_learning_rate_is_i
 
 def test_random_search_over_a_grid_runs_every_value_and_writes_the_best_config(embedded_ray, tmp_path: Path) -> None:
     tune_dir = tmp_path / "random"
-    code = _tune(
+    code = run_tune(
         tune_dir,
         *("--scheduler", "random", "--param", "algorithm.n_step=grid(1,3)", "--trials", "1"),
         *("--total-steps", "2000", "--interval", "1000"),
     )
     assert code == 0
-    log = _tune_log(tune_dir)
+    log = tune_log(tune_dir)
     by_trial = {record["trial"]: record for record in log}
     assert sorted(record["params"]["algorithm.n_step"] for record in by_trial.values()) == [1, 3]
     assert all(record["restored_from"] is None for record in log)
@@ -332,23 +305,6 @@ def test_a_trial_copies_only_a_strictly_better_one(scheduler: str) -> None:
     pbt._trial_state[trials[3]] = _FakeState(0.8)
     lower, upper = pbt._quantiles()
     assert upper == [trials[3]] and len(lower) == 1 and lower[0] is not trials[3]
-
-
-def test_a_trial_on_the_ray_runtime_runs_its_roles_as_ray_actors(embedded_ray, tmp_path: Path) -> None:
-    tune_dir = tmp_path / "ray"
-    roles = [f"placement.{role}.num_cpus=0.25" for role in ("actor", "shard", "learner", "evaluator")]
-    code = _tune(
-        tune_dir,
-        *("--scheduler", "random", "--param", "algorithm.lr=loguniform(1e-4,3e-3)", "--trials", "1"),
-        *("--total-steps", "2000", "--interval", "1000"),
-        overrides=("placement.runtime=ray", *roles),
-    )
-    assert code == 0
-    (trial,) = (tune_dir / "trials").iterdir()
-    where = json.loads((trial / "placement.json").read_text())
-    assert sorted(where) == ["actor-0", "evaluator", "learner-0", "shard-0"]
-    assert len({role["pid"] for role in where.values()}) == 4  # four Ray actors, none in the trial's process
-    assert [record["env_steps"] // 1000 for record in _tune_log(tune_dir)] == [1, 2]
 
 
 def test_ray_worker_lines_are_plain_when_stderr_is_no_terminal(monkeypatch: pytest.MonkeyPatch):
