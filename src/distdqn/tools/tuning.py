@@ -33,6 +33,7 @@ from distdqn.networks import build_q_network
 from distdqn.seeding import stream_seed
 from distdqn.storage.checkpoint import adopt_checkpoint
 from distdqn.tools.search_space import ParamSpec, field_exists, plain
+from distdqn.tools.stalled_search import StallWatch
 
 Scheduler = Literal["pbt", "pb2", "asha", "random"]
 METRIC = "eval_return"
@@ -264,6 +265,22 @@ def _tune_log(path: Path, quiet: bool) -> Any:
     return TuneLog()
 
 
+def _stall_warning(bundles: list[dict[str, float]]) -> Any:
+    """A Tune callback that prints `StallWatch`'s warning on stderr (with --quiet too)."""
+    import ray
+    from ray.tune import Callback
+
+    watch = StallWatch(bundles, ray.available_resources)
+
+    class StallWarning(Callback):
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            message = watch.check([trial.status for trial in trials], time.monotonic())
+            if message is not None:
+                print(message, file=sys.stderr, flush=True)
+
+    return StallWarning()
+
+
 def _scheduler(options: TuneOptions, total_steps: int) -> Any:
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
     from ray.tune.schedulers.pb2 import PB2
@@ -397,7 +414,7 @@ def tune(base: Config, options: TuneOptions) -> TuneSummary:
                 # the last report ends the trial before the scheduler sees it: an exploit there is waste
                 stop={STEPS: base.total_steps},
                 verbose=0,
-                callbacks=[log, JsonLoggerCallback()],  # result.json, which Tune's results read
+                callbacks=[log, JsonLoggerCallback(), _stall_warning(bundles)],  # result.json: Tune's results read it
                 failure_config=ray_tune.FailureConfig(max_failures=0),
             ),
         )
