@@ -578,6 +578,24 @@ def test_retry_bound():
     assert len(calls) == 1
 
 
+def test_no_try_starts_after_the_total_even_when_a_sleep_overruns(monkeypatch: pytest.MonkeyPatch):
+    """A loaded machine sleeps longer than asked (CI saw a try 0.1002 s into a 0.1 s budget)."""
+    from distdqn.storage import retry
+    from distdqn.storage.retry import GaveUp, Retry, retried
+
+    sleep = time.sleep
+    monkeypatch.setattr(retry.time, "sleep", lambda seconds: sleep(seconds + 0.06))
+    calls: list[float] = []
+
+    def fails() -> None:
+        calls.append(time.monotonic())
+        raise ConnectionError("down")
+
+    with pytest.raises(GaveUp):
+        retried(fails, (), {}, Retry(attempts=1000, first_wait_s=0.01, max_wait_s=0.01, total_s=0.1))
+    assert len(calls) == 2 and calls[-1] - calls[0] <= 0.1
+
+
 def test_plot_and_compare_read_a_run_on_s3(s3_env, tmp_path: Path, capsys: pytest.CaptureFixture):
     """`plot` and `compare` took their arguments as paths, so `s3://bucket/run` became `s3:/bucket/run`."""
     from distdqn.cli import main

@@ -131,6 +131,9 @@ def retried(call: Callable[..., Any], args: tuple, kwargs: dict[str, Any], retry
             if failures >= retry.attempts or elapsed + wait > retry.total_s:
                 raise GaveUp(error, failures, elapsed) from error
             time.sleep(wait)
+            elapsed = time.monotonic() - started
+            if elapsed > retry.total_s:  # the sleep overran (a loaded machine): no try after total_s
+                raise GaveUp(error, failures, elapsed) from error
 
 
 class Retrying:
