@@ -9,9 +9,9 @@ def test_a_trial_that_fits_in_what_is_free_has_no_shortfall():
     assert shortfall(RAY_TRIAL, {"CPU": 2.0, "memory": 1e9}) is None
 
 
-def test_the_shortfall_names_the_resource_the_amount_needed_and_what_is_free():
-    assert shortfall(RAY_TRIAL, {"CPU": 1.0}) == "one trial needs 2 CPU and the Ray cluster has 1 free"
-    assert shortfall([{"CPU": 1.0, "GPU": 1.0}], {"CPU": 4.0}) == "one trial needs 1 GPU and the Ray cluster has 0 free"
+def test_the_shortfall_names_the_resource_the_amount_needed_and_what_is_held():
+    assert shortfall(RAY_TRIAL, {"CPU": 1.0}) == ("CPU", 2.0, 1.0)
+    assert shortfall([{"CPU": 1.0, "GPU": 1.0}], {"CPU": 4.0}) == ("GPU", 1.0, 0.0)
 
 
 def test_trials_pending_with_none_running_are_reported_once_after_the_wait():

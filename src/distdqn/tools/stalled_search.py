@@ -14,14 +14,14 @@ STALL_WARNING_S = 120.0
 """How long trials may stay pending with none running before the search says why."""
 
 
-def shortfall(bundles: list[dict[str, float]], free: dict[str, float]) -> str | None:
-    """What keeps one trial (its placement group's `bundles`) out of the cluster's `free`
-    resources, in words; None when it fits."""
+def shortfall(bundles: list[dict[str, float]], resources: dict[str, float]) -> tuple[str, float, float] | None:
+    """The first resource one trial (its placement group's `bundles`) needs more of than
+    `resources` holds, as (name, needed, held); None when it fits."""
     for name in sorted({key for bundle in bundles for key in bundle}):
         needed = sum(bundle.get(name, 0.0) for bundle in bundles)
-        available = free.get(name, 0.0)
-        if needed > available + 1e-9:
-            return f"one trial needs {needed:g} {name} and the Ray cluster has {available:g} free"
+        held = resources.get(name, 0.0)
+        if needed > held + 1e-9:
+            return name, needed, held
     return None
 
 
@@ -53,7 +53,8 @@ class StallWatch:
         if short is None:
             return None
         self._warned = True
+        name, needed, free = short
         return (
-            f"distdqn: warning: no trial has started for {waited:.0f} s: {short} "
-            "(held outside this search, or leaked by Ray: restart the cluster)"
+            f"distdqn: warning: no trial has started for {waited:.0f} s: one trial needs {needed:g} {name} "
+            f"and the Ray cluster has {free:g} free (held outside this search, or leaked by Ray: restart the cluster)"
         )

@@ -33,7 +33,7 @@ from distdqn.networks import build_q_network
 from distdqn.seeding import stream_seed
 from distdqn.storage.checkpoint import adopt_checkpoint
 from distdqn.tools.search_space import ParamSpec, field_exists, plain
-from distdqn.tools.stalled_search import StallWatch
+from distdqn.tools.stalled_search import StallWatch, shortfall
 
 Scheduler = Literal["pbt", "pb2", "asha", "random"]
 METRIC = "eval_return"
@@ -344,14 +344,17 @@ def trial_bundles(config: Config) -> list[dict[str, float]]:
 
 def _check_a_trial_fits(bundles: list[dict[str, float]], nodes: list[Any]) -> None:
     """Tune would wait forever for a trial the cluster cannot hold; say so in one line instead."""
-    for name in sorted({key for bundle in bundles for key in bundle}):
-        needed = sum(bundle.get(name, 0.0) for bundle in bundles)
-        available = sum(node.resources.get(name, 0.0) for node in nodes)
-        if needed > available:
-            raise UserError(
-                f"one trial needs {needed:g} {name} (its driver and, on the ray runtime, every role); "
-                f"the Ray cluster has {available:g}"
-            )
+    totals: dict[str, float] = {}
+    for node in nodes:
+        for name, amount in node.resources.items():
+            totals[name] = totals.get(name, 0.0) + amount
+    short = shortfall(bundles, totals)
+    if short is not None:
+        name, needed, total = short
+        raise UserError(
+            f"one trial needs {needed:g} {name} (its driver and, on the ray runtime, every role); "
+            f"the Ray cluster has {total:g}"
+        )
 
 
 def prepare_tune_dir(run_dir: Path) -> None:
